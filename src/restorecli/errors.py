@@ -1,0 +1,66 @@
+"""Errors a user can act on, each with its own exit code.
+
+Every error is printed as one line (what went wrong, then what to do) and the
+process exits with the code of its class, so scripts can tell a usage mistake
+from a missing checkpoint from a failed image.
+"""
+
+from __future__ import annotations
+
+
+class RestoreError(Exception):
+    """Base class: `str(err)` is the one line shown to the user."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        self.message = message
+        self.hint = hint
+        super().__init__(f"{message}; {hint}" if hint else message)
+
+
+class ImageFailed(RestoreError):
+    """One or more images could not be processed (exit 1)."""
+
+    exit_code = 1
+
+
+class UsageError(RestoreError):
+    """Bad arguments: unknown model, steps out of range, mismatched mask (exit 2)."""
+
+    exit_code = 2
+
+
+class InputError(RestoreError):
+    """An input file is missing, unreadable or not an image (exit 1 after the batch)."""
+
+    exit_code = 1
+
+
+class WeightsError(RestoreError):
+    """A checkpoint is missing, unreadable or does not fit the model (exit 3)."""
+
+    exit_code = 3
+
+
+class WeightsUnavailable(WeightsError):
+    """Weights are not cached and cannot be fetched now (offline, no network) (exit 4)."""
+
+    exit_code = 4
+
+
+class DeviceError(RestoreError):
+    """The requested device or precision is not available (exit 5)."""
+
+    exit_code = 5
+
+
+EXIT_CODES = {
+    0: "every image was restored (or skipped because its output already exists)",
+    1: "some images failed (each is reported; the others were written)",
+    2: "usage error: bad option, unknown model, steps out of range, mask of the wrong size",
+    3: "weights error: a checkpoint is corrupt, fails its checksum or does not fit the model",
+    4: "weights unavailable: not cached and cannot be downloaded now (offline or no network)",
+    5: "device error: the requested device or precision is not available",
+    130: "interrupted (Ctrl-C); finished outputs are kept, no partial file is left",
+}

@@ -1,0 +1,60 @@
+"""The registry: every entry parses, points at a known engine and architecture, and overlays merge."""
+
+from __future__ import annotations
+
+import pytest
+
+from restorecli.engines import ENGINES
+from restorecli.errors import UsageError
+from restorecli.registry import builtin_registry_path, load_registry, parse_registry
+
+
+def test_builtin_registry_is_consistent():
+    reg = load_registry()
+    assert "resshift-realsr-x4-v3" in reg.models
+    assert reg.default_for("sr").name == "resshift-realsr-x4-v3"
+    for spec in reg.models.values():
+        assert spec.method in ENGINES, spec.name
+        assert spec.min_steps <= spec.default_steps <= spec.max_steps, spec.name
+        assert spec.components, spec.name
+        for comp in spec.components.values():
+            assert comp.kind and comp.config, (spec.name, comp.name)
+            if comp.sha256 is not None:
+                assert len(comp.sha256) == 64 and int(comp.sha256, 16) >= 0
+
+
+def test_steps_out_of_range_lists_accepted_values():
+    spec = load_registry().get("resshift-realsr-x4-v3")
+    assert spec.check_steps(None) == spec.trained_steps
+    with pytest.raises(UsageError) as info:
+        spec.check_steps(spec.max_steps + 1)
+    assert info.value.exit_code == 2
+    assert f"{spec.min_steps} to {spec.max_steps}" in str(info.value)
+
+
+def test_unknown_model_is_a_usage_error():
+    with pytest.raises(UsageError, match="restore models"):
+        load_registry().get("no-such-model")
+
+
+def test_overlay_replaces_only_what_it_states(tmp_path):
+    overlay = tmp_path / "weights.toml"
+    overlay.write_text(
+        '[models.resshift-realsr-x4-v3.components.unet]\n'
+        'url = "http://127.0.0.1:9/mirror/unet.pth"\n'
+    )
+    base = load_registry().get("resshift-realsr-x4-v3")
+    spec = load_registry((overlay,)).get("resshift-realsr-x4-v3")
+    assert spec.components["unet"].url == "http://127.0.0.1:9/mirror/unet.pth"
+    assert spec.components["unet"].file == base.components["unet"].file
+    assert spec.components["autoencoder"] == base.components["autoencoder"]
+
+
+def test_component_must_name_a_known_arch():
+    with pytest.raises(UsageError, match="unknown arch"):
+        parse_registry({"models": {"m": {"method": "resshift", "task": "sr", "trained_steps": 1,
+                                          "components": {"unet": {"arch": "nope"}}}}})
+
+
+def test_packaged_registry_exists():
+    assert builtin_registry_path().is_file()
