@@ -136,12 +136,13 @@ def run_task(
     resize: int | None = None,
 ) -> int:
     """Shared body of the task commands: build the engine factory and hand the job to the pipeline."""
-    from .pipeline import JobOptions, run_job
     from .registry import load_registry
     from .runtime import load_engine, resolve_spec
 
     spec = resolve_spec(load_registry(tuple(GLOBAL.registry)), model, task)
     steps = spec.check_steps(steps)
+    shard_range = parse_shard(shard)
+    from .pipeline import JobOptions, run_job
     engines: dict[str | None, object] = {}
 
     def make_engine(dev: str | None):
@@ -159,7 +160,7 @@ def run_task(
 
     opts = JobOptions(
         task=task, inputs=[input], output=output, mask=mask, recursive=recursive,
-        suffix=suffix, ext=ext, quality=quality, overwrite=overwrite, shard=parse_shard(shard),
+        suffix=suffix, ext=ext, quality=quality, overwrite=overwrite, shard=shard_range,
         steps=steps, seed=spec.extra.get("default_seed", 0) if seed is None else seed,
         batch_size=batch_size, tile=tile, tile_overlap=tile_overlap, json=json,
         quiet=quiet, verbose=verbose, devices=parse_devices(devices),
@@ -276,24 +277,10 @@ def convert(
 
 
 def main() -> None:
-    """Console-script entry point: run the app, turning RestoreError into one line and its exit code."""
+    """Console-script entry point. Click handles its own usage errors (exit 2) and typer.Exit;
+    a RestoreError becomes one line on stderr and its own exit code."""
     try:
-        code = app(standalone_mode=False)
+        app()
     except RestoreError as exc:
         err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        err_console.print("interrupted", highlight=False)
-        sys.exit(130)
-    except typer.Exit as exc:  # raised by commands to set the exit code
-        sys.exit(exc.exit_code)
-    except Exception as exc:  # click usage errors
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            sys.exit(2 if isinstance(exc, click.UsageError) else 1)
-        if isinstance(exc, click.exceptions.Abort):
-            sys.exit(130)
-        raise
-    sys.exit(code if isinstance(code, int) else 0)
