@@ -63,4 +63,5 @@ EXIT_CODES = {
     4: "weights unavailable: not cached and cannot be downloaded now (offline or no network)",
     5: "device error: the requested device or precision is not available",
     130: "interrupted (Ctrl-C); finished outputs are kept, no partial file is left",
+    143: "terminated (SIGTERM, e.g. by a scheduler); finished outputs are kept, no partial file is left",
 }

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -32,6 +33,7 @@ class Source:
     filename: str | None = None
     revision: str | None = None
     note: str | None = None
+    endpoint: str | None = None  # hub only: a Hub-compatible server other than $HF_ENDPOINT
 
 
 @dataclass(frozen=True)
@@ -101,6 +103,22 @@ class Registry:
                 "run 'restore models' to list the registered models",
             ) from None
 
+    def resolve(self, model: str | None, task: str) -> ModelSpec:
+        """The model a task command runs: `model` if given (it must serve `task`), else the task's default.
+
+        Needs no torch, so a command can check its weights before the heavy imports.
+        """
+        if model is None:
+            return self.default_for(task)
+        spec = self.get(model)
+        if spec.task != task:
+            others = ", ".join(m.name for m in self.for_task(task)) or "none"
+            raise UsageError(
+                f"model '{model}' does the '{spec.task}' task, not '{task}'",
+                f"use 'restore {spec.task}', or one of: {others}",
+            )
+        return spec
+
     def default_for(self, task: str) -> ModelSpec:
         for spec in self.models.values():
             if task in spec.default_for:
@@ -134,17 +152,41 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _parse_sources(raw: dict[str, Any]) -> tuple[Source, ...]:
+SOURCE_KINDS = ("hub", "url", "manual")
+_HEX40 = re.compile(r"[0-9a-f]{40}")
+
+
+def _parse_sources(where: str, raw: dict[str, Any]) -> tuple[Source, ...]:
+    """`sources = [...]` (tried in order), or the `url = ...` shorthand for one release URL.
+
+    A hub source needs a repo and a pinned revision: a 40-hex commit, or a branch
+    or tag only when the component has a sha256 that pins the content anyway.
+    """
     sources = []
-    for s in raw.get("sources", []):
+    for i, s in enumerate(raw.get("sources", [])):
+        kind = s.get("kind")
+        bad = f"registry: {where} source {i + 1}"
+        if kind not in SOURCE_KINDS:
+            raise UsageError(f"{bad} has kind {kind!r}", f"use one of {', '.join(SOURCE_KINDS)}")
+        if kind == "hub":
+            if not s.get("repo") or not s.get("revision"):
+                raise UsageError(f"{bad} (hub) needs repo and revision", "pin revision to a 40-hex commit id")
+            if not _HEX40.fullmatch(s["revision"]) and not raw.get("sha256"):
+                raise UsageError(
+                    f"{bad} (hub) revision {s['revision']!r} is not a 40-hex commit id",
+                    "pin the commit, or give the component a sha256",
+                )
+        elif not s.get("url") and not (kind == "manual" and s.get("note")):
+            raise UsageError(f"{bad} ({kind}) needs url")
         sources.append(
             Source(
-                kind=s["kind"],
+                kind=kind,
                 url=s.get("url"),
                 repo=s.get("repo"),
                 filename=s.get("filename"),
                 revision=s.get("revision"),
                 note=s.get("note"),
+                endpoint=s.get("endpoint"),
             )
         )
     if not sources and raw.get("url"):
@@ -152,7 +194,7 @@ def _parse_sources(raw: dict[str, Any]) -> tuple[Source, ...]:
     return tuple(sources)
 
 
-def _parse_component(name: str, raw: dict[str, Any], archs: dict[str, Any]) -> ComponentSpec:
+def _parse_component(name: str, raw: dict[str, Any], archs: dict[str, Any], model: str = "") -> ComponentSpec:
     arch_name = raw["arch"]
     if arch_name not in archs:
         raise UsageError(f"registry: component '{name}' names unknown arch '{arch_name}'")
@@ -167,7 +209,7 @@ def _parse_component(name: str, raw: dict[str, Any], archs: dict[str, Any]) -> C
         url=raw.get("url"),
         size=raw.get("size"),
         sha256=raw.get("sha256"),
-        sources=_parse_sources(raw),
+        sources=_parse_sources(f"model '{model}' component '{name}'" if model else f"component '{name}'", raw),
         container=raw.get("container"),
     )
 
@@ -184,7 +226,7 @@ def parse_registry(data: dict[str, Any]) -> Registry:
         try:
             trained = int(raw["trained_steps"])
             components = {
-                cname: _parse_component(cname, craw, archs)
+                cname: _parse_component(cname, craw, archs, name)
                 for cname, craw in raw.get("components", {}).items()
             }
             models[name] = ModelSpec(

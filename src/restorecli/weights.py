@@ -50,10 +50,67 @@ def read_torch_file(path: Path) -> Any:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for corrupt or unsafe files
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if "Weights only load failed" in str(exc) and _unsafe_globals(path):
+            return _load_with_inert_configs(path)
         raise WeightsError(
             f"cannot read checkpoint {path}: {first}",
             "the file is corrupt, truncated, or not a PyTorch weights file",
         ) from None
+
+
+# Training containers (e.g. Lightning `hyper_parameters`) pickle config objects
+# beside the weights. Their classes are not importable here and must never run,
+# so these names are read as `InertObject`s; any other unknown global is refused.
+INERT_GLOBAL_PREFIXES = ("omegaconf.", "typing.")
+INERT_GLOBAL_NAMES = frozenset(
+    f"builtins.{t}" for t in ("dict", "list", "tuple", "set", "int", "float", "str", "bool", "bytes", "object")
+) | {"collections.defaultdict"}
+
+
+class InertObject:
+    """Stand-in for a pickled config object: takes any arguments and state, keeps nothing, runs nothing."""
+
+    __slots__ = ()
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> InertObject:
+        return object.__new__(cls)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def __setstate__(self, state: Any) -> None:
+        pass
+
+
+def _unsafe_globals(path: Path) -> list[str]:
+    """Names of the globals a checkpoint pickles that torch's restricted unpickler does not allow."""
+    try:
+        return list(torch.serialization.get_unsafe_globals_in_checkpoint(str(path)))
+    except Exception:
+        return []
+
+
+def _load_with_inert_configs(path: Path) -> Any:
+    """`torch.load(weights_only=True)` with pickled config classes mapped to `InertObject`.
+
+    torch's restricted unpickler still decides everything else (tensor rebuilds
+    only, APPEND/SETITEM only on real lists and dicts); the mapping only names
+    which inert placeholder a config global becomes, so no code from the file runs.
+    """
+    fix = (
+        "if you trust the file, load it once where its training code is installed and save only the weights: "
+        "ck = torch.load(IN, weights_only=False); torch.save({'state_dict': ck['state_dict']}, OUT)"
+    )
+    names = _unsafe_globals(path)
+    refused = [n for n in names if not (n.startswith(INERT_GLOBAL_PREFIXES) or n in INERT_GLOBAL_NAMES)]
+    if refused:
+        raise WeightsError(f"refusing checkpoint {path}: it pickles {refused[0]}, which is code, not weights", fix)
+    try:
+        with torch.serialization.safe_globals([(InertObject, name) for name in names]):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise WeightsError(f"cannot read checkpoint {path} safely: {first}", fix) from None
 
 
 def strip_prefix(state: Mapping[str, Any], prefix: str) -> dict[str, Any]:

@@ -1,0 +1,231 @@
+"""The Python API: the same jobs as the command line, callable from scripts and cluster frameworks.
+
+`restore(...)` is `restore TASK INPUT OUTPUT` as a function: same discovery,
+naming, skipping, atomic writes and report, and the same results for the same
+seed. `restore_images(...)` restores arrays already in memory. The two
+`*BatchRestorer` classes are ready-made callables for Ray Data's
+`map_batches` (one engine per actor, loaded once); `torchrun` needs no helper,
+only `shard=(RANK, WORLD_SIZE)` (see docs/batch.md).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .engines.base import Engine
+from .errors import ImageFailed, UsageError
+from .pipeline import JobOptions, run_job
+from .report import Report
+
+_engines: dict[tuple[Any, ...], Engine] = {}
+_engines_lock = threading.Lock()
+
+
+def load_model(
+    model: str | None = None,
+    task: str = "sr",
+    *,
+    device: str = "auto",
+    precision: str = "auto",
+    weights: Sequence[str] | None = None,
+    registry_files: Sequence[Path | str] = (),
+    offline: bool = False,
+    cache_dir: Path | None = None,
+) -> Engine:
+    """A ready engine, loaded once per process for the same arguments (later calls reuse it)."""
+    from .runtime import load_engine
+
+    key = (model, task, device, precision, tuple(weights or ()), tuple(map(str, registry_files)), offline,
+           str(cache_dir))
+    with _engines_lock:
+        if key not in _engines:
+            _engines[key] = load_engine(model, task, weights=list(weights) if weights else None, device=device,
+                                        precision=precision, registry_files=[Path(p) for p in registry_files],
+                                        offline=offline, cache_dir=cache_dir)
+        return _engines[key]
+
+
+def _resolve(engine: Engine | None, model: str | None, task: str, steps: int | None, seed: int | None,
+             registry_files: Sequence[Path | str]) -> tuple[int, int]:
+    """(steps, seed) exactly as the CLI picks them for this model."""
+    if engine is not None:
+        spec = engine.spec
+    else:
+        from .registry import load_registry
+
+        spec = load_registry(tuple(Path(p) for p in registry_files)).resolve(model, task)
+    return spec.check_steps(steps), int(spec.extra.get("default_seed", 0) if seed is None else seed)
+
+
+def restore(
+    inputs: str | Path | Sequence[str | Path],
+    output: str | Path | None = None,
+    *,
+    task: str = "sr",
+    model: str | None = None,
+    steps: int | None = None,
+    seed: int | None = None,
+    device: str = "auto",
+    precision: str = "auto",
+    weights: Sequence[str] | None = None,
+    engine: Engine | None = None,
+    registry_files: Sequence[Path | str] = (),
+    offline: bool = False,
+    cache_dir: Path | None = None,
+    quiet: bool = True,
+    console: Any = None,
+    **job_options: Any,
+) -> Report:
+    """Restore files, folders, globs or @lists into `output`, like the `restore TASK` command.
+
+    job_options are the other `JobOptions` fields: mask, recursive, suffix, ext, quality,
+    overwrite, shard=(i, n), batch_size, tile, tile_overlap, devices=["cuda:0", ...],
+    relative_to, verbose, json. `engine` reuses an engine already loaded (e.g. by `load_model`).
+    Returns the Report (records per file, `exit_code`); Ctrl-C re-raises KeyboardInterrupt
+    after the finished files are written.
+    """
+    raw = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
+    unknown = set(job_options) - set(JobOptions.__dataclass_fields__)
+    if unknown:
+        raise TypeError(f"restore() got unexpected option(s): {', '.join(sorted(unknown))}")
+    if engine is not None and job_options.get("devices") and len(job_options["devices"]) > 1:
+        raise UsageError("one engine cannot run on several devices", "pass model= instead of engine=")
+    steps, seed = _resolve(engine, model, task, steps, seed, registry_files)
+
+    def make_engine(dev: str | None) -> Engine:
+        if engine is not None:
+            return engine
+        return load_model(model, task, device=dev or device, precision=precision, weights=weights,
+                          registry_files=registry_files, offline=offline, cache_dir=cache_dir)
+
+    opts = JobOptions(task=task, inputs=[str(p) for p in raw], output=None if output is None else str(output),
+                      steps=steps, seed=seed, quiet=quiet, **job_options)
+    report = run_job(make_engine, opts, console)
+    if report.interrupted is not None:
+        raise KeyboardInterrupt
+    return report
+
+
+def restore_images(
+    images: Sequence[Any],
+    *,
+    engine: Engine | None = None,
+    model: str | None = None,
+    task: str = "sr",
+    steps: int | None = None,
+    seed: int | None = None,
+    device: str = "auto",
+    precision: str = "auto",
+    weights: Sequence[str] | None = None,
+    masks: Sequence[np.ndarray | None] | None = None,
+    tile: int | None = 0,
+    tile_overlap: int = 32,
+    batch_size: int = 1,
+    registry_files: Sequence[Path | str] = (),
+    offline: bool = False,
+) -> list[np.ndarray]:
+    """Restore in-memory images; each result has the input's layout and dtype.
+
+    images: numpy arrays (H, W) or (H, W, C) with C = 1 (gray), 2 (gray + alpha), 3 (RGB) or
+    4 (RGBA), uint8 or uint16, or PIL images. masks: (H, W) arrays (nonzero above 127 of 255,
+    or True, = area to fill) for inpainting/shadow models. Same-size images run in batches of
+    `batch_size`; results do not depend on batching. Raises ImageFailed naming the image index.
+    """
+    from .pixels import array_from_picture, from_tensor, mask_tensor, picture_from_array, to_tensor
+    from .restorer import Restorer
+
+    if engine is None:
+        engine = load_model(model, task, device=device, precision=precision, weights=weights,
+                            registry_files=registry_files, offline=offline)
+    steps, seed = _resolve(engine, model, task, steps, seed, registry_files)
+    restorer = Restorer(engine, steps=steps, seed=seed, tile=tile, overlap=tile_overlap)
+    decoded = [picture_from_array(im) for im in images]
+    tensors = [to_tensor(pic) for pic, _ in decoded]
+    mask_t = [None if masks is None or masks[i] is None else mask_tensor(_mask_bits(masks[i]))
+              for i in range(len(decoded))]
+    for i, (x, m) in enumerate(zip(tensors, mask_t)):
+        if m is not None and m.shape[-2:] != x.shape[-2:]:
+            raise ImageFailed(f"image {i}: mask is {m.shape[-1]}x{m.shape[-2]} but the image is "
+                              f"{x.shape[-1]}x{x.shape[-2]}")
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for i, x in enumerate(tensors):
+        groups.setdefault((*x.shape[-2:], mask_t[i] is not None), []).append(i)
+    results: list[np.ndarray | None] = [None] * len(decoded)
+    for members in groups.values():
+        for start in range(0, len(members), max(1, batch_size)):
+            chunk = members[start:start + max(1, batch_size)]
+            outs = restorer.run([tensors[i] for i in chunk], [mask_t[i] for i in chunk])
+            for i, out in zip(chunk, outs):
+                if isinstance(out, ImageFailed):
+                    raise ImageFailed(f"image {i}: {out}")
+                pic, layout = decoded[i]
+                results[i] = array_from_picture(from_tensor(out, pic), layout)
+    return results  # type: ignore[return-value]
+
+
+def _mask_bits(mask: np.ndarray) -> np.ndarray:
+    arr = np.asarray(mask)
+    if arr.ndim == 3:
+        arr = arr[..., 0]
+    if arr.dtype == bool:
+        return arr
+    if arr.dtype == np.uint16:
+        return arr > 32767
+    if np.issubdtype(arr.dtype, np.floating):
+        return arr > 0.5
+    return arr > 127
+
+
+class FileBatchRestorer:
+    """For `ray.data.Dataset.map_batches`: a batch of {"path": [...]} rows -> files restored into `output`.
+
+    Each actor loads its engine once. Outputs mirror the paths below `input_root`, existing
+    outputs are skipped and writes are atomic, exactly as with the CLI, so a rerun of the whole
+    Ray job resumes. Returns the batch with "output", "status" and "reason" columns added.
+    """
+
+    def __init__(self, output: str | Path, *, input_root: str | Path | None = None, task: str = "sr",
+                 model: str | None = None, engine: Engine | None = None, device: str = "auto",
+                 precision: str = "auto", weights: Sequence[str] | None = None,
+                 registry_files: Sequence[Path | str] = (), **options: Any) -> None:
+        self.output, self.task, self.model = str(output), task, model
+        self.options = dict(options, relative_to=None if input_root is None else str(input_root))
+        self.engine = engine or load_model(model, task, device=device, precision=precision, weights=weights,
+                                           registry_files=registry_files)
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+        paths = [str(p) for p in batch["path"]]
+        report = restore(paths, self.output, task=self.task, model=self.model, engine=self.engine,
+                         **self.options)
+        by_path = {r.path: r for r in report.records}
+        out = dict(batch)
+        out["output"] = np.array([getattr(by_path.get(p), "output", None) or "" for p in paths], dtype=object)
+        out["status"] = np.array([getattr(by_path.get(p), "status", "skipped") for p in paths], dtype=object)
+        out["reason"] = np.array([getattr(by_path.get(p), "reason", None) or "" for p in paths], dtype=object)
+        return out
+
+
+class ImageBatchRestorer:
+    """For `map_batches` over `ray.data.read_images(...)`: restores the "image" column in place."""
+
+    def __init__(self, *, task: str = "sr", model: str | None = None, engine: Engine | None = None,
+                 device: str = "auto", precision: str = "auto", weights: Sequence[str] | None = None,
+                 column: str = "image", **options: Any) -> None:
+        self.task, self.model, self.column, self.options = task, model, column, options
+        self.engine = engine or load_model(model, task, device=device, precision=precision, weights=weights)
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+        outs = restore_images(list(batch[self.column]), engine=self.engine, task=self.task, **self.options)
+        out = dict(batch)
+        if len({o.shape for o in outs}) == 1:
+            out[self.column] = np.stack(outs)
+        else:
+            column = np.empty(len(outs), dtype=object)
+            column[:] = outs
+            out[self.column] = column
+        return out

@@ -1,0 +1,402 @@
+"""DiffIR inference: a 4-step diffusion in a 256-d prior space, then one DIRformer pass.
+
+Per image: prepare the network input (pad; SR x2/x1 pixel-unshuffle; inpainting
+stacks the masked image and the mask), draw the chain's start state (one
+randn(1, 256), made BEFORE the CPEN runs), let the CPEN condense the input into
+c, run the reverse chain t = 3, 2, 1, 0 (denoiser -> x0 estimate; state <-
+coef1[t] * x0 + coef2[t] * state; one more randn(1, 256) per step is drawn and
+thrown away, as the official sampler does), and hand the final state (the IPR)
+to the DIRformer. The task's residual rule, the crop and the clamp finish it.
+
+The random stream per image is therefore exactly the official one after
+`torch.manual_seed(seed)`: five draws of shape (1, 256), the first being the
+start state. Only that first draw changes the result; the others keep later
+images of a shared stream aligned with the official order.
+
+Official quirks kept: BiasFree LayerNorm without mean subtraction, truncated
+FFN width, the denoiser's final LeakyReLU, float32 schedule buffers taken from
+the checkpoint itself, reflect (SR) versus numpy-symmetric (inpainting)
+padding, and the inpainting writer's truncation to 8 bits.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..errors import UsageError, WeightsError
+from ..nets.diffir import (
+    KINDS,
+    SCHEDULE_BUFFERS,
+    DiffIRS2,
+    build_diffir,
+    input_unshuffle,
+    respaced_schedule,
+    trained_schedule,
+)
+from ..registry import ComponentSpec, ModelSpec
+from .base import Engine, StateDict, check_masks, randn
+
+IPR_SHAPE = (1, 256)
+S2_GROUPS = ("G.", "condition.", "denoise.", "diffusion.")
+ALIASES = {"diffusion.model.": "denoise.", "diffusion.condition.": "condition."}
+LIGHTNING_PREFIX = "generator."
+SCHEDULE_RTOL = 1e-6
+
+Trace = Callable[[str, Tensor], None]
+
+
+# ---- checkpoint layouts ------------------------------------------------------------------
+
+def _is_tensor_dict(obj: Any) -> bool:
+    return isinstance(obj, Mapping) and bool(obj) and all(isinstance(v, Tensor) for v in obj.values())
+
+
+def _select_state(obj: Any, what: str) -> dict[str, Tensor]:
+    """The S2 state dict inside one of the accepted containers, or a one-line WeightsError."""
+    hint = f"pass the official DiffIR stage-2 file for '{what}' (see 'restore models')"
+    if isinstance(obj, Mapping) and ("params_ema" in obj or "params" in obj):
+        # BasicSR: inference uses the EMA weights; BasicSR falls back to 'params' when there are none.
+        state = obj["params_ema"] if "params_ema" in obj else obj["params"]
+        if not _is_tensor_dict(state):
+            raise WeightsError("the BasicSR checkpoint's 'params_ema' is not a state dict of tensors", hint)
+        return dict(state)
+    if isinstance(obj, Mapping) and "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
+        # PyTorch Lightning (inpainting): the S2 generator under exactly 'generator.'; 'generatorS1.'
+        # (the stage-1 teacher), discriminators and losses are ignored.
+        inner = obj["state_dict"]
+        state = {k[len(LIGHTNING_PREFIX):]: v for k, v in inner.items() if k.startswith(LIGHTNING_PREFIX)}
+        if not state:
+            raise WeightsError("the Lightning checkpoint holds no 'generator.*' (stage-2 generator) weights", hint)
+        if not all(isinstance(v, Tensor) for v in state.values()):
+            raise WeightsError("the Lightning checkpoint's 'generator.*' entries are not all tensors", hint)
+        return state
+    if _is_tensor_dict(obj):
+        return dict(obj)  # the bare S2 state dict (e.g. params_ema saved alone, or converted to safetensors)
+    raise WeightsError(
+        "not a DiffIR checkpoint: expected a BasicSR {'params', 'params_ema'} dict, a Lightning "
+        "{'state_dict': {'generator.*'}} checkpoint or an S2 state dict",
+        hint,
+    )
+
+
+def canonical_state(obj: Any, config: Mapping[str, Any], what: str = "DiffIR") -> StateDict:
+    """Official container -> the S2 keys the network loads: G.*, condition.*, denoise.*, 12 diffusion buffers.
+
+    The duplicated `diffusion.model.*` / `diffusion.condition.*` copies must
+    equal their twins and are dropped; the schedule buffers are kept (they are
+    what the official sampler multiplies with) after checking they are the
+    config's schedule.
+    """
+    state = _select_state(obj, what)
+    hint = f"pass the official DiffIR stage-2 file for '{what}'"
+    if any(k.startswith("E.") for k in state) and not any(k.startswith("condition.") for k in state):
+        raise WeightsError(
+            "this is a DiffIR stage-1 (teacher, 'E.*' keys) checkpoint, not the stage-2 network", hint
+        )
+    stray = sorted(k for k in state if not k.startswith(S2_GROUPS))
+    if stray:
+        raise WeightsError(f"not a DiffIR stage-2 state dict (unexpected key '{stray[0]}')", hint)
+    out: StateDict = {}
+    for key, value in state.items():
+        alias = next((a for a in ALIASES if key.startswith(a)), None)
+        if alias is None:
+            out[key] = value
+            continue
+        twin = ALIASES[alias] + key[len(alias):]
+        if twin not in state:
+            raise WeightsError(f"checkpoint has '{key}' but not its twin '{twin}'", hint)
+        if not _same(state[twin], value):
+            raise WeightsError(f"the checkpoint's two copies '{key}' and '{twin}' differ", "the file is damaged")
+    _check_schedule(out, config, hint)
+    return out
+
+
+def _same(a: Tensor, b: Tensor) -> bool:
+    """Equal shapes and values (meta tensors, used for full-size layout checks, have no values to compare)."""
+    if a.shape != b.shape:
+        return False
+    return a.is_meta or b.is_meta or torch.equal(a, b)
+
+
+def _check_schedule(state: StateDict, config: Mapping[str, Any], hint: str) -> None:
+    """The file's schedule buffers must be the config's linear schedule (they are all the sampler uses)."""
+    expect = trained_schedule(dict(config))
+    for name in SCHEDULE_BUFFERS:
+        key = f"diffusion.{name}"
+        if key not in state:
+            raise WeightsError(f"checkpoint lacks the schedule buffer '{key}'", hint)
+        want = expect[name]
+        if tuple(state[key].shape) != want.shape:
+            raise WeightsError(
+                f"checkpoint schedule buffer '{key}' has shape {tuple(state[key].shape)}, the registry "
+                f"config's {want.shape[0]}-step schedule needs {want.shape}",
+                "fix 'timesteps' in the registry entry or pass the right file",
+            )
+        if state[key].is_meta:
+            continue
+        have = state[key].detach().double().cpu().numpy()
+        if not np.allclose(have, want.astype(np.float32), rtol=SCHEDULE_RTOL, atol=1e-7):
+            raise WeightsError(
+                f"checkpoint schedule buffer '{key}' is not the linear schedule of the registry config "
+                f"(linear_start={config.get('linear_start')}, linear_end={config.get('linear_end')})",
+                "fix the registry entry's schedule or pass the right file",
+            )
+
+
+# ---- padding -------------------------------------------------------------------------------
+
+def _mirror_index(length: int, pad: int, with_edge: bool, device: torch.device) -> Tensor:
+    """Source indices for padding one axis at its end: numpy 'symmetric' (edge repeated) or 'reflect'."""
+    i = torch.arange(length + pad, device=device)
+    if length == 1:
+        return torch.zeros_like(i)
+    period = 2 * length if with_edge else 2 * length - 2
+    j = i % period
+    mirror = (period - 1 - j) if with_edge else (period - j)
+    return torch.where(j < length, j, mirror)
+
+
+def pad_end(x: Tensor, pad_h: int, pad_w: int, mode: str) -> Tensor:
+    """Pad bottom/right. 'reflect' = F.pad reflect (torch/official SR), 'symmetric' = numpy symmetric (LaMa).
+
+    Pads longer than the side keep mirroring (the official code would fail there).
+    """
+    if mode not in ("reflect", "symmetric"):
+        raise ValueError(f"unknown pad mode {mode!r}")
+    edge = mode == "symmetric"
+    if pad_h:
+        x = x.index_select(-2, _mirror_index(x.shape[-2], pad_h, edge, x.device))
+    if pad_w:
+        x = x.index_select(-1, _mirror_index(x.shape[-1], pad_w, edge, x.device))
+    return x
+
+
+# ---- engine --------------------------------------------------------------------------------
+
+def _available_ram() -> int:
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 8 << 30
+
+
+def chain_timesteps(trained: int, steps: int) -> list[int]:
+    """Kept timesteps (increasing) of a chain of `steps` out of `trained`: all of them, or evenly spread.
+
+    One step keeps t = T-1 (the pure-noise start the network was trained on);
+    more keep both ends, 0 and T-1, and round the points between.
+    """
+    if not 1 <= steps <= trained:
+        raise UsageError(f"{steps} sampling steps requested; the model was trained with {trained}")
+    if steps == trained:
+        return list(range(trained))
+    if steps == 1:
+        return [trained - 1]
+    return sorted({int(v) for v in np.round(np.linspace(0, trained - 1, steps))})
+
+
+class DiffIREngine(Engine):
+    """DiffIR stage-2 models: real-world / GAN SR (x4, x2, x1), motion deblurring, inpainting."""
+
+    method = "diffir"
+
+    def __init__(
+        self,
+        spec: ModelSpec,
+        states: dict[str, StateDict],
+        device: torch.device | str = "cpu",
+        dtype: torch.dtype = torch.float32,
+    ) -> None:
+        super().__init__(spec, states, device, dtype)
+        if len(spec.components) != 1:
+            raise UsageError(f"model '{spec.name}': a DiffIR model has exactly one component")
+        self.comp_name, comp = next(iter(spec.components.items()))
+        self.kind = comp.kind
+        self.config = dict(comp.config)
+        self.task = self.kind.split(".", 1)[1]
+        self.unshuffle = input_unshuffle(self.kind, self.config)
+        if self.task == "sr" and int(self.config.get("scale", 4)) != spec.scale:
+            raise UsageError(
+                f"registry: model '{spec.name}' has scale {spec.scale} but its network config scale "
+                f"{self.config.get('scale', 4)}"
+            )
+        s = spec.sampler
+        self.pad_multiple = int(s.get("pad_multiple", 8 * self.unshuffle))
+        self.pad_mode = str(s.get("pad_mode", "symmetric" if self.task == "inpaint" else "reflect"))
+        self.rounding = str(s.get("output_rounding", "floor" if self.task == "inpaint" else "round"))
+        if self.rounding not in ("round", "floor"):
+            raise UsageError(f"registry: model '{spec.name}' output_rounding must be 'round' or 'floor'")
+        self.min_tile = max(64, self.pad_multiple)
+        self.trace: Trace | None = None  # observer of intermediates (name, tensor); used by tests
+        self.net.G.set_chunk_bytes(self._chunk_bytes())
+
+    # ---- construction -------------------------------------------------------------------
+    @classmethod
+    def build_component(cls, comp: ComponentSpec, device: torch.device | str = "cpu") -> nn.Module:
+        if comp.kind not in KINDS:
+            raise UsageError(f"the diffir engine cannot build component kind '{comp.kind}'")
+        return build_diffir(comp.kind, dict(comp.config), device=device)
+
+    @classmethod
+    def canonicalize(cls, comp: ComponentSpec, obj: Any) -> StateDict:
+        return canonical_state(obj, comp.config, comp.file or comp.name)
+
+    @property
+    def net(self) -> DiffIRS2:
+        return self.nets[self.comp_name]  # type: ignore[return-value]
+
+    # ---- the prior chain -------------------------------------------------------------------
+    def chain(self, steps: int) -> tuple[list[int], Tensor, Tensor]:
+        """(timesteps fed to the denoiser, coef1, coef2) per chain index; the file's buffers when not respaced."""
+        trained = self.net.diffusion.timesteps
+        keep = chain_timesteps(trained, steps)
+        if len(keep) == trained:
+            buffers = self.net.diffusion
+            return keep, buffers.posterior_mean_coef1.float(), buffers.posterior_mean_coef2.float()
+        arrays = respaced_schedule(self.config, keep)
+        coef1 = torch.tensor(arrays["posterior_mean_coef1"], dtype=torch.float32, device=self.device)
+        coef2 = torch.tensor(arrays["posterior_mean_coef2"], dtype=torch.float32, device=self.device)
+        return keep, coef1, coef2
+
+    def _record(self, name: str, value: Tensor) -> None:
+        if self.trace is not None:
+            self.trace(name, value.detach().float().cpu().clone())
+
+    def _draw(self, generators: list[torch.Generator]) -> Tensor:
+        return torch.cat([randn(IPR_SHAPE, g, self.device) for g in generators], dim=0)
+
+    def prior(self, net_in: Tensor, steps: int, generators: list[torch.Generator]) -> Tensor:
+        """The IPR (B, 256): start draw, CPEN, reverse chain with one discarded draw per step."""
+        keep, coef1, coef2 = self.chain(steps)
+        state = self._draw(generators)
+        self._record("noise_0", state)
+        with self.autocast():
+            c = self.net.condition(net_in)
+        c = c.float()
+        self._record("cpen_c", c)
+        self._record("state_0", state)
+        for n, i in enumerate(reversed(range(len(keep)))):
+            t = torch.full((state.shape[0],), keep[i], dtype=torch.long, device=self.device)
+            x0 = self.net.denoise(state, t, c).float()
+            self._record(f"x0_pred_{n}", x0)
+            self._record(f"noise_{n + 1}", self._draw(generators))  # made and discarded, as officially
+            state = coef1[i] * x0 + coef2[i] * state
+            self._record(f"state_{n + 1}", state)
+        self._record("ipr", state)
+        return state
+
+    # ---- inference ---------------------------------------------------------------------------
+    def _prepare(self, images: Tensor, masks: Tensor | None) -> tuple[Tensor, Tensor, Tensor | None]:
+        """(network input, padded image, padded binary mask) on the device."""
+        _, _, h, w = images.shape
+        pad_h, pad_w = -h % self.pad_multiple, -w % self.pad_multiple
+        image = pad_end(images.float().to(self.device), pad_h, pad_w, self.pad_mode)
+        if self.task == "inpaint":
+            assert masks is not None
+            mask = pad_end(masks.float().to(self.device), pad_h, pad_w, self.pad_mode)
+            mask = (mask > 0).float()  # LaMa binarises the mask (read as grey / 255) by > 0
+            return torch.cat([image * (1 - mask), mask], dim=1), image, mask
+        net_in = F.pixel_unshuffle(image, self.unshuffle) if self.unshuffle > 1 else image
+        return net_in, image, None
+
+    @torch.no_grad()
+    def restore(
+        self,
+        images: Tensor,
+        *,
+        steps: int,
+        generators: list[torch.Generator],
+        masks: Tensor | None = None,
+    ) -> Tensor:
+        check_masks(images, masks, needed=self.task == "inpaint")
+        if len(generators) != images.shape[0]:
+            raise ValueError(f"{images.shape[0]} images but {len(generators)} generators")
+        _, _, h, w = images.shape
+        net_in, image, mask = self._prepare(images, masks)
+        self._record("net_input", net_in)
+        ipr = self.prior(net_in, steps, generators)
+        with self.autocast():
+            head = self.net.G(net_in, ipr)
+        head = head.float()
+        del net_in
+        self._record("g_head", head)
+        if self.task == "sr":
+            base = image if self.scale == 1 else F.interpolate(image, scale_factor=self.scale, mode="nearest")
+            out = head.add_(base)
+        elif self.task == "deblur":
+            out = head.add_(image)
+        else:
+            assert mask is not None
+            out = mask * head + (1 - mask) * image
+        self._record("out_raw", out)
+        out = out[:, :, : h * self.scale, : w * self.scale].clamp(0.0, 1.0)
+        if self.rounding == "floor":
+            # The official inpainting writer truncates x*255 to uint8; returning those levels makes a
+            # rounding 8-bit writer store exactly the official values.
+            out = torch.floor(out * 255.0) / 255.0
+        return out.float().cpu()
+
+    # ---- memory -------------------------------------------------------------------------------
+    def _chunk_bytes(self) -> int:
+        """Largest temporary a transformer block makes before computing in pieces (see nets.dirformer)."""
+        if self.device.type == "cuda":
+            free, _ = torch.cuda.mem_get_info(self.device)
+            return int(min(max(free // 32, 64 << 20), 1 << 30))
+        return 256 << 20
+
+    def estimate_bytes(self, height: int, width: int) -> int:
+        """Peak working memory of one image of this size (input pixels), beyond the weights.
+
+        Measured on CPU fp32 with the full-size configs (docs/engines/diffir.md): the
+        widest stage is level 1 of the decoder (2*dim channels at the network input
+        size), which peaks near LEVEL1_MAPS of its feature maps; SR adds the x4 tail.
+        """
+        ph = height + (-height % self.pad_multiple)
+        pw = width + (-width % self.pad_multiple)
+        pixels = ph * pw // (self.unshuffle * self.unshuffle)
+        elem = 4 if self.dtype == torch.float32 else 2
+        width1 = 2 * int(self.config.get("dim", 48))
+        transformer = pixels * width1 * elem * self.LEVEL1_MAPS
+        tail = 0
+        if self.task == "sr":
+            # two shuffled copies of the 4x head at 16x the pixels, plus the output and the residual
+            tail = pixels * 16 * elem * (2 * width1 // 4 + 2 * 3) + min(self._chunk_bytes(), pixels * 16 * width1 * elem)
+        chunks = 3 * self._chunk_bytes()
+        return int(max(transformer, tail) + chunks)
+
+    LEVEL1_MAPS = 7.0
+
+    def _memory_budget(self) -> int:
+        if self.device.type == "cuda":
+            free, _ = torch.cuda.mem_get_info(self.device)
+            return int(free * 0.8)
+        return int(_available_ram() * 0.6)
+
+    def auto_tile(self, height: int, width: int) -> int:
+        """0 (whole image) when it fits the memory budget, else the largest fitting square tile.
+
+        Whole images are preferred: the CPEN and the channel attention see the whole
+        image, so tiles change the result (each tile gets its own prior).
+        """
+        budget = self._memory_budget()
+        if self.estimate_bytes(height, width) <= budget:
+            return 0
+        side = max(height, width)
+        for tile in (2048, 1536, 1280, 1024, 768, 512, 384, 256, 128):
+            if tile < side and self.estimate_bytes(min(tile, height), min(tile, width)) <= budget:
+                return max(tile, self.min_tile)
+        return self.min_tile

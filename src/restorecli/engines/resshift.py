@@ -1,0 +1,383 @@
+"""ResShift (and SinSR one-step) inference: residual shifting in a VQ-GAN latent space.
+
+The chain starts at the latent of the low-quality image plus noise,
+x_T = z_y + kappa * sqrt(eta_T) * eps, and each step replaces x_t by the
+posterior mean between x_t and the network's x_0 estimate, plus noise except
+at the last step. The final latent is snapped to the codebook and decoded.
+
+Faithfulness details copied from the official code (zsyOAOA/ResShift, journal
+branch; wyf0912/SinSR for one-step):
+- the eta schedule is built in float64 and every coefficient is cast to
+  float32 before it touches a tensor, as `_extract_into_tensor` does;
+- fewer steps than trained use the official respacing: keep the timesteps
+  int(T/K * k), rebuild the chain on their etas, and feed the network the
+  original timestep numbers;
+- random draws: one prior draw, then one per step from t=T-1 down to 0 (the
+  t=0 draw is made and thrown away); SinSR makes only the prior draw. Each
+  image draws from its own generator, so batching never changes a result.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..errors import UsageError, WeightsError
+from ..registry import ComponentSpec, ModelSpec
+from ..weights import unwrap_state_dict
+from .base import Engine, StateDict, check_masks, randn
+
+UNET_KIND = "resshift.unet"
+VQ_KIND = "resshift.vq"
+
+
+# ---- schedule ------------------------------------------------------------------
+
+def exponential_sqrt_etas(
+    steps: int, min_noise_level: float, etas_end: float, kappa: float, power: float
+) -> np.ndarray:
+    """sqrt(eta_t) for t = 0..T-1 in float64, the journal code's 'exponential' schedule."""
+    if steps < 2:
+        raise ValueError("the exponential schedule needs at least 2 steps")
+    start = min(min_noise_level / kappa, min_noise_level)
+    increaser = math.exp(1 / (steps - 1) * math.log(etas_end / start))
+    base = np.ones([steps]) * increaser
+    exponent = np.linspace(0, 1, steps, endpoint=True) ** power
+    exponent *= steps - 1
+    return np.power(base, exponent) * start
+
+
+def respaced_timesteps(trained: int, steps: int) -> list[int]:
+    """The official `space_timesteps`: int(T/K * k) for k < K, in increasing order."""
+    if not 1 <= steps <= trained:
+        raise UsageError(f"{steps} sampling steps requested; the model was trained with {trained}")
+    return sorted({int((trained / steps) * k) for k in range(steps)})
+
+
+def _f32(value: float) -> Tensor:
+    """A float64 schedule value as the float32 scalar the official code multiplies with."""
+    return torch.tensor(float(value), dtype=torch.float64).float()
+
+
+@dataclass(frozen=True, eq=False)
+class Schedule:
+    """One (possibly respaced) chain, in float64 as the official code builds it.
+
+    The accessors return float32 scalars, cast from these arrays exactly where
+    the official `_extract_into_tensor` casts them.
+    """
+
+    timesteps: tuple[int, ...]  # original timestep fed to the network, per chain index
+    kappa: float
+    sqrt_etas: np.ndarray
+    etas: np.ndarray
+    etas_prev: np.ndarray
+    alpha: np.ndarray
+    posterior_variance: np.ndarray
+    posterior_log_variance_clipped: np.ndarray
+    posterior_mean_coef1: np.ndarray
+    posterior_mean_coef2: np.ndarray
+
+    @property
+    def length(self) -> int:
+        return len(self.timesteps)
+
+    def prior_scale(self) -> Tensor:
+        """kappa * sqrt(eta) of the last kept timestep."""
+        return _f32((self.kappa * self.sqrt_etas)[-1])
+
+    def input_divisor(self, i: int) -> Tensor:
+        """sqrt(kappa^2 * eta_i + 1), computed in float32 from float32(eta_i) as the official code."""
+        return torch.sqrt(_f32(self.etas[i]) * self.kappa ** 2 + 1)
+
+    def coef_xt(self, i: int) -> Tensor:
+        return _f32(self.posterior_mean_coef1[i])
+
+    def coef_x0(self, i: int) -> Tensor:
+        return _f32(self.posterior_mean_coef2[i])
+
+    def noise_std(self, i: int) -> Tensor:
+        return torch.exp(0.5 * _f32(self.posterior_log_variance_clipped[i]))
+
+
+def build_schedule(sqrt_etas_full: np.ndarray, kappa: float, keep: list[int]) -> Schedule:
+    """The chain on the kept timesteps (all of them when not respaced)."""
+    sqrt_etas = np.asarray([sqrt_etas_full[i] for i in keep], dtype=np.float64)
+    etas = sqrt_etas ** 2
+    etas_prev = np.append(0.0, etas[:-1])
+    alpha = etas - etas_prev
+    variance = kappa ** 2 * etas_prev / etas * alpha
+    # The official code clips the t=0 log variance to the t=1 value; with one step
+    # there is no t=1 (the official code fails there) and t=0 adds no noise anyway.
+    clipped = np.append(variance[1], variance[1:]) if len(variance) > 1 else np.ones(1)
+    return Schedule(
+        timesteps=tuple(int(i) for i in keep),
+        kappa=kappa,
+        sqrt_etas=sqrt_etas,
+        etas=etas,
+        etas_prev=etas_prev,
+        alpha=alpha,
+        posterior_variance=variance,
+        posterior_log_variance_clipped=np.log(clipped),
+        posterior_mean_coef1=etas_prev / etas,
+        posterior_mean_coef2=alpha / etas,
+    )
+
+
+# ---- image helpers -----------------------------------------------------------------
+
+def reflect_pad(x: Tensor, pad_h: int, pad_w: int) -> Tensor:
+    """Reflect-pad bottom/right like F.pad(mode='reflect'), also when the pad exceeds the side.
+
+    Where torch's reflect works (pad < side) this is exactly it; longer pads
+    reflect repeatedly (the official code would fail there).
+    """
+    while pad_h > 0 or pad_w > 0:
+        h, w = x.shape[-2:]
+        step_h = min(pad_h, h - 1) if h > 1 else 0
+        step_w = min(pad_w, w - 1) if w > 1 else 0
+        if step_h == 0 and step_w == 0:  # a side of one pixel cannot reflect: repeat it
+            return F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
+        x = F.pad(x, (0, step_w, 0, step_h), mode="reflect")
+        pad_h -= step_h
+        pad_w -= step_w
+    return x
+
+
+def _available_ram() -> int:
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 8 << 30
+
+
+# ---- engine --------------------------------------------------------------------------
+
+Trace = Callable[[str, Tensor], None]
+
+
+class ResShiftEngine(Engine):
+    """ResShift x4 SR (v1/v2/v3, bicubic), inpainting, face restoration, and SinSR one-step."""
+
+    method = "resshift"
+
+    def __init__(
+        self,
+        spec: ModelSpec,
+        states: dict[str, StateDict],
+        device: torch.device | str = "cpu",
+        dtype: torch.dtype = torch.float32,
+    ) -> None:
+        # Sampler settings are read first so a bad registry entry fails before weights load.
+        self.unet_name = self._component_of_kind(spec, UNET_KIND)
+        self.vq_name = self._component_of_kind(spec, VQ_KIND)
+        s = spec.sampler
+        unet_cfg = spec.components[self.unet_name].config
+        self.kappa = float(s["kappa"])
+        self.trained_steps = int(s["steps"])  # length of the diffusion chain the net was trained on
+        self.one_step = bool(s.get("one_step", False))
+        self.latent_scale = float(s.get("latent_scale", 1.0))
+        self.pad_multiple = int(s.get("pad_multiple", unet_cfg.get("lq_size", 64)))
+        self.uses_mask = bool(unet_cfg.get("cond_mask", False))
+        self.mask_back = bool(s.get("mask_back", True))
+        if s.get("schedule", "exponential") != "exponential":
+            raise UsageError(f"model '{spec.name}': unknown ResShift schedule {s['schedule']!r}")
+        self.sqrt_etas = exponential_sqrt_etas(
+            self.trained_steps, float(s["min_noise_level"]), float(s.get("etas_end", 0.99)),
+            self.kappa, float(s.get("power", 0.3)),
+        )
+        super().__init__(spec, states, device, dtype)
+        # Tiles are padded to the pad multiple anyway; aligned faces must stay whole.
+        self.min_tile = self.pad_multiple
+        self.tileable = spec.task != "face"
+        # Optional observer of every intermediate (name, tensor); used by the conformance tests.
+        self.trace: Trace | None = None
+
+    # ---- construction ----------------------------------------------------
+    @staticmethod
+    def _component_of_kind(spec: ModelSpec, kind: str) -> str:
+        names = [name for name, comp in spec.components.items() if comp.kind == kind]
+        if len(names) != 1:
+            raise UsageError(f"model '{spec.name}' needs exactly one component of kind '{kind}'")
+        return names[0]
+
+    @classmethod
+    def build_component(cls, comp: ComponentSpec, device: torch.device | str = "cpu") -> nn.Module:
+        if comp.kind == UNET_KIND:
+            from ..nets.resshift_unet import build_resshift_unet
+
+            return build_resshift_unet(dict(comp.config), device=device)
+        if comp.kind == VQ_KIND:
+            from ..nets.vqgan import build_vq
+
+            return build_vq(comp.config, device=device)
+        raise UsageError(f"the resshift engine cannot build component kind '{comp.kind}'")
+
+    @classmethod
+    def canonicalize(cls, comp: ComponentSpec, obj: Any) -> StateDict:
+        """Plain or wrapped state dicts (as the official loader accepts); refuse files of the other network."""
+        state = unwrap_state_dict(obj)
+        if comp.kind == VQ_KIND:
+            marker, what = "quantize.embedding.weight", "a ResShift VQ autoencoder"
+        else:
+            marker, what = "input_blocks.0.0.weight", "a ResShift/SinSR UNet"
+        if marker not in state:
+            raise WeightsError(
+                f"the file given for component '{comp.name}' is not {what} checkpoint (no '{marker}')",
+                f"pass the official {comp.file or 'weights file'} for '{comp.name}'",
+            )
+        return state
+
+    # ---- schedule ------------------------------------------------------------
+    def schedule(self, steps: int) -> Schedule:
+        """The chain for `steps` sampling steps (SinSR: the full chain, of which only t=T-1 runs)."""
+        if self.one_step:
+            if steps != 1:
+                raise UsageError(f"model '{self.spec.name}' samples in exactly one step", "use --steps 1")
+            keep = list(range(self.trained_steps))
+        else:
+            keep = respaced_timesteps(self.trained_steps, steps)
+        return build_schedule(self.sqrt_etas, self.kappa, keep)
+
+    # ---- inference -------------------------------------------------------------
+    def _record(self, name: str, value: Tensor) -> None:
+        if self.trace is not None:
+            self.trace(name, value.detach().cpu())
+
+    def _draw(self, shape: tuple[int, ...], generators: list[torch.Generator]) -> Tensor:
+        """One standard-normal draw per image, each from its own generator, stacked as a batch."""
+        return torch.cat([randn((1, *shape), g, self.device) for g in generators], dim=0)
+
+    def _encode(self, y: Tensor) -> Tensor:
+        """Padded low-quality image in [-1, 1] -> latent anchor z_y (bicubic upsampling first for SR)."""
+        if self.scale != 1:
+            y = F.interpolate(y, scale_factor=self.scale, mode="bicubic")
+        with self.autocast():
+            z = self.nets[self.vq_name].encode(y)
+        return z.float() * self.latent_scale
+
+    def _decode(self, z: Tensor) -> Tensor:
+        ae = self.nets[self.vq_name]
+        quantized, index = ae.quantize(z * (1 / self.latent_scale))
+        self._record("quantized", quantized)
+        self._record("code_indices", index)
+        with self.autocast():
+            out = ae.decode_quantized(quantized)
+        out = out.float()
+        self._record("decoder_out", out)
+        return out
+
+    @torch.no_grad()
+    def restore(
+        self,
+        images: Tensor,
+        *,
+        steps: int,
+        generators: list[torch.Generator],
+        masks: Tensor | None = None,
+    ) -> Tensor:
+        check_masks(images, masks, needed=self.uses_mask)
+        if len(generators) != images.shape[0]:
+            raise ValueError(f"{images.shape[0]} images but {len(generators)} generators")
+        chain = self.schedule(steps)
+        batch, _, height, width = images.shape
+        lq01 = images.float()
+        mask01 = None
+        if self.uses_mask:
+            mask01 = masks.float()
+            lq01 = lq01 * (1 - mask01)  # the unknown area is black, as the official training data
+        pad_h = -height % self.pad_multiple
+        pad_w = -width % self.pad_multiple
+        y = reflect_pad(lq01 * 2 - 1, pad_h, pad_w).to(self.device)
+        mask_pm = None
+        if mask01 is not None:
+            mask_pm = reflect_pad(mask01 * 2 - 1, pad_h, pad_w).to(self.device)
+
+        z_y = self._encode(y)
+        self._record("z_y", z_y)
+        latent_shape = tuple(z_y.shape[1:])
+        draws = 0
+
+        def draw() -> Tensor:
+            nonlocal draws
+            noise = self._draw(latent_shape, generators)
+            self._record(f"noise_{draws}", noise)
+            draws += 1
+            return noise
+
+        unet = self.nets[self.unet_name]
+        x = z_y + chain.prior_scale().to(self.device) * draw()
+        order = [chain.length - 1] if self.one_step else list(reversed(range(chain.length)))
+        for call, i in enumerate(order):
+            net_in = x / chain.input_divisor(i).to(self.device)
+            t = torch.full((batch,), chain.timesteps[i], dtype=torch.long, device=self.device)
+            self._record(f"unet_in_{call}", net_in)
+            self._record(f"unet_t_{call}", t)
+            with self.autocast():
+                x0 = unet(net_in, t, lq=y, mask=mask_pm)
+            x0 = x0.float()
+            self._record(f"x0_pred_{call}", x0)
+            if self.one_step:
+                x = x0
+                break
+            noise = draw()  # made at t=0 too, and discarded, to keep the official draw order
+            mean = chain.coef_xt(i).to(self.device) * x + chain.coef_x0(i).to(self.device) * x0
+            x = mean + chain.noise_std(i).to(self.device) * noise if i > 0 else mean
+
+        out = self._decode(x)
+        out = out[:, :, : height * self.scale, : width * self.scale].clamp(-1.0, 1.0) * 0.5 + 0.5
+        if mask01 is not None and self.mask_back:
+            m = mask01.to(self.device)
+            known = y[:, :, :height, :width] * 0.5 + 0.5
+            out = out * m + known * (1 - m)
+        return out.float().cpu()
+
+    # ---- memory ----------------------------------------------------------------------
+    def estimate_bytes(self, height: int, width: int) -> int:
+        """Rough peak working memory of one image (input pixels), dominated by the decoder's top level."""
+        ph = height + (-height % self.pad_multiple)
+        pw = width + (-width % self.pad_multiple)
+        out_px = ph * pw * self.scale * self.scale
+        ae_cfg = self.spec.components[self.vq_name].config
+        dd = ae_cfg["ddconfig"]
+        top = int(dd["ch"]) * int(dd["ch_mult"][0])
+        down = 2 ** (len(dd["ch_mult"]) - 1)
+        unet_ch = int(self.spec.components[self.unet_name].config.get("model_channels", 160))
+        elem = 4 if self.dtype == torch.float32 else 2
+        # Measured on CPU (fp32, full-size networks): the autoencoder peaks at ~8
+        # full-resolution maps of its top width (conv workspace included), the UNet at
+        # ~42-58 latent-size maps of its base width (skips and deeper levels included).
+        return int(out_px * elem * (9 * top + 48 * unet_ch / (down * down)))
+
+    def _memory_budget(self) -> int:
+        if self.device.type == "cuda":
+            free, _ = torch.cuda.mem_get_info(self.device)
+            return int(free * 0.7)
+        return min(int(_available_ram() * 0.6), 12 << 30)
+
+    def auto_tile(self, height: int, width: int) -> int:
+        """0 when the whole image fits the memory budget, else the largest fitting tile (input px)."""
+        if not self.tileable:
+            return 0
+        budget = self._memory_budget()
+        if self.estimate_bytes(height, width) <= budget:
+            return 0
+        for tile in (1024, 768, 512, 384, 256, 192, 128, 64):
+            if tile % self.pad_multiple == 0 and self.estimate_bytes(tile, tile) <= budget:
+                return tile
+        return self.pad_multiple

@@ -1,0 +1,328 @@
+"""The RDDM UNet (Liu et al., CVPR 2024) with the official checkpoint key names.
+
+One `RDDMUnet` is the denoising-diffusion-pytorch style UNet the RDDM code
+trains: weight-standardised 3x3 convolutions with group norm, a sinusoidal
+time embedding that scales and shifts the first block of every residual block,
+linear attention at every resolution and full softmax attention only in the
+middle, where the feature map is smallest. Its input is the diffusion state,
+optionally followed by the degraded image (restoration) and a third condition
+image such as a shadow mask: 3, 6 or 9 channels.
+
+`RDDMUnetRes` is the official `UnetRes` wrapper: `unet0` predicts the residual
+(or the clean image, or the noise for a noise-only model) and, in two-network
+models, `unet1` predicts the noise. Its state dict is what the official
+checkpoints hold under `ema_model.model.`.
+
+Module attribute names are chosen so that `state_dict()` keys equal the
+official ones (`downs.0.2.fn.fn.to_qkv.weight` and so on); the forward pass is
+written independently.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .attention import attention
+
+
+def _eps_for(x: Tensor) -> float:
+    # The official code loosens the epsilon for anything but float32 inputs.
+    return 1e-5 if x.dtype == torch.float32 else 1e-3
+
+
+class WSConv2d(nn.Conv2d):
+    """Conv2d whose kernel is standardised per output channel (zero mean, unit variance) on every call.
+
+    Frozen weights are standardised once and the result is reused until the
+    weight changes (its version counter moves), which saves work per step
+    without changing a single value.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._cache: tuple[tuple[Any, ...], Tensor] | None = None
+
+    def standardized(self, eps: float) -> Tensor:
+        w = self.weight
+        if w.requires_grad and torch.is_grad_enabled():
+            return self._standardize(w, eps)
+        key = (w._version, w.data_ptr(), w.dtype, w.device, eps)
+        if self._cache is None or self._cache[0] != key:
+            with torch.no_grad():
+                self._cache = (key, self._standardize(w, eps))
+        return self._cache[1]
+
+    @staticmethod
+    def _standardize(w: Tensor, eps: float) -> Tensor:
+        dims = tuple(range(1, w.dim()))
+        mean = w.mean(dim=dims, keepdim=True)
+        var = w.var(dim=dims, unbiased=False, keepdim=True)
+        return (w - mean) * (var + eps).rsqrt()
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.conv2d(x, self.standardized(_eps_for(x)), self.bias, self.stride, self.padding,
+                        self.dilation, self.groups)
+
+    def _apply(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        self._cache = None  # device or dtype moves invalidate the cached kernel
+        return super()._apply(fn, *args, **kwargs)
+
+
+class ChannelNorm(nn.Module):
+    """Layer norm across channels at every pixel, with a gain `g` and no bias (official `LayerNorm`)."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.g = nn.Parameter(torch.ones(1, dim, 1, 1))
+
+    def forward(self, x: Tensor) -> Tensor:
+        var = torch.var(x, dim=1, unbiased=False, keepdim=True)
+        mean = torch.mean(x, dim=1, keepdim=True)
+        return (x - mean) * (var + _eps_for(x)).rsqrt() * self.g
+
+
+class PreNormed(nn.Module):
+    """Normalise, then apply `fn` (keys `norm.g`, `fn.*`)."""
+
+    def __init__(self, dim: int, fn: nn.Module) -> None:
+        super().__init__()
+        self.fn = fn
+        self.norm = ChannelNorm(dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fn(self.norm(x))
+
+
+class Skip(nn.Module):
+    """x + fn(x) (keys `fn.*`)."""
+
+    def __init__(self, fn: nn.Module) -> None:
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fn(x) + x
+
+
+class TimeEmbedding(nn.Module):
+    """Sinusoidal features of the (integer or scaled float) time: sin half, then cos half."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.dim = dim
+
+    def forward(self, t: Tensor) -> Tensor:
+        half = self.dim // 2
+        step = math.log(10000) / (half - 1)
+        freqs = torch.exp(torch.arange(half, device=t.device) * -step)
+        args = t[:, None] * freqs[None, :]
+        return torch.cat((args.sin(), args.cos()), dim=-1)
+
+
+class ConvBlock(nn.Module):
+    """WS conv 3x3 -> group norm -> optional (scale + 1, shift) -> SiLU."""
+
+    def __init__(self, dim: int, dim_out: int, groups: int) -> None:
+        super().__init__()
+        self.proj = WSConv2d(dim, dim_out, 3, padding=1)
+        self.norm = nn.GroupNorm(groups, dim_out)
+        self.act = nn.SiLU()
+
+    def forward(self, x: Tensor, scale_shift: tuple[Tensor, Tensor] | None = None) -> Tensor:
+        x = self.norm(self.proj(x))
+        if scale_shift is not None:
+            scale, shift = scale_shift
+            x = x * (scale + 1) + shift
+        return self.act(x)
+
+
+class ResBlock(nn.Module):
+    """Two conv blocks, the first modulated by the time embedding, plus a (1x1 projected) skip."""
+
+    def __init__(self, dim: int, dim_out: int, time_dim: int, groups: int) -> None:
+        super().__init__()
+        self.mlp = nn.Sequential(nn.SiLU(), nn.Linear(time_dim, dim_out * 2))
+        self.block1 = ConvBlock(dim, dim_out, groups)
+        self.block2 = ConvBlock(dim_out, dim_out, groups)
+        self.res_conv: nn.Module = nn.Conv2d(dim, dim_out, 1) if dim != dim_out else nn.Identity()
+
+    def forward(self, x: Tensor, temb: Tensor) -> Tensor:
+        scale, shift = self.mlp(temb)[:, :, None, None].chunk(2, dim=1)
+        h = self.block1(x, (scale, shift))
+        return self.block2(h) + self.res_conv(x)
+
+
+class LinearAttention(nn.Module):
+    """Efficient attention (softmax over features for q, over positions for k), cost linear in pixels."""
+
+    def __init__(self, dim: int, heads: int = 4, dim_head: int = 32) -> None:
+        super().__init__()
+        self.heads = heads
+        self.scale = dim_head ** -0.5
+        hidden = heads * dim_head
+        self.to_qkv = nn.Conv2d(dim, hidden * 3, 1, bias=False)
+        self.to_out = nn.Sequential(nn.Conv2d(hidden, dim, 1), ChannelNorm(dim))
+
+    def forward(self, x: Tensor) -> Tensor:
+        b, _, h, w = x.shape
+        q, k, v = (z.reshape(b, self.heads, -1, h * w) for z in self.to_qkv(x).chunk(3, dim=1))
+        q = q.softmax(dim=-2) * self.scale
+        k = k.softmax(dim=-1)
+        v = v / (h * w)
+        context = torch.einsum("bhdn,bhen->bhde", k, v)
+        out = torch.einsum("bhde,bhdn->bhen", context, q)
+        return self.to_out(out.reshape(b, -1, h, w))
+
+
+class FullAttention(nn.Module):
+    """Multi-head softmax attention over all positions (used once, at the lowest resolution)."""
+
+    def __init__(self, dim: int, heads: int = 4, dim_head: int = 32) -> None:
+        super().__init__()
+        self.heads = heads
+        self.dim_head = dim_head
+        hidden = heads * dim_head
+        self.to_qkv = nn.Conv2d(dim, hidden * 3, 1, bias=False)
+        self.to_out = nn.Conv2d(hidden, dim, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        b, _, h, w = x.shape
+        # (b, heads, positions, dim_head) for q, k and v
+        q, k, v = (z.reshape(b, self.heads, self.dim_head, h * w).transpose(-2, -1)
+                   for z in self.to_qkv(x).chunk(3, dim=1))
+        out = attention(q, k, v, scale=self.dim_head ** -0.5)
+        return self.to_out(out.transpose(-2, -1).reshape(b, -1, h, w))
+
+
+def _linear_attn(dim: int) -> nn.Module:
+    return Skip(PreNormed(dim, LinearAttention(dim)))
+
+
+class RDDMUnet(nn.Module):
+    """One official RDDM `Unet` (learned variance, self-conditioning and random Fourier features off)."""
+
+    def __init__(
+        self,
+        dim: int,
+        dim_mults: tuple[int, ...] | list[int] = (1, 2, 4, 8),
+        channels: int = 3,
+        resnet_block_groups: int = 8,
+        condition: bool = False,
+        input_condition: bool = False,
+        out_dim: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.channels = channels
+        self.in_channels = channels * (1 + int(bool(condition)) + int(bool(input_condition)))
+        self.out_dim = out_dim or channels
+        self.levels = len(dim_mults)
+        dims = [dim, *(dim * m for m in dim_mults)]
+        pairs = list(zip(dims[:-1], dims[1:]))
+        time_dim = dim * 4
+        g = resnet_block_groups
+
+        self.init_conv = nn.Conv2d(self.in_channels, dim, 7, padding=3)
+        self.time_mlp = nn.Sequential(TimeEmbedding(dim), nn.Linear(dim, time_dim), nn.GELU(),
+                                      nn.Linear(time_dim, time_dim))
+        self.downs = nn.ModuleList()
+        for i, (d_in, d_out) in enumerate(pairs):
+            last = i == len(pairs) - 1
+            self.downs.append(nn.ModuleList([
+                ResBlock(d_in, d_in, time_dim, g),
+                ResBlock(d_in, d_in, time_dim, g),
+                _linear_attn(d_in),
+                nn.Conv2d(d_in, d_out, 3, padding=1) if last else nn.Conv2d(d_in, d_out, 4, 2, 1),
+            ]))
+        mid = dims[-1]
+        self.mid_block1 = ResBlock(mid, mid, time_dim, g)
+        self.mid_attn = Skip(PreNormed(mid, FullAttention(mid)))
+        self.mid_block2 = ResBlock(mid, mid, time_dim, g)
+        self.ups = nn.ModuleList()
+        for i, (d_in, d_out) in enumerate(reversed(pairs)):
+            last = i == len(pairs) - 1
+            up: nn.Module = (nn.Conv2d(d_out, d_in, 3, padding=1) if last else
+                             nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"),
+                                           nn.Conv2d(d_out, d_in, 3, padding=1)))
+            self.ups.append(nn.ModuleList([
+                ResBlock(d_out + d_in, d_out, time_dim, g),
+                ResBlock(d_out + d_in, d_out, time_dim, g),
+                _linear_attn(d_out),
+                up,
+            ]))
+        self.final_res_block = ResBlock(dim * 2, dim, time_dim, g)
+        self.final_conv = nn.Conv2d(dim, self.out_dim, 1)
+
+    @property
+    def size_multiple(self) -> int:
+        """Input sides must be a multiple of this (one halving per level but the last)."""
+        return 2 ** (self.levels - 1)
+
+    def forward(self, x: Tensor, time: Tensor) -> Tensor:
+        x = self.init_conv(x)
+        first = x
+        temb = self.time_mlp(time)
+        skips = []
+        for block1, block2, attn, down in self.downs:
+            x = block1(x, temb)
+            skips.append(x)
+            x = attn(block2(x, temb))
+            skips.append(x)
+            x = down(x)
+        x = self.mid_block2(self.mid_attn(self.mid_block1(x, temb)), temb)
+        for block1, block2, attn, up in self.ups:
+            x = block1(torch.cat((x, skips.pop()), dim=1), temb)
+            x = attn(block2(torch.cat((x, skips.pop()), dim=1), temb))
+            x = up(x)
+        x = self.final_res_block(torch.cat((x, first), dim=1), temb)
+        return self.final_conv(x)
+
+
+UNET_KEYS = ("dim", "dim_mults", "channels", "resnet_block_groups", "condition", "input_condition", "out_dim")
+
+
+def unet_kwargs(config: dict[str, Any]) -> dict[str, Any]:
+    """The RDDMUnet arguments in a registry config (other keys, e.g. num_unet, are the wrapper's)."""
+    kwargs = {k: config[k] for k in UNET_KEYS if k in config}
+    if "dim_mults" in kwargs:
+        kwargs["dim_mults"] = tuple(int(m) for m in kwargs["dim_mults"])
+    for flag in ("self_condition", "learned_variance", "learned_sinusoidal_cond", "random_fourier_features"):
+        if config.get(flag):
+            raise ValueError(f"RDDM UNet option {flag}=true is not supported")
+    if config.get("init_dim") not in (None, config.get("dim")):
+        raise ValueError("RDDM UNet init_dim different from dim is not supported")
+    return kwargs
+
+
+class RDDMUnetRes(nn.Module):
+    """Official `UnetRes` with separate networks: `unet0` (residual head) and, if two, `unet1` (noise head)."""
+
+    def __init__(self, num_unet: int = 2, **unet: Any) -> None:
+        super().__init__()
+        if num_unet not in (1, 2):
+            raise ValueError(f"num_unet must be 1 or 2, not {num_unet}")
+        self.num_unet = num_unet
+        self.unet0 = RDDMUnet(**unet)
+        if num_unet == 2:
+            self.unet1 = RDDMUnet(**unet)
+
+    def networks(self) -> tuple[RDDMUnet, RDDMUnet | None]:
+        return self.unet0, getattr(self, "unet1", None)
+
+    def forward(self, x: Tensor, time0: Tensor, time1: Tensor | None = None) -> list[Tensor]:
+        outs = [self.unet0(x, time0)]
+        if self.num_unet == 2:
+            outs.append(self.unet1(x, time0 if time1 is None else time1))
+        return outs
+
+
+def build_unet(config: dict[str, Any]) -> RDDMUnet:
+    return RDDMUnet(**unet_kwargs(config))
+
+
+def build_unetres(config: dict[str, Any]) -> RDDMUnetRes:
+    return RDDMUnetRes(num_unet=int(config.get("num_unet", 2)), **unet_kwargs(config))

@@ -1,0 +1,319 @@
+"""The VQ-GAN autoencoder ResShift diffuses in (the official `VQModelTorch` key layout).
+
+ResShift never quantizes on the way in: the encoder latent of the (upsampled)
+low-quality image is the anchor of the diffusion chain, and only the final
+latent is snapped to the codebook before decoding. So the model exposes
+`encode` (encoder + quant_conv), `quantize` (nearest code) and `decode`
+(quantize + post_quant_conv + decoder) separately.
+
+Parameter names equal the official ones (`encoder.down.0.block.1.conv2.weight`,
+`quantize.embedding.weight`, ...), so official files load without renaming.
+The middle blocks' single-head attention over every latent position goes
+through `nets.attention.attention` (scaled_dot_product_attention), which
+computes the same function as the official explicit softmax without holding
+the (HW x HW) matrix that makes the official code run out of memory on
+large images.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .attention import attention
+
+# Distances are computed for at most this many (position, code) pairs at a time,
+# bounding the (positions x codes) matrix to 256 MiB in fp32.
+_DISTANCE_CHUNK = 1 << 26
+
+
+def _norm(channels: int) -> nn.GroupNorm:
+    return nn.GroupNorm(num_groups=32, num_channels=channels, eps=1e-6, affine=True)
+
+
+def swish(x: Tensor) -> Tensor:
+    """x * sigmoid(x) evaluated as the official code does (F.silu differs in the last bits).
+
+    Bit-equal intermediates keep the comparison with the official outputs tight; at
+    inference the product is taken in place so it costs no extra activation.
+    """
+    gate = torch.sigmoid(x)
+    if torch.is_grad_enabled() and x.requires_grad:
+        return x * gate
+    return gate.mul_(x)
+
+
+def _conv3(cin: int, cout: int) -> nn.Conv2d:
+    return nn.Conv2d(cin, cout, kernel_size=3, stride=1, padding=1)
+
+
+class ResBlock(nn.Module):
+    """GroupNorm-SiLU-conv twice, with a 1x1 shortcut when the width changes (no time embedding)."""
+
+    def __init__(self, cin: int, cout: int) -> None:
+        super().__init__()
+        self.norm1 = _norm(cin)
+        self.conv1 = _conv3(cin, cout)
+        self.norm2 = _norm(cout)
+        self.conv2 = _conv3(cout, cout)
+        if cin != cout:
+            self.nin_shortcut = nn.Conv2d(cin, cout, kernel_size=1)
+        else:
+            self.nin_shortcut = None
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = self.conv1(swish(self.norm1(x)))
+        h = self.conv2(swish(self.norm2(h)))
+        if self.nin_shortcut is not None:
+            x = self.nin_shortcut(x)
+        return x + h
+
+
+class SpatialAttention(nn.Module):
+    """Single-head self-attention over all positions of a feature map (1x1-conv projections)."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.norm = _norm(channels)
+        self.q = nn.Conv2d(channels, channels, kernel_size=1)
+        self.k = nn.Conv2d(channels, channels, kernel_size=1)
+        self.v = nn.Conv2d(channels, channels, kernel_size=1)
+        self.proj_out = nn.Conv2d(channels, channels, kernel_size=1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        b, c, h, w = x.shape
+        y = self.norm(x)
+
+        def tokens(t: Tensor) -> Tensor:  # (B, C, H, W) -> (B, 1, HW, C)
+            # Contiguous channels: with strided inputs the CPU kernel falls back to the
+            # plain path and materialises the (HW x HW) matrix again.
+            return t.reshape(b, c, h * w).transpose(1, 2).contiguous().unsqueeze(1)
+
+        out = attention(tokens(self.q(y)), tokens(self.k(y)), tokens(self.v(y)), scale=c ** -0.5)
+        out = out.squeeze(1).transpose(1, 2).reshape(b, c, h, w)
+        return x + self.proj_out(out)
+
+
+class Downsample(nn.Module):
+    """Stride-2 3x3 conv after padding one pixel on the bottom and right only (as the official code)."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, kernel_size=3, stride=2, padding=0)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.conv(F.pad(x, (0, 1, 0, 1), mode="constant", value=0.0))
+
+
+class Upsample(nn.Module):
+    """Nearest-neighbour x2, then a 3x3 conv."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.conv = _conv3(channels, channels)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
+
+
+class Level(nn.Module):
+    """One resolution of the encoder or decoder: `block.*`, `attn.*`, then an optional resampler."""
+
+    def __init__(self, blocks: list[nn.Module], attns: list[nn.Module]) -> None:
+        super().__init__()
+        self.block = nn.ModuleList(blocks)
+        self.attn = nn.ModuleList(attns)
+
+    def run_blocks(self, h: Tensor) -> Tensor:
+        for i, block in enumerate(self.block):
+            h = block(h)
+            if len(self.attn) > 0:
+                h = self.attn[i](h)
+        return h
+
+
+class Middle(nn.Module):
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.block_1 = ResBlock(channels, channels)
+        self.attn_1 = SpatialAttention(channels)
+        self.block_2 = ResBlock(channels, channels)
+
+    def forward(self, h: Tensor) -> Tensor:
+        return self.block_2(self.attn_1(self.block_1(h)))
+
+
+def _blocks_per_level(num_res_blocks: int | list[int], levels: int) -> list[int]:
+    if isinstance(num_res_blocks, int):
+        return [num_res_blocks] * levels
+    counts = [int(n) for n in num_res_blocks]
+    if len(counts) != levels:
+        raise ValueError(f"num_res_blocks has {len(counts)} entries for {levels} levels")
+    return counts
+
+
+class Encoder(nn.Module):
+    def __init__(
+        self,
+        *,
+        ch: int,
+        ch_mult: list[int],
+        num_res_blocks: int | list[int],
+        in_channels: int,
+        resolution: int,
+        z_channels: int,
+        attn_resolutions: list[int] = (),
+        **_: Any,
+    ) -> None:
+        super().__init__()
+        levels = len(ch_mult)
+        counts = _blocks_per_level(num_res_blocks, levels)
+        self.conv_in = _conv3(in_channels, ch)
+        in_mult = (1, *ch_mult)
+        res = resolution
+        self.down = nn.ModuleList()
+        block_in = ch
+        for i in range(levels):
+            block_in = ch * in_mult[i]
+            block_out = ch * ch_mult[i]
+            blocks, attns = [], []
+            for _ in range(counts[i]):
+                blocks.append(ResBlock(block_in, block_out))
+                block_in = block_out
+                if res in attn_resolutions:
+                    attns.append(SpatialAttention(block_in))
+            level = Level(blocks, attns)
+            if i != levels - 1:
+                level.downsample = Downsample(block_in)
+                res //= 2
+            self.down.append(level)
+        self.mid = Middle(block_in)
+        self.norm_out = _norm(block_in)
+        self.conv_out = _conv3(block_in, z_channels)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = self.conv_in(x)
+        for level in self.down:
+            h = level.run_blocks(h)
+            if hasattr(level, "downsample"):
+                h = level.downsample(h)
+        h = self.mid(h)
+        return self.conv_out(swish(self.norm_out(h)))
+
+
+class Decoder(nn.Module):
+    def __init__(
+        self,
+        *,
+        ch: int,
+        out_ch: int,
+        ch_mult: list[int],
+        num_res_blocks: int | list[int],
+        resolution: int,
+        z_channels: int,
+        attn_resolutions: list[int] = (),
+        **_: Any,
+    ) -> None:
+        super().__init__()
+        levels = len(ch_mult)
+        counts = _blocks_per_level(num_res_blocks, levels)
+        block_in = ch * ch_mult[-1]
+        res = resolution // 2 ** (levels - 1)
+        self.conv_in = _conv3(z_channels, block_in)
+        self.mid = Middle(block_in)
+        ups: list[nn.Module] = []
+        for i in reversed(range(levels)):
+            block_out = ch * ch_mult[i]
+            blocks, attns = [], []
+            for _ in range(counts[i] + 1):
+                blocks.append(ResBlock(block_in, block_out))
+                block_in = block_out
+                if res in attn_resolutions:
+                    attns.append(SpatialAttention(block_in))
+            level = Level(blocks, attns)
+            if i != 0:
+                level.upsample = Upsample(block_in)
+                res *= 2
+            ups.insert(0, level)  # stored lowest index = highest resolution, as the official list
+        self.up = nn.ModuleList(ups)
+        self.norm_out = _norm(block_in)
+        self.conv_out = _conv3(block_in, out_ch)
+
+    def forward(self, z: Tensor) -> Tensor:
+        h = self.mid(self.conv_in(z))
+        for level in reversed(self.up):
+            h = level.run_blocks(h)
+            if hasattr(level, "upsample"):
+                h = level.upsample(h)
+        return self.conv_out(swish(self.norm_out(h)))
+
+
+class VectorQuantizer(nn.Module):
+    """Nearest-codebook lookup; distances as |z|^2 + |e|^2 - 2 z.e in fp32, like the official code.
+
+    The official expression is kept term for term (and the first minimum wins),
+    so ties and near-ties pick the same code as the reference.
+    """
+
+    def __init__(self, n_embed: int, embed_dim: int) -> None:
+        super().__init__()
+        self.embedding = nn.Embedding(n_embed, embed_dim)
+
+    def forward(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        """z: (B, C, H, W) -> (quantized (B, C, H, W) fp32, indices (B*H*W,) in (b, h, w) order)."""
+        b, c, h, w = z.shape
+        flat = z.float().permute(0, 2, 3, 1).reshape(-1, c)
+        codes = self.embedding.weight.float()
+        codes_sq = torch.sum(codes ** 2, dim=1)
+        n = flat.shape[0]
+        rows = max(1, _DISTANCE_CHUNK // codes.shape[0])
+        index = torch.empty(n, dtype=torch.long, device=flat.device)
+        for start in range(0, n, rows):
+            part = flat[start:start + rows]
+            dist = (
+                torch.sum(part ** 2, dim=1, keepdim=True) + codes_sq
+                - 2 * torch.einsum("bd,dn->bn", part, codes.t())
+            )
+            index[start:start + rows] = torch.argmin(dist, dim=1)
+        picked = F.embedding(index, codes)
+        # The official straight-through form z + (e - z); in fp32 it can differ from e by one ulp.
+        picked = flat + (picked - flat)
+        return picked.view(b, h, w, c).permute(0, 3, 1, 2).contiguous(), index
+
+
+class VQAutoencoder(nn.Module):
+    """encoder + quant_conv (encode), quantize + post_quant_conv + decoder (decode)."""
+
+    def __init__(self, ddconfig: dict[str, Any], n_embed: int, embed_dim: int) -> None:
+        super().__init__()
+        if ddconfig.get("double_z", False):
+            raise ValueError("a VQ autoencoder needs ddconfig.double_z = false")
+        if ddconfig.get("padding_mode", "zeros") != "zeros":
+            raise ValueError(f"unsupported ddconfig.padding_mode {ddconfig['padding_mode']!r} (only 'zeros')")
+        self.encoder = Encoder(**ddconfig)
+        self.decoder = Decoder(**ddconfig)
+        self.quantize = VectorQuantizer(n_embed, embed_dim)
+        z = int(ddconfig["z_channels"])
+        self.quant_conv = nn.Conv2d(z, embed_dim, kernel_size=1)
+        self.post_quant_conv = nn.Conv2d(embed_dim, z, kernel_size=1)
+        self.downscale = 2 ** (len(ddconfig["ch_mult"]) - 1)
+
+    def encode(self, x: Tensor) -> Tensor:
+        """Image in [-1, 1] -> continuous latent (no quantization, as ResShift uses it)."""
+        return self.quant_conv(self.encoder(x))
+
+    def decode_quantized(self, quantized: Tensor) -> Tensor:
+        return self.decoder(self.post_quant_conv(quantized.to(self.post_quant_conv.weight.dtype)))
+
+    def decode(self, z: Tensor) -> Tensor:
+        quantized, _ = self.quantize(z)
+        return self.decode_quantized(quantized)
+
+
+def build_vq(config: dict[str, Any], device: torch.device | str = "cpu") -> VQAutoencoder:
+    """Build from a registry config {embed_dim, n_embed, ddconfig}; device='meta' allocates nothing."""
+    with torch.device(device):
+        return VQAutoencoder(dict(config["ddconfig"]), int(config["n_embed"]), int(config["embed_dim"]))

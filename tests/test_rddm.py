@@ -1,0 +1,443 @@
+"""RDDM: networks against the official key layout, schedules and samplers against the official fixtures.
+
+The conformance cases (../shared/conformance/rddm) were produced by the official
+code on CPU fp32 with small random weights in the official checkpoint
+containers; every recorded intermediate (noise, states, raw UNet outputs,
+residual / noise / clean estimates) is compared, not only the final image.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+from cli_helpers import run_cli
+from restorecli.engines.rddm import RDDMEngine, component_state, paper_resize, paper_resize_uint8
+from restorecli.engines.rddm_diffusion import (
+    OBJECTIVES,
+    SCHEDULE_BUFFERS,
+    ddim_sample,
+    ddpm_schedule,
+    interpret,
+    linear_schedule,
+    loss_targets,
+    power_schedule,
+    q_sample,
+    time_pairs,
+)
+from restorecli.errors import UsageError, WeightsError, WeightsUnavailable
+from restorecli.registry import ComponentSpec, ModelSpec, load_registry
+from restorecli.weights import load_component_file
+
+TOL = 1e-4
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """The tiny networks run several times faster single-threaded on a shared 2-core machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def rddm(shared, *parts: str) -> Path:
+    return shared("conformance", "rddm", *parts)
+
+
+def tiny(name: str, dim: int = 8, **sampler: object) -> ModelSpec:
+    """A registered RDDM model with the fixtures' small width (everything else as registered)."""
+    spec = load_registry().get(name)
+    comps = {n: replace(c, config={**c.config, "dim": dim}) for n, c in spec.components.items()}
+    return replace(spec, components=comps, sampler={**spec.sampler, **sampler})
+
+
+def engine_for(spec: ModelSpec, checkpoint: Path) -> RDDMEngine:
+    return RDDMEngine(spec, {"model": load_component_file(spec, "model", checkpoint)})
+
+
+def record(engine: RDDMEngine) -> list[dict]:
+    events: list[dict] = []
+    engine.trace = events.append
+    return events
+
+
+def maxdiff(a: torch.Tensor, b: torch.Tensor) -> float:
+    assert a.shape == b.shape, (a.shape, b.shape)
+    return float((a.double() - b.double()).abs().max())
+
+
+def to_uint8(x01: torch.Tensor) -> torch.Tensor:
+    return (x01 * 255 + 0.5).clamp(0, 255).to(torch.uint8)  # torchvision save_image
+
+
+# ---- networks: full-size key layout -----------------------------------------------------------
+
+FULL = {"rddm-celeba64": "model-100.json", "rddm-derain": "exp2_derain_layout_model-140.json"}
+
+
+@pytest.mark.parametrize("model", sorted(FULL))
+def test_full_size_network_has_the_official_keys(shared, model):
+    info = json.loads(rddm(shared, "keys", FULL[model]).read_text())
+    net = RDDMEngine.build_component(load_registry().get(model).components["model"], device="meta")
+    prefix = "ema_model.model."
+    want = {k[len(prefix):]: v["shape"] for k, v in info["keys"].items() if k.startswith(prefix)}
+    have = {k: list(v.shape) for k, v in net.state_dict().items()}
+    assert have == want
+    assert sum(p.numel() for p in net.parameters()) == info["params"]
+    assert {k for k in info["keys"] if not k.startswith(prefix)} == {f"ema_model.{b}" for b in info["schedule_buffers"]}
+
+
+def meta_container(info: dict) -> dict:
+    """A full-size official Trainer.save container built on the meta device from a key list."""
+    def tensors(keys: dict) -> dict:
+        dtypes = {"float32": torch.float32, "int64": torch.int64}
+        return {k: torch.empty(v["shape"], dtype=dtypes[v["dtype"]], device="meta") for k, v in keys.items()}
+
+    ema = {**tensors(info["ema_other_keys"]), **tensors(info["keys"])}
+    opts = {"opt0": {"state": {}, "param_groups": []}, "opt1": {"state": {}, "param_groups": []}}
+    if "opt0" not in info["container"]:
+        opts = {"opt": {"state": {}, "param_groups": []}}
+    return {"step": 100_000, "model": tensors(info["model_keys"]), **opts, "ema": ema, "scaler": None}
+
+
+@pytest.mark.parametrize("model", sorted(FULL))
+def test_full_size_official_container_converts(shared, model):
+    info = json.loads(rddm(shared, "keys", FULL[model]).read_text())
+    comp = load_registry().get(model).components["model"]
+    state = RDDMEngine.canonicalize(comp, meta_container(info))
+    net = RDDMEngine.build_component(comp, device="meta")
+    assert {k: tuple(v.shape) for k, v in state.items()} == {k: tuple(v.shape) for k, v in net.state_dict().items()}
+    # a one-UNet model refuses a two-UNet file with a one-line reason
+    one = replace(comp, config={**comp.config, "num_unet": 1})
+    with pytest.raises(WeightsError, match="holds 2 UNet"):
+        RDDMEngine.canonicalize(one, meta_container(info))
+
+
+def test_conversion_uses_the_ema_weights_not_the_online_ones(shared):
+    ckpt = torch.load(rddm(shared, "derain", "checkpoint.pth"), weights_only=True)
+    comp = load_registry().get("rddm-derain").components["model"]
+    state = RDDMEngine.canonicalize(comp, ckpt)
+    key = "unet0.init_conv.weight"
+    assert torch.equal(state[key], ckpt["ema"]["ema_model.model." + key])
+    assert not torch.equal(state[key], ckpt["model"]["model." + key])
+    assert not any(k in state for k in SCHEDULE_BUFFERS) and "initted" not in state and "step" not in state
+
+
+def test_other_layouts_are_refused_with_one_line(shared):
+    comp = load_registry().get("rddm-derain").components["model"]
+    ckpt = torch.load(rddm(shared, "derain", "checkpoint.pth"), weights_only=True)
+    shared_encoder = {"ema": {"ema_model.model.init_conv.weight": torch.zeros(1),
+                              "ema_model.model.ups_no_skip.0.0.mlp.1.weight": torch.zeros(1)}}
+    cases = {
+        "no EMA": {k: v for k, v in ckpt.items() if k != "ema"},
+        "shared-encoder": shared_encoder,
+        "not an RDDM": {"conv.weight": torch.zeros(1)},
+        "not hold an RDDM": [1, 2, 3],
+    }
+    for what, obj in cases.items():
+        with pytest.raises(WeightsError, match=what) as err:
+            RDDMEngine.canonicalize(comp, obj)
+        assert "\n" not in str(err.value)
+
+
+# ---- schedules and the time grid ----------------------------------------------------------------
+
+def test_schedules_match_the_official_values(shared):
+    data = json.loads(rddm(shared, "schedule.json").read_text())
+    for scale in ("1", "0.01"):
+        ref, sched = data[f"exp2_sum_scale_{scale}"], linear_schedule(1000, float(scale))
+        for key in ("alphas_cumsum", "betas_cumsum"):
+            np.testing.assert_array_equal(sched.buffers[key].numpy(), np.float32(ref["float32_buffers"][key]))
+    ref, sched = data["exp0_convert_to_ddim"], ddpm_schedule()
+    for key, ref_key in (("alphas_cumsum", "alphas_cumsum"), ("betas2_cumsum", "betas2_cumsum"),
+                         ("betas_cumsum", "betas_cumsum"), ("alphas", "alphas_before_init"),
+                         ("betas2", "betas2_before_init")):
+        np.testing.assert_array_equal(sched.buffers[key].numpy(), np.float32(ref[ref_key]))
+    ref, sched = data["exp6_linspace_power_ratio1"], power_schedule(1000, 1.0)
+    for key in ("alphas", "alphas_cumsum", "betas2", "betas2_cumsum", "betas_cumsum"):
+        np.testing.assert_array_equal(sched.buffers[key].numpy(), np.float32(ref[key]))
+    for steps in (1, 2, 5, 10):
+        grid = data["ddim_time_grids"][f"S={steps}"]
+        assert time_pairs(steps) == list(zip(grid[:-1], grid[1:]))
+
+
+@pytest.mark.parametrize("case,schedule", [("derain", "linear"), ("lowlight_res", "linear"), ("generation", "ddpm")])
+def test_all_twelve_buffers_equal_those_in_the_official_checkpoints(shared, case, schedule):
+    ema = torch.load(rddm(shared, case, "checkpoint.pth"), weights_only=True)["ema"]
+    sched = linear_schedule(1000, 1.0) if schedule == "linear" else ddpm_schedule()
+    for name in SCHEDULE_BUFFERS:
+        assert torch.equal(sched.buffers[name], ema[f"ema_model.{name}"]), name
+
+
+@pytest.mark.parametrize("objective", OBJECTIVES)
+def test_every_objective_recovers_the_clean_image_from_exact_targets(objective):
+    """Outputs equal to the training targets must give back x0, res and eps (for every objective and mode)."""
+    g = torch.Generator().manual_seed(0)
+    x0, x_in = torch.rand(2, 3, 8, 8, generator=g) * 0.9 - 0.45, torch.rand(2, 3, 8, 8, generator=g) * 0.9 - 0.45
+    noise = torch.randn(2, 3, 8, 8, generator=g)
+    sched = linear_schedule()
+    t = torch.tensor([300, 700])
+    x_t = q_sample(x0, x_in - x0, t, noise, sched)
+    outs = loss_targets(objective, x0, x_in, noise) + [None]
+    modes = ("res_noise", "res", "noise") if objective == "pred_res_noise" else ("res_noise",)
+    for mode in modes:
+        res, eps, est = interpret(objective, outs[0], outs[1], x_t, x_in, sched.at("alphas_cumsum", t),
+                                  sched.at("betas_cumsum", t), sched.at("one_minus_alphas_cumsum", t), mode)
+        assert maxdiff(est, x0) < 1e-5 and maxdiff(res, x_in - x0) < 1e-5 and maxdiff(eps, noise) < 1e-4
+
+
+def test_eta_draws_once_per_intermediate_step_and_changes_the_result():
+    sched = linear_schedule()
+    x = torch.zeros(1, 3, 4, 4)
+
+    def predict(img, t):
+        from restorecli.engines.rddm_diffusion import Prediction
+        return Prediction(img * 0.1, img * 0.5, img.clamp(-1, 1))
+
+    draws = []
+
+    def noise_fn(like):
+        draws.append(1)
+        return torch.ones_like(like)
+
+    plain = ddim_sample(predict, x + 1, sched, 5)
+    noisy = ddim_sample(predict, x + 1, sched, 5, eta=1.0, noise_fn=noise_fn)
+    assert len(draws) == 4 and not torch.equal(plain, noisy)
+
+
+# ---- restoration conformance ---------------------------------------------------------------------
+
+RESTORE_CASES = {
+    # case: (registered model, checkpoint folder)
+    "derain": ("rddm-derain", "derain"),
+    "derain_2step": ("rddm-derain", "derain"),
+    "lowlight_res": ("rddm-lowlight", "lowlight_res"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(RESTORE_CASES))
+def test_restoration_matches_the_official_sampler(shared, case):
+    model, ckpt = RESTORE_CASES[case]
+    t = load_file(str(rddm(shared, case, "tensors.safetensors")))
+    steps = json.loads(rddm(shared, case, "case.json").read_text())["sampler"]["steps"]
+    engine = engine_for(tiny(model), rddm(shared, ckpt, "checkpoint.pth"))
+    events = record(engine)
+    out = engine.restore(t["input_01"], steps=steps, generators=[torch.Generator().manual_seed(10)])
+    start, steps_seen = events[0], events[1:]
+    # seed contract: the only draw equals torch.randn(shape) after torch.manual_seed(10)
+    assert torch.equal(start["noise"], t["noise_0"])
+    assert maxdiff(start["x_in"], t["input_pm1"]) <= 1e-6
+    assert maxdiff(start["x_T"], t["x_T"]) <= TOL
+    assert len(steps_seen) == steps
+    for k, ev in enumerate(steps_seen):
+        assert ev["t"] == int(t["step_t"][k, 0])
+        assert torch.equal(ev["pred"].extra["time0"].cpu(), t["step_unet0_time_input"][k])
+        assert maxdiff(ev["state"], t["step_state"][k]) <= TOL
+        assert maxdiff(ev["pred"].extra["unet0"], t["step_unet0_raw"][k]) <= TOL
+        if "step_unet1_raw" in t:
+            assert torch.equal(ev["pred"].extra["time1"].cpu(), t["step_unet1_time_input"][k])
+            assert maxdiff(ev["pred"].extra["unet1"], t["step_unet1_raw"][k]) <= TOL
+        assert maxdiff(ev["pred"].res, t["step_res"][k]) <= TOL
+        assert maxdiff(ev["pred"].eps, t["step_eps"][k]) <= TOL
+        assert maxdiff(ev["pred"].x0, t["step_x0"][k]) <= TOL
+    assert maxdiff(out, t["final_01"]) <= TOL
+    assert maxdiff(to_uint8(out).float(), t["final_uint8"].float()) <= 1
+
+
+def test_one_unet_per_component_layout_runs_the_same(shared):
+    """Bundles of 'restore train rddm' keep unet0 / unet1 as separate 'rddm.unet' components."""
+    t = load_file(str(rddm(shared, "derain_2step", "tensors.safetensors")))
+    base = tiny("rddm-derain")
+    conf = {k: v for k, v in base.components["model"].config.items() if k != "num_unet"}
+    comps = {n: ComponentSpec(n, "rddm.unet", conf) for n in ("unet0", "unet1")}
+    spec = replace(base, components=comps)
+    ckpt = torch.load(rddm(shared, "derain", "checkpoint.pth"), weights_only=True)
+    engine = RDDMEngine(spec, {n: component_state(c, ckpt) for n, c in comps.items()})
+    out = engine.restore(t["input_01"], steps=2, generators=[torch.Generator().manual_seed(10)])
+    assert maxdiff(out, t["final_01"]) <= TOL
+
+
+def test_batch_results_do_not_depend_on_neighbours_and_padding_is_cropped(shared):
+    """Native size: 37x50 runs padded (zeros, bottom/right) to 40x56 and comes back 37x50; per-image seeds."""
+    engine = engine_for(tiny("rddm-lowlight"), rddm(shared, "lowlight_res", "checkpoint.pth"))
+    pixels = np.asarray(Image.open(shared("data", "lowlight", "LOL-eval-low", "1.png")).convert("RGB"))
+    img = torch.from_numpy(pixels[100:137, 200:250].astype(np.float32) / 255).permute(2, 0, 1)[None]
+    other = img.flip(-1)
+    events = record(engine)
+    both = engine.restore(torch.cat([img, other]), steps=2,
+                          generators=[torch.Generator().manual_seed(3), torch.Generator().manual_seed(4)])
+    x_in = events[0]["x_in"]
+    assert x_in.shape[-2:] == (40, 56) and both.shape == (2, 3, 37, 50)
+    assert torch.all(x_in[..., 37:, :] == -1) and torch.all(x_in[..., :, 50:] == -1)
+    engine.trace = None
+    alone = engine.restore(other, steps=2, generators=[torch.Generator().manual_seed(4)])
+    assert maxdiff(both[1:], alone) <= 1e-5
+    assert both.min() >= 0 and both.max() <= 1
+
+
+# ---- generation conformance ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("batch_size", [0, 1])
+def test_generation_matches_the_official_two_loop_sampler(shared, batch_size):
+    t = load_file(str(rddm(shared, "generation", "tensors.safetensors")))
+    engine = engine_for(tiny("rddm-celeba64", image_size=32), rddm(shared, "generation", "checkpoint.pth"))
+    events = record(engine)
+    out = engine.generate(2, steps=10, generator=torch.Generator().manual_seed(10), batch_size=batch_size)
+    assert torch.equal(events[0]["noise"], t["noise_0"])
+    steps_seen = events[1:]
+    assert [(e["loop"], e["step"]) for e in steps_seen] == [(lp, k) for lp in (1, 2) for k in range(10)]
+    for ev in steps_seen:
+        pre, k = f"loop{ev['loop']}_step_", ev["step"]
+        assert ev["t"] == int(t[pre + "t"][k, 0])
+        # FLOAT time inputs: abar_t * 1000 to the residual UNet, bbar_t * 1000 to the noise UNet
+        assert maxdiff(ev["pred"].extra["time0"], t[pre + "unet0_time_input"][k]) <= 1e-4
+        assert maxdiff(ev["pred"].extra["time1"], t[pre + "unet1_time_input"][k]) <= 1e-4
+        for name, got in (("state", ev["state"]), ("unet0_raw", ev["pred"].extra["unet0"]),
+                          ("unet1_raw", ev["pred"].extra["unet1"]), ("res", ev["pred"].res),
+                          ("eps", ev["pred"].eps), ("x0", ev["pred"].x0)):
+            assert maxdiff(got, t[pre + name][k]) <= TOL, (pre + name, k)
+    assert maxdiff(steps_seen[10]["state"], t["loop1_final"]) <= TOL
+    assert maxdiff(out, t["final_01"]) <= TOL
+    assert maxdiff(to_uint8(out).float(), t["final_uint8"].float()) <= 1
+
+
+def test_full_length_sampler_draws_once_per_step():
+    """--steps = T runs the official posterior chain: one initial draw plus one per t > 0."""
+    conf = {"dim": 8, "dim_mults": [1, 2], "channels": 3, "resnet_block_groups": 8, "condition": False,
+            "input_condition": False, "num_unet": 2}
+    spec = ModelSpec("tiny", "rddm", "generate", 1, {"model": ComponentSpec("model", "rddm.unetres", conf)},
+                     {"timesteps": 6, "image_size": 8, "schedule": {"type": "power"}}, 6, 6, 1, 6)
+    net = RDDMEngine.build_component(spec.components["model"])
+    engine = RDDMEngine(spec, {"model": net.state_dict()})
+    gen = torch.Generator().manual_seed(1)
+    out = engine.generate(2, steps=6, generator=gen)
+    ref = torch.Generator().manual_seed(1)
+    for _ in range(6):
+        torch.randn(2, 3, 8, 8, generator=ref)
+    assert torch.equal(gen.get_state(), ref.get_state())
+    assert out.shape == (2, 3, 8, 8) and torch.isfinite(out).all()
+    few = torch.Generator().manual_seed(1)
+    engine.generate(2, steps=3, generator=few)  # eta 0: the initial draw only
+    ref = torch.Generator().manual_seed(1)
+    torch.randn(2, 3, 8, 8, generator=ref)
+    assert torch.equal(few.get_state(), ref.get_state())
+
+
+def test_generation_and_restoration_models_refuse_the_other_job(shared):
+    gen = engine_for(tiny("rddm-celeba64", image_size=32), rddm(shared, "generation", "checkpoint.pth"))
+    with pytest.raises(UsageError, match="generates images"):
+        gen.restore(torch.zeros(1, 3, 8, 8), steps=1, generators=[torch.Generator()])
+    res = engine_for(tiny("rddm-lowlight"), rddm(shared, "lowlight_res", "checkpoint.pth"))
+    with pytest.raises(UsageError, match="does not generate"):
+        res.generate(1, steps=1, generator=torch.Generator())
+
+
+# ---- the paper's 256x256 protocol ----------------------------------------------------------------
+
+def test_resize256_preprocessing_is_the_official_one(shared):
+    t = load_file(str(rddm(shared, "resize256", "tensors.safetensors")))
+    for name in ("a", "b"):
+        padded, resized = paper_resize_uint8(t[f"{name}_input_uint8"].numpy(), 256)
+        np.testing.assert_array_equal(padded, t[f"{name}_padded_uint8"].numpy())
+        np.testing.assert_array_equal(resized, t[f"{name}_resized_uint8"].numpy())
+    x = torch.from_numpy(t["a_input_uint8"].numpy().astype(np.float32) / 255).permute(2, 0, 1)[None]
+    assert torch.equal(paper_resize(x, 256), t["a_resized_01"])
+
+
+def test_resize_option_runs_at_the_paper_size_and_returns_it(shared):
+    engine = engine_for(tiny("rddm-lowlight"), rddm(shared, "lowlight_res", "checkpoint.pth"))
+    assert engine.tileable
+    engine.resize = 64
+    assert not engine.tileable
+    events = record(engine)
+    img = torch.rand(1, 3, 50, 70, generator=torch.Generator().manual_seed(0))
+    out = engine.restore(img, steps=1, generators=[torch.Generator().manual_seed(0)])
+    assert out.shape == (1, 3, 64, 64)
+    assert maxdiff(events[0]["x_in"], paper_resize(img, 64) * 2 - 1) <= 1e-6
+
+
+def test_shadow_model_takes_the_mask_as_a_third_input():
+    spec = tiny("rddm-shadow")
+    conf = {**spec.components["model"].config, "dim_mults": [1, 2]}
+    spec = replace(spec, components={"model": replace(spec.components["model"], config=conf)})
+    net = RDDMEngine.build_component(spec.components["model"])
+    assert net.unet0.init_conv.in_channels == 9
+    engine = RDDMEngine(spec, {"model": net.state_dict()})
+    img = torch.rand(1, 3, 12, 10)
+    with pytest.raises(UsageError, match="needs a mask"):
+        engine.restore(img, steps=1, generators=[torch.Generator()])
+    events = record(engine)
+    mask = torch.zeros(1, 1, 12, 10)
+    mask[..., 2:5, 3:7] = 1
+    out = engine.restore(img, steps=2, generators=[torch.Generator().manual_seed(0)], masks=mask)
+    assert out.shape == (1, 3, 12, 10)
+    seen = events[1]["state"]
+    assert seen.shape[1] == 3  # the state; the UNet input adds the image and the 3-channel [0, 1] mask
+
+
+# ---- registry, weights and the command line ----------------------------------------------------
+
+def test_registry_entries():
+    reg = load_registry()
+    gen = reg.get("rddm-celeba64")
+    assert gen.task == "generate" and gen.origin == "official" and gen.default_steps == 10 and gen.max_steps == 1000
+    assert gen.components["model"].sources[0].url.startswith("https://rec.ustc.edu.cn/share/")
+    for name, task in (("rddm-derain", "derain"), ("rddm-lowlight", "lowlight"), ("rddm-deblur", "deblur"),
+                       ("rddm-shadow", "shadow")):
+        spec = reg.get(name)
+        assert spec.task == task and spec.origin == "user-trained" and spec.min_steps == 1 and spec.max_steps == 1000
+        (src,) = spec.components["model"].sources
+        assert src.kind == "manual" and src.url is None and "no public checkpoint exists" in src.note
+        RDDMEngine.build_component(spec.components["model"], device="meta")
+
+
+def test_restoration_without_weights_says_no_public_checkpoint_exists(tmp_path):
+    from restorecli.fetch import ensure_bundle
+
+    with pytest.raises(WeightsUnavailable, match="no public checkpoint exists") as err:
+        ensure_bundle(load_registry().get("rddm-derain"), cache_dir=tmp_path)
+    assert "--weights" in str(err.value) and "restore convert rddm-derain" in str(err.value)
+
+
+OVERLAY = """
+[arch.rddm-unetres-gen64]
+dim = 8
+[arch.rddm-unetres-restore]
+dim = 8
+[models.rddm-celeba64.sampler]
+image_size = 32
+"""
+
+
+def test_cli_generate_and_derain_reproduce_the_official_outputs(shared, tmp_path):
+    overlay = tmp_path / "overlay.toml"
+    overlay.write_text(OVERLAY)
+    env = {"RESTORECLI_CACHE": str(tmp_path / "cache"), "RESTORECLI_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    gen = load_file(str(rddm(shared, "generation", "tensors.safetensors")))
+    r = run_cli("--registry", str(overlay), "generate", str(tmp_path / "gen"), "--model", "rddm-celeba64", "-n", "2",
+                "--steps", "10", "--seed", "10", "--device", "cpu", "--grid",
+                "--weights", str(rddm(shared, "generation", "checkpoint.pth")), env=env)
+    assert r.returncode == 0, r.stderr.decode()
+    for k in range(2):
+        png = np.asarray(Image.open(tmp_path / "gen" / f"rddm-celeba64_s10_{k:04d}.png"))
+        want = gen["final_uint8"][k].permute(1, 2, 0).numpy()
+        assert np.abs(png.astype(int) - want.astype(int)).max() <= 1
+    assert (tmp_path / "gen" / "grid.png").is_file()
+
+    der = load_file(str(rddm(shared, "derain", "tensors.safetensors")))
+    Image.fromarray(der["input_uint8"][0].permute(1, 2, 0).numpy()).save(tmp_path / "rain.png")
+    r = run_cli("--registry", str(overlay), "derain", str(tmp_path / "rain.png"), str(tmp_path / "clean.png"),
+                "--model", "rddm-derain", "--weights", str(rddm(shared, "derain", "checkpoint.pth")),
+                "--steps", "5", "--seed", "10", "--device", "cpu", env=env)
+    assert r.returncode == 0, r.stderr.decode()
+    png = np.asarray(Image.open(tmp_path / "clean.png"))
+    want = der["final_uint8"][0].permute(1, 2, 0).numpy()
+    assert np.abs(png.astype(int) - want.astype(int)).max() <= 1

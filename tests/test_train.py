@@ -1,0 +1,179 @@
+"""`restore train`: schedule and sampler against the official RDDM fixtures, the objective,
+exact resume, and a tiny end-to-end run through the real CLI (train, save, restore with --weights)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from restorecli import train as T
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Training steps on tiny nets run fastest on one thread, and far faster on a busy shared machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_schedule_matches_official_buffers(shared):
+    data = json.loads((shared("conformance", "rddm") / "schedule.json").read_text())
+    buffers = data["exp2_sum_scale_1"]["float32_buffers"]
+    sched = T.Schedule.make(1000, 1.0)
+    np.testing.assert_array_equal(sched.abar.numpy(), np.array(buffers["alphas_cumsum"], np.float32))
+    np.testing.assert_array_equal(sched.bbar.numpy(), np.array(buffers["betas_cumsum"], np.float32))
+    for steps in (1, 2, 5, 10):
+        grid = data["ddim_time_grids"][f"S={steps}"]
+        assert T.time_pairs(steps) == list(zip(grid[:-1], grid[1:]))
+
+
+class Replay(torch.nn.Module):
+    """Stands in for a UNet: returns recorded outputs in order and records what it was given."""
+
+    def __init__(self, outputs: torch.Tensor) -> None:
+        super().__init__()
+        self.outputs = list(outputs)
+        self.inputs: list[torch.Tensor] = []
+        self.times: list[torch.Tensor] = []
+
+    def forward(self, x, t):
+        self.inputs.append(x.clone())
+        self.times.append(t.clone())
+        return self.outputs.pop(0)
+
+
+@pytest.mark.parametrize("case", ["derain", "derain_2step"])
+def test_validation_sampler_reproduces_official_loop(shared, case):
+    """Fed the official UNet outputs, the training-side sampler walks the same states to the same image."""
+    from safetensors.torch import load_file
+
+    root = shared("conformance", "rddm", case)
+    tensors = load_file(str(root / "tensors.safetensors"))
+    steps = json.loads((root / "case.json").read_text())["sampler"]["steps"]
+    nets = {"unet0": Replay(tensors["step_unet0_raw"]), "unet1": Replay(tensors["step_unet1_raw"])}
+    out = T.sample(nets, "pred_res_noise", T.Schedule.make(), tensors["input_01"], steps=steps,
+                   generator=torch.Generator().manual_seed(10))
+    states = torch.stack([x[:, :3] for x in nets["unet0"].inputs])
+    assert (states - tensors["step_state"]).abs().max() <= 1e-5
+    assert torch.equal(torch.stack(nets["unet0"].times), tensors["step_t"])
+    assert (out - tensors["final_01"]).abs().max() <= 1e-5
+
+
+def test_zero_gate_is_plain_rddm_and_gate_moves_the_estimate():
+    g = torch.Generator().manual_seed(0)
+    x_t, x_in, res, eps = (torch.randn(2, 3, 8, 8, generator=g) for _ in range(4))
+    for a, b in ((0.3, 0.5), (1.0, 1.0), (0.0, 0.05)):
+        abar, bbar = torch.tensor(a), torch.tensor(b)
+        plain = x_t - abar * res - bbar * eps
+        mixed = T.gated_x0(x_t, x_in, res, eps, torch.zeros(2, 1, 8, 8), abar, bbar)
+        assert torch.allclose(mixed, plain, atol=1e-6)
+    # a large positive logit trusts the residual head: x0 -> I_in - res
+    mixed = T.gated_x0(x_t, x_in, res, eps, torch.full((2, 1, 8, 8), 15.0), torch.tensor(0.3), torch.tensor(0.5))
+    assert torch.allclose(mixed, x_in - res, atol=1e-4)
+
+
+class Recorder(torch.nn.Module):
+    def __init__(self, channels: int = 3) -> None:
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(()))
+        self.channels = channels
+        self.seen: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def forward(self, x, t):
+        self.seen.append((x.clone(), t.clone()))
+        return x[:, : self.channels] * self.w
+
+
+def test_training_loss_uses_the_residual_forward_process():
+    """x_t = x0 + abar_t (I_in - x0) + bbar_t eps with t and eps drawn from the run generator, targets res and eps."""
+    cfg = T.TrainConfig(batch_size=2)
+    sched = T.Schedule.make()
+    nets = {"unet0": Recorder(), "unet1": Recorder()}
+    g = torch.Generator().manual_seed(3)
+    clean = torch.rand(2, 3, 16, 16, generator=g)
+    degraded = torch.rand(2, 3, 16, 16, generator=g)
+    loss, parts = T.training_loss(nets, cfg, sched, degraded, clean, torch.Generator().manual_seed(5))
+    g2 = torch.Generator().manual_seed(5)
+    t = torch.randint(0, 1000, (2,), generator=g2)
+    noise = torch.randn(2, 3, 16, 16, generator=g2)
+    x0, x_in = clean * 2 - 1, degraded * 2 - 1
+    abar, bbar = sched.at(t)
+    x_t = x0 + abar * (x_in - x0) + bbar * noise
+    seen_x, seen_t = nets["unet0"].seen[0]
+    assert torch.equal(seen_t, t)
+    assert torch.allclose(seen_x, torch.cat([x_t, x_in], 1), atol=1e-6)
+    # the stand-in outputs zeros, so the L1 terms are the mean magnitudes of the targets
+    assert parts["res"] == pytest.approx(float((x_in - x0).abs().mean()), rel=1e-5)
+    assert parts["eps"] == pytest.approx(float(noise.abs().mean()), rel=1e-5)
+    assert float(loss.detach()) == pytest.approx(parts["res"] + parts["eps"], rel=1e-6)
+
+
+def write_clean_images(folder: Path, count: int = 6, size: int = 48) -> None:
+    """Procedural clean images (smooth colours and edges), so the tests need no data set."""
+    folder.mkdir(parents=True, exist_ok=True)
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    for k in range(count):
+        img = np.stack([np.sin(3 * xx + k) * 0.4 + 0.5, yy * (0.3 + 0.1 * k), (xx > 0.3 + 0.05 * k) * 0.6 + 0.2], 2)
+        Image.fromarray((np.clip(img, 0, 1) * 255).astype(np.uint8)).save(folder / f"img{k}.png")
+
+
+def tiny_config(clean: Path, **kw) -> T.TrainConfig:
+    base = dict(dim=8, dim_mults=(1, 2), batch_size=2, crop=32, iters=4, val_every=0, save_every=2,
+                val_size=32, val_count=1, held_out=0.2, clean=[str(clean)], steps=2, seed=1)
+    base.update(kw)
+    return T.TrainConfig(**base)
+
+
+def test_resume_continues_exactly(tmp_path):
+    write_clean_images(tmp_path / "clean")
+    quiet = lambda _m: None  # noqa: E731
+    full = T.train(tiny_config(tmp_path / "clean"), tmp_path / "full", log=quiet)
+    T.train(tiny_config(tmp_path / "clean"), tmp_path / "half", log=quiet, stop_after=2)
+    resumed = T.train(tiny_config(tmp_path / "clean"), tmp_path / "half", resume=tmp_path / "half" / "last.pt", log=quiet)
+    assert full.step == resumed.step == 4
+    from safetensors.torch import load_file
+
+    a, b = load_file(str(full.bundle)), load_file(str(resumed.bundle))
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    spec = T.bundle_spec(full.bundle)
+    assert spec is not None and spec.method == "rddm" and set(spec.components) == {"unet0", "unet1"}
+
+
+def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "RESTORECLI_OFFLINE": "1", "OMP_NUM_THREADS": "1",
+           "RESTORECLI_CACHE": str(cwd / "cache")}
+    return subprocess.run([sys.executable, "-m", "restorecli", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_train_save_reload_restore_through_cli(tmp_path):
+    """The acceptance path: train a tiny net, then `restore derain --weights` runs the bundle it wrote."""
+    write_clean_images(tmp_path / "clean")
+    r = run_cli("train", "rddm", "--clean", str(tmp_path / "clean"), "-o", str(tmp_path / "run"),
+                "--dim", "8", "--dim-mults", "1,2", "--iters", "3", "--batch-size", "1", "--crop", "32",
+                "--val-every", "0", "--val-size", "32", "--steps", "2", "--device", "cpu", "--half",
+                "--name", "tiny-derain", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    bundle = tmp_path / "run" / "last.safetensors"
+    assert bundle.is_file()
+    with open(tmp_path / "run" / "log.jsonl") as fh:
+        assert json.loads(fh.readlines()[-1])["step"] == 3
+    Image.fromarray(np.full((40, 56, 3), 120, np.uint8)).save(tmp_path / "photo.png")
+    r = run_cli("derain", str(tmp_path / "photo.png"), str(tmp_path / "out.png"), "--weights", str(bundle),
+                "--device", "cpu", "--steps", "2", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    out = np.asarray(Image.open(tmp_path / "out.png"))
+    assert out.shape == (40, 56, 3)
