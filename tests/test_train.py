@@ -177,3 +177,15 @@ def test_train_save_reload_restore_through_cli(tmp_path):
     assert r.returncode == 0, r.stderr
     out = np.asarray(Image.open(tmp_path / "out.png"))
     assert out.shape == (40, 56, 3)
+
+
+def test_optimizer_state_follows_parameter_names():
+    """Resuming into a network that registers the same parameters in another order keeps each moment with its parameter."""
+    a, b = torch.zeros(2), torch.zeros(3)
+    state = {"state": {0: {"exp_avg": torch.ones(2)}, 1: {"exp_avg": torch.ones(3)}},
+             "param_groups": [{"lr": 1e-3, "params": [0, 1]}]}
+    out = T._reorder_opt_state(state, ["n.a", "n.b"], ["n.b", "n.a"])
+    assert out["state"][0]["exp_avg"].shape == b.shape and out["state"][1]["exp_avg"].shape == a.shape
+    assert T._reorder_opt_state(state, None, ["n.a", "n.b"]) is state
+    with pytest.raises(Exception):
+        T._reorder_opt_state(state, ["n.a", "n.b"], ["n.a", "n.c"])

@@ -435,6 +435,7 @@ def train_cmd(
     crop: Annotated[int, typer.Option("--crop", min=16, help="Training crop size (a multiple of 8).")] = 64,
     steps: Annotated[int, typer.Option("--steps", "-s", min=1, help="Sampling steps for validation and the model's default.")] = 5,
     sum_scale: Annotated[float, typer.Option("--sum-scale", help="Noise scale of the schedule (RDDM deraining uses 1).")] = 1.0,
+    t_min: Annotated[int, typer.Option("--t-min", min=0, help="Train only t >= this (e.g. 499: a 1-2 step model); 0 = all t, as RDDM.")] = 0,
     ema_decay: Annotated[float, typer.Option("--ema-decay", help="EMA decay of the saved weights.")] = 0.999,
     amp: Annotated[str, typer.Option("--amp", help="auto (fp16 on CUDA), off, fp16 or bf16.")] = "auto",
     device: Device = "auto",
@@ -472,7 +473,7 @@ def train_cmd(
     cfg = TrainConfig(
         name=name, task=task, objective=objective, dual_output=dual_output, dim=dim, dim_mults=mults,
         loss=loss, lr=lr, lr_min=lr / 10, batch_size=batch_size, iters=iters, crop=crop, steps=steps,
-        sum_scale=sum_scale, ema_decay=ema_decay, amp=amp, seed=seed, degradation=degradation if clean else None,
+        sum_scale=sum_scale, t_min=t_min, ema_decay=ema_decay, amp=amp, seed=seed, degradation=degradation if clean else None,
         degrade_params=_parse_params(param), held_out=held_out, val_every=val_every, val_size=val_size,
         save_every=save_every, time_limit=time_limit, clean=[str(c) for c in clean or []], pairs=pair_list,
     )

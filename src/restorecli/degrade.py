@@ -59,8 +59,8 @@ PARAMS: dict[str, dict[str, tuple]] = {
         "width": ("float", 1.0, 2.2),
         "brightness": ("float", 0.3, 0.85),
         "layers": ("int", 1, 3),
-        "blend": ("choice", ("screen", "add", "max"), (0.7, 0.15, 0.15)),
-        "haze": ("float", 0.0, 0.08),
+        "blend": ("choice", ("screen", "add", "max"), (0.75, 0.2, 0.05)),
+        "haze": ("float", 0.0, 0.03),
     },
     "lowlight": {
         "gamma": ("float", 1.5, 3.0),

@@ -16,7 +16,7 @@ import torch
 from .engines import engine_class
 from .engines.base import Engine
 from .errors import DeviceError, UsageError
-from .registry import ModelSpec, Registry, load_registry
+from .registry import load_registry
 
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
@@ -77,20 +77,6 @@ def pick_dtype(precision: str, device: torch.device) -> torch.dtype:
     return dtype
 
 
-def resolve_spec(registry: Registry, model: str | None, task: str) -> ModelSpec:
-    """The model to run for a task command: --model if given (must serve that task), else the task's default."""
-    if model is None:
-        return registry.default_for(task)
-    spec = registry.get(model)
-    if spec.task != task:
-        others = ", ".join(m.name for m in registry.for_task(task)) or "none"
-        raise UsageError(
-            f"model '{model}' does the '{spec.task}' task, not '{task}'",
-            f"use 'restore {spec.task}', or one of: {others}",
-        )
-    return spec
-
-
 def load_engine(
     model_name: str | None,
     task: str,
@@ -106,7 +92,7 @@ def load_engine(
     from .weights import load_weights
 
     registry = load_registry(tuple(Path(p) for p in registry_files))
-    spec = resolve_spec(registry, model_name, task)
+    spec = registry.resolve(model_name, task)
     if weights and len(weights) == 1:
         # A bundle written by `restore train` carries its own model spec (network size, sampler),
         # which may differ from the registered model it stands in for.

@@ -54,6 +54,7 @@ class TrainConfig:
     timesteps: int = 1000
     sum_scale: float = 1.0
     steps: int = 5  # sampling steps used for validation and recorded as the model's default
+    t_min: int = 0  # train on t in [t_min, T) only: the times a sampler of at most max_steps() steps visits
     loss: str = "l1"
     lr: float = 2e-4
     lr_min: float = 2e-5  # cosine decay to this over `iters`
@@ -85,8 +86,10 @@ class TrainConfig:
             raise UsageError(f"unknown loss '{self.loss}'", "use l1 or l2")
         if self.batch_size < 1 or self.iters < 1:
             raise UsageError("--batch-size and --iters must be at least 1")
-        if not 1 <= self.steps <= self.timesteps:
-            raise UsageError(f"--steps must be 1..{self.timesteps}")
+        if not 0 <= self.t_min < self.timesteps:
+            raise UsageError(f"--t-min must be 0..{self.timesteps - 1}")
+        if not 1 <= self.steps <= self.max_steps():
+            raise UsageError(f"--steps must be 1..{self.max_steps()}" + (f" with --t-min {self.t_min}" if self.t_min else ""))
         if self.dim % self.resnet_block_groups:
             raise UsageError(f"--dim {self.dim} must be a multiple of the group-norm groups ({self.resnet_block_groups})")
         self.dim_mults = tuple(int(m) for m in self.dim_mults)
@@ -96,6 +99,19 @@ class TrainConfig:
     def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
+
+    def max_steps(self) -> int:
+        """Most sampling steps whose grid stays at t >= t_min (all of them when t_min = 0).
+
+        The official grid for S steps visits t = int(k*T/S - 1) for k = S..1 and
+        then returns the clean estimate, so t_min = 499 allows 1 and 2 steps.
+        """
+        if self.t_min == 0:
+            return self.timesteps
+        steps = 1
+        while steps < self.timesteps and time_pairs(steps + 1, self.timesteps)[-1][0] >= self.t_min:
+            steps += 1
+        return steps
 
     @property
     def components(self) -> tuple[str, ...]:
@@ -188,7 +204,7 @@ def model_spec(cfg: TrainConfig, *, origin: str = "user-trained") -> ModelSpec:
         trained_steps=cfg.steps,
         default_steps=cfg.steps,
         min_steps=1,
-        max_steps=cfg.timesteps,
+        max_steps=cfg.max_steps(),
         origin=origin,
         description=f"RDDM {cfg.task} model trained with 'restore train rddm' ({cfg.objective}, dim {cfg.dim})",
     )
@@ -256,7 +272,7 @@ def training_loss(
     x_in = degraded * 2 - 1
     res = x_in - x0
     b = x0.shape[0]
-    t = torch.randint(0, cfg.timesteps, (b,), generator=generator).to(device)
+    t = torch.randint(cfg.t_min, cfg.timesteps, (b,), generator=generator).to(device)
     noise = torch.randn(x0.shape, generator=generator).to(device)
     abar, bbar = sched.at(t)
     x_t = x0 + abar * res + bbar * noise
@@ -503,6 +519,26 @@ def pick_amp(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
     raise UsageError(f"--amp {cfg.amp} is not understood", "use auto, off, fp16 or bf16")
 
 
+def _reorder_opt_state(state: dict[str, Any], saved: list[str] | None, current: list[str]) -> dict[str, Any]:
+    """Optimizer state indexed by the current parameter order.
+
+    torch keys optimizer state by parameter position, so a network whose modules
+    are registered in another order (same names) would get its moments swapped;
+    checkpoints record the parameter names to map them back.
+    """
+    if not saved or saved == current:
+        return state
+    if sorted(saved) != sorted(current):
+        raise UsageError("the checkpoint's parameters do not match the network", "resume with the same options")
+    where = {name: i for i, name in enumerate(saved)}
+    old = state["state"]
+    new_state = {i: old[where[name]] for i, name in enumerate(current) if where[name] in old}
+    groups = [dict(g, params=list(range(len(current)))) for g in state["param_groups"]]
+    if len(groups) != 1:
+        raise UsageError("cannot remap a checkpoint with several parameter groups")
+    return {"state": new_state, "param_groups": groups}
+
+
 @dataclass
 class TrainResult:
     bundle: Path
@@ -536,6 +572,7 @@ def train(
     for net in nets.values():
         net.train()
     params = [p for net in nets.values() for p in net.parameters()]
+    param_names = [f"{n}.{k}" for n, net in nets.items() for k, _ in net.named_parameters()]
     opt = torch.optim.Adam(params, lr=cfg.lr, betas=cfg.adam_betas)
     amp_dtype = pick_amp(cfg, device)
     scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
@@ -553,7 +590,7 @@ def train(
         for name, net in nets.items():
             net.load_state_dict(ckpt["nets"][name])
         ema.load(ckpt["ema"])
-        opt.load_state_dict(ckpt["opt"])
+        opt.load_state_dict(_reorder_opt_state(ckpt["opt"], ckpt.get("param_names"), param_names))
         if ckpt.get("scaler"):
             scaler.load_state_dict(ckpt["scaler"])
         step = int(ckpt["step"])
@@ -580,7 +617,7 @@ def train(
         data = {
             "step": step, "config": asdict(cfg), "best_psnr": best_psnr,
             "nets": {k: v.state_dict() for k, v in nets.items()}, "ema": ema.state(),
-            "opt": opt.state_dict(), "scaler": scaler.state_dict() if scaler.is_enabled() else {},
+            "opt": opt.state_dict(), "param_names": param_names, "scaler": scaler.state_dict() if scaler.is_enabled() else {},
             "rng_numpy": json.dumps(rng.bit_generator.state), "rng_torch": gen.get_state(),
         }
         tmp = out_dir / "last.pt.tmp"

@@ -83,7 +83,8 @@ class RDDMConfig:
         condition = bool(s.get("condition", spec.task != "generate"))
         objective = s.get("objective", "pred_res_noise")
         if objective not in OBJECTIVES:
-            raise UsageError(f"model '{spec.name}': unknown RDDM objective '{objective}'", f"use one of {', '.join(OBJECTIVES)}")
+            raise UsageError(f"model '{spec.name}': unknown RDDM objective '{objective}'",
+                             f"use one of {', '.join(OBJECTIVES)}")
         time_input = s.get("time_input", "int")
         if time_input not in ("int", "scaled"):
             raise UsageError(f"model '{spec.name}': time_input must be 'int' or 'scaled', not '{time_input}'")
@@ -137,7 +138,7 @@ def unetres_state(obj: Any) -> StateDict:
     'initted', 'step' and the online copy are dropped: the schedule is rebuilt
     from the registry config.
     """
-    hint = "pass an RDDM checkpoint written by the official Trainer.save (model-N.pt) or a bundle from 'restore convert'"
+    hint = "pass an RDDM checkpoint written by the official Trainer.save (model-N.pt) or a converted bundle"
     if isinstance(obj, Mapping) and "ema" in obj:
         obj = obj["ema"]
         if not isinstance(obj, Mapping) or not any(str(k).startswith(EMA_PREFIX) for k in obj):
@@ -263,7 +264,8 @@ class RDDMEngine(Engine):
     def build_component(cls, comp: ComponentSpec, device: torch.device | str = "cpu") -> nn.Module:
         builders = {UNETRES_KIND: build_unetres, UNET_KIND: build_unet}
         if comp.kind not in builders:
-            raise UsageError(f"the rddm engine cannot build component kind '{comp.kind}'", f"use one of {', '.join(KINDS)}")
+            raise UsageError(f"the rddm engine cannot build component kind '{comp.kind}'",
+                             f"use one of {', '.join(KINDS)}")
         try:
             with torch.device(device):
                 return builders[comp.kind](dict(comp.config))
@@ -356,7 +358,8 @@ class RDDMEngine(Engine):
             out0 = out1 = None
             if cfg.objective in ("pred_res", "pred_noise"):
                 # a one-network model: in scaled-time models it gets the time of what it predicts
-                out0 = run(self.unet0, net_in, time1 if cfg.objective == "pred_noise" else time0)  # type: ignore[arg-type]
+                own_time = time1 if cfg.objective == "pred_noise" else time0
+                out0 = run(self.unet0, net_in, own_time)  # type: ignore[arg-type]
             else:
                 if cfg.needs_residual_net:
                     out0 = run(self.unet0, net_in, time0)  # type: ignore[arg-type]
@@ -411,7 +414,8 @@ class RDDMEngine(Engine):
         x = images.float()
         cond = None
         if cfg.input_condition:
-            cond = masks.float().expand(-1, 3, -1, -1) if masks.shape[1] == 1 else masks.float()  # type: ignore[union-attr]
+            assert masks is not None  # check_masks made sure
+            cond = masks.float().expand(-1, 3, -1, -1) if masks.shape[1] == 1 else masks.float()
         if self._resize is not None:
             x = paper_resize(x, self._resize)
             cond = paper_resize(cond, self._resize) if cond is not None else None

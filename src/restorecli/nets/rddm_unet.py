@@ -31,7 +31,9 @@ from .attention import attention
 
 
 def _eps_for(x: Tensor) -> float:
-    # The official code loosens the epsilon for anything but float32 inputs.
+    # The official code loosens the epsilon for anything but float32. It is keyed on the
+    # parameter here, not the input: under autocast the weights stay float32 and the
+    # normalisation is computed in float32, so the fp32 epsilon keeps fp16 runs close to fp32.
     return 1e-5 if x.dtype == torch.float32 else 1e-3
 
 
@@ -65,7 +67,7 @@ class WSConv2d(nn.Conv2d):
         return (w - mean) * (var + eps).rsqrt()
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.conv2d(x, self.standardized(_eps_for(x)), self.bias, self.stride, self.padding,
+        return F.conv2d(x, self.standardized(_eps_for(self.weight)), self.bias, self.stride, self.padding,
                         self.dilation, self.groups)
 
     def _apply(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
@@ -81,9 +83,12 @@ class ChannelNorm(nn.Module):
         self.g = nn.Parameter(torch.ones(1, dim, 1, 1))
 
     def forward(self, x: Tensor) -> Tensor:
+        dtype = x.dtype
+        if self.g.dtype == torch.float32:
+            x = x.float()  # reduced-precision activations are normalised in float32
         var = torch.var(x, dim=1, unbiased=False, keepdim=True)
         mean = torch.mean(x, dim=1, keepdim=True)
-        return (x - mean) * (var + _eps_for(x)).rsqrt() * self.g
+        return ((x - mean) * (var + _eps_for(self.g)).rsqrt() * self.g).to(dtype)
 
 
 class PreNormed(nn.Module):
