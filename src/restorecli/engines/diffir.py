@@ -324,7 +324,8 @@ class DiffIREngine(Engine):
             t = torch.full((state.shape[0],), keep[i], dtype=torch.long, device=self.device)
             x0 = self.net.denoise(state, t, c).float()
             self._record(f"x0_pred_{n}", x0)
-            self._record(f"noise_{n + 1}", self._draw(generators))  # made and discarded, as officially
+            discarded = self._draw(generators)  # made and thrown away, as the official p_sample does
+            self._record(f"noise_{n + 1}", discarded)
             state = coef1[i] * x0 + coef2[i] * state
             self._record(f"state_{n + 1}", state)
         self._record("ipr", state)

@@ -1,0 +1,55 @@
+"""Device and precision choices, and the shared attention's fast and reference paths."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from restorecli.errors import DeviceError, UsageError
+from restorecli.nets.attention import attention, is_reference, reference_mode
+from restorecli.runtime import pick_device, pick_dtype
+
+
+def test_cpu_and_auto_devices():
+    assert pick_device("cpu") == torch.device("cpu")
+    assert pick_device("auto").type in {"cpu", "cuda", "mps"}
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU message")
+@pytest.mark.parametrize("choice", ["0", "cuda", "cuda:0", "cuda:1"])
+def test_gpu_ids_are_gpus_not_no_gpu(choice):
+    # "0" means the first GPU (never "no GPU"); without CUDA it is a device error (exit 5).
+    with pytest.raises(DeviceError) as info:
+        pick_device(choice)
+    assert info.value.exit_code == 5 and "CUDA is not available" in str(info.value)
+
+
+def test_unknown_device_is_a_usage_error():
+    with pytest.raises(UsageError):
+        pick_device("tpu")
+
+
+def test_precision_defaults_and_refusals():
+    cpu = torch.device("cpu")
+    assert pick_dtype("auto", cpu) == torch.float32  # never fp16 by default on the CPU
+    assert pick_dtype("bf16", cpu) == torch.bfloat16
+    assert pick_dtype("auto", torch.device("cuda", 0)) == torch.float16
+    with pytest.raises(DeviceError, match="fp16 is not supported on the CPU"):
+        pick_dtype("fp16", cpu)
+    with pytest.raises(UsageError):
+        pick_dtype("fp8", cpu)
+
+
+def test_fast_attention_equals_reference():
+    gen = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(2, 4, 64, 32, generator=gen) for _ in range(3))
+    mask = torch.zeros(64, 64)
+    mask[:, 32:] = -100.0
+    fast = attention(q, k, v, mask)
+    with reference_mode():
+        assert is_reference()
+        ref = attention(q, k, v, mask)
+    assert not is_reference()
+    assert (fast - ref).abs().max() < 1e-5
+    # The mask really is applied: without it the result moves.
+    assert (attention(q, k, v) - ref).abs().max() > 1e-2
