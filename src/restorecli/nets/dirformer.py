@@ -79,6 +79,20 @@ def _modulate(x: Tensor, kernel: nn.Module, ipr: Tensor) -> Tensor:
     return x.mul_(k[:, :c]).add_(k[:, c:])
 
 
+def _pointwise(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+    """A 1x1 convolution as one batched GEMM on the NCHW map: (B, O, HW) = W (O, C) @ x (B, C, HW)."""
+    b, c, h, w = x.shape
+    out = torch.matmul(weight.reshape(weight.shape[0], c).to(x.dtype), x.reshape(b, c, h * w))
+    if bias is not None:
+        out.add_(bias.to(out.dtype).view(1, -1, 1))
+    return out.view(b, -1, h, w)
+
+
+def _l2_normalize(x: Tensor, eps: float = 1e-12) -> Tensor:
+    """F.normalize(x, dim=-1) computed in place (the same division, without a second full-size tensor)."""
+    return x.div_(x.norm(dim=-1, keepdim=True).clamp_min(eps))
+
+
 class PriorAttention(nn.Module):
     """IPR-modulated multi-head transposed attention (channels attend to channels)."""
 
@@ -93,14 +107,17 @@ class PriorAttention(nn.Module):
         self.chunk_bytes = DEFAULT_CHUNK_BYTES
 
     def _projection(self, x: Tensor, part: int | None) -> Tensor:
-        """q, k or v (part 0, 1, 2) alone, or all three (None): 1x1 conv then depthwise 3x3."""
+        """q, k or v (part 0, 1, 2) alone, or all three (None): 1x1 conv then depthwise 3x3.
+
+        The single-part path multiplies the weight rows straight into the NCHW map
+        (a GEMM; no reordered copy of `x` per call) and convolves only those channels.
+        """
         if part is None:
             return self.qkv_dwconv(self.qkv(x))
-        c = x.shape[1]
+        b, c, h, w = x.shape
         rows = slice(part * c, (part + 1) * c)
-        w_bias = None if self.qkv.bias is None else self.qkv.bias[rows]
+        y = _pointwise(x, self.qkv.weight[rows], None if self.qkv.bias is None else self.qkv.bias[rows])
         d_bias = None if self.qkv_dwconv.bias is None else self.qkv_dwconv.bias[rows]
-        y = F.conv2d(x, self.qkv.weight[rows], w_bias)
         return F.conv2d(y, self.qkv_dwconv.weight[rows], d_bias, padding=1, groups=c)
 
     def forward(self, x: Tensor, ipr: Tensor) -> Tensor:
@@ -113,8 +130,8 @@ class PriorAttention(nn.Module):
             q, k, v = self._projection(x, None).chunk(3, dim=1)
         q = q.reshape(b, self.heads, c // self.heads, h * w)
         k = k.reshape(b, self.heads, c // self.heads, h * w)
-        q = F.normalize(q, dim=-1)
-        k = F.normalize(k, dim=-1)
+        q = _l2_normalize(q)
+        k = _l2_normalize(k)
         attn = (q @ k.transpose(-2, -1)) * self.temperature.to(q.dtype)
         del q, k
         attn = attn.softmax(dim=-1)
@@ -143,8 +160,11 @@ class PriorFeedForward(nn.Module):
         x = _modulate(x, self.kernel, ipr)
         b, _, h, w = x.shape
         per_channel = b * h * w * x.element_size()
-        group = max(1, min(self.hidden, self.chunk_bytes // max(1, 4 * per_channel)))
-        if group >= self.hidden:
+        # A group's temporaries are ~4 maps of its width; let them reach 1.5 maps of the block
+        # width, the level the attention peaks at anyway, so a group never gets tiny (<= 6 passes).
+        room = max(self.chunk_bytes, int(1.5 * x.shape[1] * per_channel))
+        group = max(1, min(self.hidden, room // max(1, 4 * per_channel)))
+        if 4 * self.hidden * per_channel <= self.chunk_bytes:
             x1, x2 = self.dwconv(self.project_in(x)).chunk(2, dim=1)
             return self.project_out(F.gelu(x1) * x2)
         out: Tensor | None = None
@@ -156,19 +176,27 @@ class PriorFeedForward(nn.Module):
         return out
 
     def _group(self, x: Tensor, lo: int, hi: int, acc: Tensor | None) -> Tensor:
-        """Hidden channels lo..hi: their gate pair, the gated product, and its share of project_out."""
-        rows = torch.cat([torch.arange(lo, hi), torch.arange(self.hidden + lo, self.hidden + hi)])
-        rows = rows.to(x.device)
+        """Hidden channels lo..hi: their gate pair, the gated product, and its share of project_out.
+
+        GEMMs on the NCHW maps (no per-call reorder of `x`); the share is
+        accumulated into `acc` in place instead of allocating a full-size map.
+        """
+        rows = torch.cat([torch.arange(lo, hi), torch.arange(self.hidden + lo, self.hidden + hi)]).to(x.device)
         w_in = self.project_in.weight.index_select(0, rows)
         b_in = None if self.project_in.bias is None else self.project_in.bias.index_select(0, rows)
         w_dw = self.dwconv.weight.index_select(0, rows)
         b_dw = None if self.dwconv.bias is None else self.dwconv.bias.index_select(0, rows)
-        y = F.conv2d(F.conv2d(x, w_in, b_in), w_dw, b_dw, padding=1, groups=2 * (hi - lo))
+        y = F.conv2d(_pointwise(x, w_in, b_in), w_dw, b_dw, padding=1, groups=2 * (hi - lo))
         x1, x2 = y.chunk(2, dim=1)
         gated = F.gelu(x1).mul_(x2)
         del y, x1, x2
-        part = F.conv2d(gated, self.project_out.weight[:, lo:hi])
-        return part if acc is None else acc.add_(part)
+        w_out = self.project_out.weight[:, lo:hi]
+        if acc is None:
+            return _pointwise(gated, w_out, None)
+        b, c, h, w = acc.shape
+        flat = acc.view(b, c, h * w)
+        flat.baddbmm_(w_out.reshape(c, hi - lo).to(flat.dtype).expand(b, -1, -1), gated.reshape(b, hi - lo, h * w))
+        return acc
 
 
 class PriorTransformerBlock(nn.Module):
