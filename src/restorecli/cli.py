@@ -138,7 +138,10 @@ def run_task(
     """Shared body of the task commands: build the engine factory and hand the job to the pipeline."""
     from .registry import load_registry
 
-    spec = load_registry(tuple(GLOBAL.registry)).resolve(model, task)
+    from .bundlespec import spec_for_weights
+
+    registered = load_registry(tuple(GLOBAL.registry)).resolve(model, task)
+    spec = spec_for_weights(registered, weights)  # a `restore train` bundle brings its own spec
     steps = spec.check_steps(steps)
     shard_range = parse_shard(shard)
     if not weights:  # fetch now (or fail at once when offline), before torch and the pipeline load
@@ -152,7 +155,7 @@ def run_task(
     def make_engine(dev: str | None):
         if dev not in engines:
             engine = load_engine(
-                spec.name, task, weights=weights, device=dev or device, precision=precision,
+                registered.name, task, weights=weights, device=dev or device, precision=precision,
                 registry_files=GLOBAL.registry, offline=GLOBAL.offline, cache_dir=GLOBAL.cache_dir,
             )
             if resize is not None:

@@ -163,6 +163,21 @@ class _SourceFailed(Exception):
         self.manual = manual
 
 
+def packaged_bundle(spec: ModelSpec) -> Path | None:
+    """The bundle of a project-trained model shipped inside the package (every component's
+    `kind = "bundled"` source names the same file), or None."""
+    paths = set()
+    for comp in spec.components.values():
+        src = next((s for s in comp.sources if s.kind == "bundled"), None)
+        if src is None or not src.path:
+            return None
+        paths.add(src.path)
+    if len(paths) != 1:
+        return None
+    path = Path(__file__).resolve().parent / paths.pop()
+    return path if path.is_file() else None
+
+
 def ensure_bundle(
     spec: ModelSpec,
     *,
@@ -182,6 +197,9 @@ def ensure_bundle(
     Raises WeightsUnavailable (exit 4) when the files cannot be had now, WeightsError (exit 3)
     when a file fails its checksum (the download is deleted) or does not convert.
     """
+    packaged = packaged_bundle(spec)
+    if packaged is not None and not files:
+        return packaged  # shipped inside the package: no cache, no network
     root = cache_root(cache_dir)
     target = bundle_path(spec, root)
     if target.is_file() and not force and not files:
@@ -306,6 +324,9 @@ def _download_component(
     for src in comp.sources:
         where = describe(src, comp)
         try:
+            if src.kind == "bundled":  # packaged_bundle() found no file: a broken installation
+                raise _SourceFailed(f"{where}: the file is missing from this installation; reinstall restorecli",
+                                    manual=True)
             if src.kind == "manual":
                 note = f" ({src.note})" if src.note and src.url else ""
                 raise _SourceFailed(f"{src.url or src.note}{note}", manual=True)
@@ -510,6 +531,8 @@ def describe(src: Source, comp: ComponentSpec) -> str:
         return f"{_hub_endpoint(src)}/{src.repo}/resolve/{src.revision}/{src.filename or comp.file}"
     if src.kind == "manual":
         return f"{src.url or src.note} (download by hand)"
+    if src.kind == "bundled":
+        return f"bundled with restorecli ({src.path})"
     return str(src.url)
 
 
@@ -794,6 +817,8 @@ class _Reporter:
 def availability(spec: ModelSpec) -> str:
     """'download' if every component has a source a program can fetch, 'manual' if some need a person, else 'none'."""
     kinds = [{s.kind for s in c.sources} for c in spec.components.values()]
+    if packaged_bundle(spec) is not None:
+        return "bundled"
     if kinds and all(k & {"hub", "url"} for k in kinds):
         return "download"
     if any("manual" in k for k in kinds):

@@ -27,13 +27,14 @@ REGISTRY_ENV = "RESTORECLI_REGISTRY"
 class Source:
     """One place a component file can be fetched from, tried in registry order."""
 
-    kind: str  # "hub" | "url" | "manual"
+    kind: str  # "hub" | "url" | "manual" | "bundled"
     url: str | None = None
     repo: str | None = None
     filename: str | None = None
     revision: str | None = None
     note: str | None = None
     endpoint: str | None = None  # hub only: a Hub-compatible server other than $HF_ENDPOINT
+    path: str | None = None  # bundled only: a bundle shipped inside the package, relative to restorecli/
 
 
 @dataclass(frozen=True)
@@ -152,7 +153,7 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-SOURCE_KINDS = ("hub", "url", "manual")
+SOURCE_KINDS = ("hub", "url", "manual", "bundled")
 _HEX40 = re.compile(r"[0-9a-f]{40}")
 
 
@@ -176,6 +177,9 @@ def _parse_sources(where: str, raw: dict[str, Any]) -> tuple[Source, ...]:
                     f"{bad} (hub) revision {s['revision']!r} is not a 40-hex commit id",
                     "pin the commit, or give the component a sha256",
                 )
+        elif kind == "bundled":
+            if not s.get("path"):
+                raise UsageError(f"{bad} (bundled) needs path", "the bundle's path inside the restorecli package")
         elif not s.get("url") and not (kind == "manual" and s.get("note")):
             raise UsageError(f"{bad} ({kind}) needs url")
         sources.append(
@@ -187,6 +191,7 @@ def _parse_sources(where: str, raw: dict[str, Any]) -> tuple[Source, ...]:
                 revision=s.get("revision"),
                 note=s.get("note"),
                 endpoint=s.get("endpoint"),
+                path=s.get("path"),
             )
         )
     if not sources and raw.get("url"):

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from .bundlespec import spec_for_weights
 from .engines import engine_class
 from .engines.base import Engine
 from .errors import DeviceError, UsageError
@@ -93,14 +94,8 @@ def load_engine(
 
     registry = load_registry(tuple(Path(p) for p in registry_files))
     spec = registry.resolve(model_name, task)
-    if weights and len(weights) == 1:
-        # A bundle written by `restore train` carries its own model spec (network size, sampler),
-        # which may differ from the registered model it stands in for.
-        from .train import bundle_spec
-
-        own = bundle_spec(Path(weights[0]))
-        if own is not None and own.method == spec.method:
-            spec = own
+    # A bundle written by `restore train` carries its own model spec (network size, sampler).
+    spec = spec_for_weights(spec, list(weights) if weights else None)
     dev = pick_device(device)
     dtype = pick_dtype(precision, dev)
     states = load_weights(spec, list(weights) if weights else None, offline=offline, cache_dir=cache_dir)

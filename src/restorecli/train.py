@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .errors import UsageError
+from .bundlespec import bundle_spec, spec_from_dict, spec_to_dict  # noqa: F401  (re-exported)
 from .registry import ComponentSpec, ModelSpec
 
 # ---- configuration -------------------------------------------------------------------
@@ -465,43 +466,6 @@ def save_bundle(path: Path, cfg: TrainConfig, nets: dict[str, nn.Module], *, hal
     }
     meta.update(extra or {})
     return write_bundle(Path(path), spec, states, extra_meta=meta)
-
-
-def spec_to_dict(spec: ModelSpec) -> dict[str, Any]:
-    return {
-        "name": spec.name, "method": spec.method, "task": spec.task, "scale": spec.scale,
-        "components": {n: {"kind": c.kind, "config": c.config} for n, c in spec.components.items()},
-        "sampler": spec.sampler, "trained_steps": spec.trained_steps, "default_steps": spec.default_steps,
-        "min_steps": spec.min_steps, "max_steps": spec.max_steps, "origin": spec.origin,
-        "description": spec.description,
-    }
-
-
-def spec_from_dict(data: dict[str, Any]) -> ModelSpec:
-    comps = {n: ComponentSpec(name=n, kind=c["kind"], config=c["config"]) for n, c in data["components"].items()}
-    return ModelSpec(
-        name=data["name"], method=data["method"], task=data["task"], scale=int(data.get("scale", 1)),
-        components=comps, sampler=dict(data["sampler"]), trained_steps=int(data["trained_steps"]),
-        default_steps=int(data["default_steps"]), min_steps=int(data["min_steps"]),
-        max_steps=int(data["max_steps"]), origin=data.get("origin", "user-trained"),
-        description=data.get("description", ""),
-    )
-
-
-def bundle_spec(path: Path) -> ModelSpec | None:
-    """The model spec stored in a bundle written by `restore train`, or None for other files."""
-    from .weights import BUNDLE_FORMAT, read_bundle_metadata
-
-    path = Path(path)
-    if path.suffix != ".safetensors" or not path.is_file():
-        return None
-    try:
-        meta = read_bundle_metadata(path)
-    except Exception:
-        return None
-    if meta.get("format") != BUNDLE_FORMAT or "spec" not in meta:
-        return None
-    return spec_from_dict(json.loads(meta["spec"]))
 
 
 # ---- the loop -----------------------------------------------------------------------

@@ -202,10 +202,11 @@ def keep_freed_memory(threshold: int = 1 << 30) -> bool:
 
     By default glibc maps every allocation above 32 MiB freshly from the kernel and
     unmaps it on free, so each full-resolution feature map is page-faulted (and
-    zeroed by the kernel) again: measured on a 256x256 deblur, 2.5 M page faults and
-    5.2 s of system time for 8.4 s of compute; with the heap kept, 0.23 M faults and
-    0.7 s. The price is that the process keeps its peak memory until it exits.
-    No-op (False) where there is no glibc.
+    zeroed by the kernel) again: measured on a 1280x720 deblur, 44 M page faults and
+    97 s of system time for 118 s of compute; with the heap kept, 1 M faults and
+    2.5 s (wall 146 s -> 115 s). The price: heap fragmentation raises the peak
+    (2.0 -> 3.5 GiB there) and the process keeps it until it exits, so it is
+    opt-in (RESTORECLI_MALLOC_TUNING=1). No-op (False) where there is no glibc.
     """
     global _MALLOC_TUNED
     if _MALLOC_TUNED:
@@ -272,8 +273,8 @@ class DiffIREngine(Engine):
         self.min_tile = max(64, self.pad_multiple)
         self.trace: Trace | None = None  # observer of intermediates (name, tensor); used by tests
         self.net.G.set_chunk_bytes(self._chunk_bytes())
-        if self.device.type == "cpu" and os.environ.get("RESTORECLI_MALLOC_TUNING", "1") != "0":
-            keep_freed_memory()
+        if self.device.type == "cpu" and os.environ.get("RESTORECLI_MALLOC_TUNING", "0") == "1":
+            keep_freed_memory()  # opt-in: faster on CPU, but peak memory grows by ~70% (see docs)
 
     # ---- construction -------------------------------------------------------------------
     @classmethod
