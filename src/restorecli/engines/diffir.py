@@ -393,8 +393,9 @@ class DiffIREngine(Engine):
 
     # Peak working memory inside one full-resolution transformer block, in feature maps of the
     # widest stage (2*dim channels at the network input size). Accounting of the chunked path:
-    # stream + normalised input + q + k + normalised copy = 5 maps; measured 5.6 on a
-    # 1920x1080 deblur (CPU fp32, 4.48 GiB beyond the weights); 7 leaves room for allocator slack.
+    # stream + normalised input + q + k (+ v / out) ~ 5 maps; measured 6.2 with the chunk
+    # temporaries on a 1920x1080 deblur (CPU fp32: 4.56 GiB beyond the weights, maps of
+    # 0.74 GiB) and 1280x720 (2.0 GiB); 7 leaves room for allocator slack.
     LEVEL1_MAPS = 7.0
 
     def estimate_bytes(self, height: int, width: int) -> int:
