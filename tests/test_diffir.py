@@ -83,7 +83,9 @@ def case_engine(case: str) -> tuple[dr.DiffIREngine, dict[str, Any], dict[str, T
     return dr.DiffIREngine(spec, {"g": state}), cfg, tensors
 
 
-def run_case(engine: dr.DiffIREngine, case: str, tensors: dict[str, Tensor], seed: int) -> tuple[Tensor, dict[str, Tensor]]:
+def run_case(
+    engine: dr.DiffIREngine, case: str, tensors: dict[str, Tensor], seed: int
+) -> tuple[Tensor, dict[str, Tensor]]:
     """Restore the case input with the engine, recording the engine trace and G's inner outputs."""
     rec: dict[str, Tensor] = {}
     engine.trace = lambda name, value: rec.__setitem__(name, value)
