@@ -288,6 +288,7 @@ def bench_cmd(
     precision: Precision = "auto",
     repeats: Annotated[int, typer.Option("--repeats", min=1, help="Timed runs per workload (median reported).")] = 5,
     no_reference: Annotated[bool, typer.Option("--no-reference", help="Skip the plain fp32 reference run.")] = False,
+    threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="CPU threads for every workload (default: torch's; tiny workloads use 1).")] = None,
     json: Json = False,
 ) -> None:
     """Time engines on synthetic inputs (random weights) against the plain fp32 reference path."""
@@ -295,7 +296,7 @@ def bench_cmd(
 
     report = run_bench(
         parse_workloads(workloads, shape), device=device, precision=precision,
-        repeats=repeats, reference=not no_reference,
+        repeats=repeats, reference=not no_reference, threads=threads,
     )
     if json:
         import json as _json
