@@ -1,16 +1,18 @@
-"""Score a deraining model the way docs/training.md reports it, through the real CLI.
+"""Score a shipped (or candidate) deraining / low-light model the way docs/training.md reports it, through the real CLI.
 
-1. Held-out synthetic rain: the clean files that `restore train` held out (same
-   name-hash split, fraction 0.1) from the bundled model's training folders,
-   whole images, rain drawn with `restore degrade rain --seed 1234`.
-2. The Rain100L sample pairs in ../shared/data/derain/Rain100L-sample (real
-   benchmark rain, never seen in training).
+1. Held-out synthetic degradation: the clean files that `restore train` held out
+   (same name-hash split, fraction 0.1) from the bundled models' training folders,
+   whole images, degraded with `restore degrade rain|lowlight --seed 1234`.
+2. For deraining, the Rain100L sample pairs in ../shared/data/derain/Rain100L-sample
+   (real benchmark rain, never seen in training). For low light, the LOL inputs in
+   ../shared/data/lowlight/LOL-eval-low have no ground truth: they are restored
+   into WORK/out/LOL for looking at, not scored.
 
-For each set it runs `restore derain INPUTS OUT` (with --weights if given,
-else the task's default model) and `restore eval`, and prints a Markdown table
-of PSNR/SSIM (Y channel and RGB) for the inputs and the outputs.
+For each set it runs `restore TASK INPUTS OUT` (with --weights if given, else
+the task's default model) and `restore eval`, and prints a Markdown table of
+PSNR/SSIM (Y channel and RGB) for the inputs and the outputs.
 
-    PYTHONPATH=src python scripts/eval_derain.py --work /tmp/derain-eval [--weights B.safetensors] [--steps 2]
+    PYTHONPATH=src python scripts/eval_shipped.py --task derain --work /tmp/derain-eval [--weights B.safetensors] [--steps 2]
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from restorecli.datasets import collect_images, split_files
 from restorecli.evaluate import evaluate_pairs
 
 DATA = Path(os.environ.get("RESTORECLI_SHARED", Path(__file__).resolve().parent.parent.parent / "shared")) / "data"
+DEGRADATION = {"derain": "rain", "lowlight": "lowlight"}
 TRAIN_FOLDERS = ["denoise/CBSD68", "denoise/Kodak24", "denoise/McMaster", "sr/Set5/HR", "sr/Set14/HR",
                  "sr/Val_SR/gt", "sr/ImageNet-val-x4/gt"]
 
@@ -39,6 +42,7 @@ def cli(*args: str) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--task", choices=sorted(DEGRADATION), default="derain")
     ap.add_argument("--work", type=Path, required=True, help="Scratch folder for the pairs and outputs.")
     ap.add_argument("--weights", default=None)
     ap.add_argument("--steps", type=int, default=None)
@@ -52,21 +56,25 @@ def main() -> None:
     _, held = split_files(collect_images([DATA / f for f in TRAIN_FOLDERS]), 0.1)
     for path in held:  # held-out names are unique across the folders used
         shutil.copy(path, clean_dir / f"{path.parent.name}_{path.stem}{path.suffix}")
-    cli("degrade", "rain", str(clean_dir), str(work / "heldout" / "rainy"), "--seed", str(args.seed), "--quiet")
+    degraded = work / "heldout" / "degraded"
+    cli("degrade", DEGRADATION[args.task], str(clean_dir), str(degraded), "--seed", str(args.seed), "--quiet")
 
     extra = (["--weights", args.weights] if args.weights else []) + (["--steps", str(args.steps)] if args.steps else [])
-    sets = {
-        "held-out synthetic rain": (work / "heldout" / "rainy", clean_dir),
-        "Rain100L sample": (DATA / "derain" / "Rain100L-sample" / "input", DATA / "derain" / "Rain100L-sample" / "target"),
-    }
+    sets = {f"held-out synthetic {DEGRADATION[args.task]}": (degraded, clean_dir)}
+    if args.task == "derain":
+        sets["Rain100L sample"] = (DATA / "derain" / "Rain100L-sample" / "input",
+                                   DATA / "derain" / "Rain100L-sample" / "target")
+    else:  # no ground truth: restored for looking at only
+        cli(args.task, str(DATA / "lowlight" / "LOL-eval-low"), str(work / "out" / "LOL"), "--device", "cpu",
+            "--quiet", "--overwrite", *extra)
     rows = []
     summary = {}
-    for label, (rainy, clean) in sets.items():
+    for label, (inputs, clean) in sets.items():
         out = work / "out" / label.replace(" ", "_")
         if out.exists():
             shutil.rmtree(out)
-        cli("derain", str(rainy), str(out), "--device", "cpu", "--quiet", *extra)
-        before = evaluate_pairs(rainy, clean)
+        cli(args.task, str(inputs), str(out), "--device", "cpu", "--quiet", *extra)
+        before = evaluate_pairs(inputs, clean)
         after = evaluate_pairs(out, clean)
         summary[label] = {"count": len(after.files), "input": before.mean, "restored": after.mean,
                           "files": after.files}
