@@ -225,37 +225,27 @@ def test_packaged_models_stay_small():
     assert sum(p.stat().st_size for p in models.glob("*.safetensors")) <= 40e6
 
 
-def test_bundled_model_removes_held_out_synthetic_rain(shared):
-    """Two held-out training-set files, whole-image statistics on a centre crop: a clear gain (full numbers in docs)."""
+# task -> (degradation, steps, least mean gain in dB). Two held-out training-set files, 160 px centre
+# crops; measured mean gains here: rain 1 step +6.3 dB, low light 2 steps +16.0 dB (whole images:
+# +6.44 and +13.48 dB). Full numbers in docs/training.md.
+HELD_OUT_GAIN = {"derain": ("rain", 1, 3.0), "lowlight": ("lowlight", 2, 10.0)}
+
+
+@pytest.mark.parametrize("task", sorted(HELD_OUT_GAIN))
+def test_bundled_model_improves_held_out_synthetic_images(shared, task):
     from restorecli.datasets import fixed_pairs
     from restorecli.metrics import psnr, to_255
     from restorecli.runtime import load_engine
 
+    degradation, steps, least = HELD_OUT_GAIN[task]
     root = shared("data", "denoise", "CBSD68")
-    pairs = fixed_pairs([root / "103070.png", root / "143090.png"], "rain", seed=1234, size=160)
-    engine = load_engine(None, "derain", device="cpu", offline=True)
+    pairs = fixed_pairs([root / "103070.png", root / "143090.png"], degradation, seed=1234, size=160)
+    engine = load_engine(None, task, device="cpu", offline=True)
     gains = []
     for pair in pairs:
         x = torch.from_numpy(pair.degraded.astype(np.float32) / 255).permute(2, 0, 1)[None]
-        out = engine.restore(x, steps=1, generators=[torch.Generator().manual_seed(0)])
+        out = engine.restore(x, steps=steps, generators=[torch.Generator().manual_seed(0)])
         restored = to_255(out[0].permute(1, 2, 0).numpy())
         gains.append(psnr(restored, pair.clean, y_channel=True) - psnr(pair.degraded, pair.clean, y_channel=True))
-    assert np.mean(gains) > 3.0, gains
-
-
-def test_bundled_model_brightens_held_out_synthetic_low_light(shared):
-    """Two held-out training-set files (160 px centre crops): a clear gain (whole-image numbers in docs: +13.5 dB)."""
-    from restorecli.datasets import fixed_pairs
-    from restorecli.metrics import psnr, to_255
-    from restorecli.runtime import load_engine
-
-    root = shared("data", "denoise", "CBSD68")
-    pairs = fixed_pairs([root / "103070.png", root / "143090.png"], "lowlight", seed=1234, size=160)
-    engine = load_engine(None, "lowlight", device="cpu", offline=True)
-    gains = []
-    for pair in pairs:
-        x = torch.from_numpy(pair.degraded.astype(np.float32) / 255).permute(2, 0, 1)[None]
-        out = engine.restore(x, steps=2, generators=[torch.Generator().manual_seed(0)])
-        restored = to_255(out[0].permute(1, 2, 0).numpy())
-        gains.append(psnr(restored, pair.clean, y_channel=True) - psnr(pair.degraded, pair.clean, y_channel=True))
-    assert np.mean(gains) > 6.0, gains
+    print(task, gains)
+    assert np.mean(gains) > least, gains

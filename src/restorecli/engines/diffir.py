@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import UsageError, WeightsError
+from ..memory import keep_freed_memory, memory_budget
 from ..nets.diffir import (
     KINDS,
     SCHEDULE_BUFFERS,
@@ -179,50 +180,6 @@ def pad_end(x: Tensor, pad_h: int, pad_w: int, mode: str) -> Tensor:
 
 
 # ---- engine --------------------------------------------------------------------------------
-
-def _available_ram() -> int:
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        return 8 << 30
-
-
-_MALLOC_TUNED = False
-
-
-def keep_freed_memory(threshold: int = 1 << 30) -> bool:
-    """Ask glibc to serve buffers up to `threshold` bytes from its heap and keep freed memory.
-
-    By default glibc maps every allocation above 32 MiB freshly from the kernel and
-    unmaps it on free, so each full-resolution feature map is page-faulted (and
-    zeroed by the kernel) again: measured on a 1280x720 deblur, 44 M page faults and
-    97 s of system time for 118 s of compute; with the heap kept, 1 M faults and
-    2.5 s (wall 146 s -> 115 s). The price: heap fragmentation raises the peak
-    (2.0 -> 3.5 GiB there) and the process keeps it until it exits, so it is
-    opt-in (RESTORECLI_MALLOC_TUNING=1). No-op (False) where there is no glibc.
-    """
-    global _MALLOC_TUNED
-    if _MALLOC_TUNED:
-        return True
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL("libc.so.6")
-        m_trim_threshold, m_mmap_threshold = -1, -3
-        ok = bool(libc.mallopt(m_mmap_threshold, ctypes.c_int(threshold)))
-        ok = bool(libc.mallopt(m_trim_threshold, ctypes.c_int(2**31 - 1))) and ok
-    except (OSError, AttributeError):
-        return False
-    _MALLOC_TUNED = ok
-    return ok
-
 
 def chain_timesteps(trained: int, steps: int) -> list[int]:
     """Kept timesteps (increasing) of a chain of `steps` out of `trained`: all of them, or evenly spread.
@@ -412,10 +369,7 @@ class DiffIREngine(Engine):
         return int(work + 2 * self._chunk_bytes())
 
     def _memory_budget(self) -> int:
-        if self.device.type == "cuda":
-            free, _ = torch.cuda.mem_get_info(self.device)
-            return int(free * 0.8)
-        return int(_available_ram() * 0.6)
+        return memory_budget(self.device, gpu_fraction=0.8, cpu_fraction=0.6)
 
     def auto_tile(self, height: int, width: int) -> int:
         """0 (whole image) when it fits the memory budget, else the largest fitting square tile.

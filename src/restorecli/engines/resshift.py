@@ -20,7 +20,6 @@ branch; wyf0912/SinSR for one-step):
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import UsageError, WeightsError
+from ..memory import memory_budget
 from ..registry import ComponentSpec, ModelSpec
 from ..weights import unwrap_state_dict
 from .base import Engine, StateDict, check_masks, randn
@@ -150,20 +150,6 @@ def reflect_pad(x: Tensor, pad_h: int, pad_w: int) -> Tensor:
         pad_h -= step_h
         pad_w -= step_w
     return x
-
-
-def _available_ram() -> int:
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        return 8 << 30
 
 
 # ---- engine --------------------------------------------------------------------------
@@ -365,10 +351,7 @@ class ResShiftEngine(Engine):
         return int(out_px * elem * (9 * top + 48 * unet_ch / (down * down)))
 
     def _memory_budget(self) -> int:
-        if self.device.type == "cuda":
-            free, _ = torch.cuda.mem_get_info(self.device)
-            return int(free * 0.7)
-        return min(int(_available_ram() * 0.6), 12 << 30)
+        return memory_budget(self.device, gpu_fraction=0.7, cpu_fraction=0.6, cpu_cap=12 << 30)
 
     def auto_tile(self, height: int, width: int) -> int:
         """0 when the whole image fits the memory budget, else the largest fitting tile (input px)."""
