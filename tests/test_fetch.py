@@ -608,3 +608,30 @@ def test_default_model_fetched_from_loopback_then_runs_with_hf_hub_offline(tmp_p
 
     assert Image.open(out).size == (64, 64)
     assert len(servers.requests()) == n
+
+
+def test_ctrl_c_while_reading_a_bundle_is_an_interrupt_not_a_corrupt_file(tmp_path, monkeypatch):
+    """safetensors' native reader turns a KeyboardInterrupt raised inside it into a SafetensorError;
+    the read must still end as Ctrl-C (exit 130), not as 'file is corrupt' (exit 3)."""
+    import os
+    import signal
+
+    from safetensors import SafetensorError
+
+    from restorecli import weights
+
+    spec = load_registry().get("rddm-derain-small")
+    path = fetch.packaged_bundle(spec)
+
+    def interrupted_read(_path):
+        try:
+            os.kill(os.getpid(), signal.SIGINT)  # the user presses Ctrl-C mid-read ...
+            time.sleep(0.05)
+        except KeyboardInterrupt:
+            pass  # ... and the native reader swallows it, as safetensors does
+        raise SafetensorError("could not determine the shape of object type 'torch.storage.UntypedStorage'")
+
+    monkeypatch.setattr(weights, "load_file", interrupted_read)
+    with pytest.raises(KeyboardInterrupt):
+        read_bundle(path, spec)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is put back

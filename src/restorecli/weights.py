@@ -15,8 +15,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
 import tempfile
-from collections.abc import Mapping
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -191,6 +194,33 @@ def _dedupe_shared(tensors: StateDict) -> StateDict:
     return out
 
 
+@contextmanager
+def _interrupt_after_read() -> Iterator[None]:
+    """Hold Ctrl-C until a safetensors read returns, then raise it.
+
+    A KeyboardInterrupt raised inside safetensors' native reader comes back as a
+    SafetensorError ("could not determine the shape of object type ..."), which
+    would be reported as a corrupt file with exit 3; a read takes seconds at most.
+    """
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        yield
+        return
+    hit: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: hit.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if hit:
+            raise KeyboardInterrupt
+
+
+def safetensors_tensors(path: Path) -> StateDict:
+    """Every tensor of a safetensors file (Ctrl-C during the read stays a Ctrl-C)."""
+    with _interrupt_after_read():
+        return load_file(str(path))
+
+
 def read_bundle_metadata(path: Path) -> dict[str, str]:
     from safetensors import safe_open
 
@@ -205,7 +235,7 @@ def read_bundle(path: Path, spec: ModelSpec) -> dict[str, StateDict]:
         raise WeightsError(f"weights file not found: {path}", "check the --weights path")
     try:
         meta = read_bundle_metadata(path)
-        tensors = load_file(str(path))
+        tensors = safetensors_tensors(path)
     except (SafetensorsError, OSError, ValueError) as exc:
         raise WeightsError(
             f"cannot read safetensors file {path}: {exc}",
@@ -284,7 +314,7 @@ def load_component_file(spec: ModelSpec, comp_name: str, path: Path) -> StateDic
         if meta.get("format") == BUNDLE_FORMAT:
             return read_bundle(path, spec)[comp_name]
         try:
-            obj: Any = load_file(str(path))
+            obj: Any = safetensors_tensors(path)
         except (SafetensorsError, OSError) as exc:
             raise WeightsError(f"cannot read {path}: {exc}") from None
     else:
