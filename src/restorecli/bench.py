@@ -2,8 +2,9 @@
 
 Weights are random (speed does not depend on the values). Each workload runs
 twice in the same process: the plain reference path (eager fp32, explicit
-attention, no fusions) and the chosen fast path, so the ratio between them is
-measured on the same machine, in the same run. Timings live here and in
+attention, no fusions) and the chosen fast path, with their timed runs
+alternating, so the ratio between them is measured on the same machine, in the
+same run, under the same load. Timings live here and in
 docs/performance.md, never in tests.
 
 The `tiny` set is a CI smoke run, not a performance measurement: every engine
@@ -20,7 +21,7 @@ import platform
 import resource
 import statistics
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -158,8 +159,8 @@ def _peak_gib(device: torch.device) -> float | None:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
-def time_engine(engine: Engine, work: Workload, steps: int, repeats: int, warmup: int) -> tuple[float, float | None]:
-    """Median milliseconds per batch and peak memory in GiB."""
+def workload_runner(engine: Engine, work: Workload, steps: int) -> Callable[[], None]:
+    """One call = one batch of the workload through `engine` (fixed synthetic inputs and seeds)."""
     gen = torch.Generator().manual_seed(0)
     images = torch.rand(work.batch, 3, work.height, work.width, generator=gen)
     masks = None
@@ -173,19 +174,18 @@ def time_engine(engine: Engine, work: Workload, steps: int, repeats: int, warmup
         gens = [torch.Generator().manual_seed(k) for k in range(work.batch)]
         engine.restore(images, steps=steps, generators=gens, masks=masks)
 
-    for _ in range(warmup):
-        once()
-    _peak_reset(engine.device)
-    times = []
-    for _ in range(repeats):
-        if engine.device.type == "cuda":
-            torch.cuda.synchronize(engine.device)
-        start = time.perf_counter()
-        once()
-        if engine.device.type == "cuda":
-            torch.cuda.synchronize(engine.device)
-        times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times), _peak_gib(engine.device)
+    return once
+
+
+def timed_ms(device: torch.device, run: Callable[[], None]) -> float:
+    """Wall milliseconds of one call, with the GPU queue drained before and after."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    run()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return (time.perf_counter() - start) * 1000
 
 
 def run_bench(
@@ -237,8 +237,37 @@ def _run_one(
     steps = spec.check_steps(work.steps)
     runs = min(repeats, work.repeats) if work.repeats else repeats
     engine = random_engine(spec, dev, dtype)
-    ms, peak = time_engine(engine, work, steps, runs, warmup)
-    del engine
+    run = workload_runner(engine, work, steps)
+    for _ in range(warmup):
+        run()
+    # Peak memory from a run of the chosen path alone, before a reference engine exists.
+    _peak_reset(dev)
+    times = [timed_ms(dev, run)]
+    peak = _peak_gib(dev)
+    ref_times: list[float] = []
+    ref_note = None
+    if reference:
+        # Timed runs of the two paths alternate, so load from elsewhere on the machine
+        # (or a GPU's clocks) affects both alike and their ratio stays meaningful.
+        try:
+            ref_engine = random_engine(spec, dev, torch.float32)
+            ref_run = workload_runner(ref_engine, work, steps)
+            with attention.reference_mode():
+                for _ in range(warmup):
+                    ref_run()
+                ref_times.append(timed_ms(dev, ref_run))
+                for _ in range(runs - 1):
+                    times.append(timed_ms(dev, run))
+                    ref_times.append(timed_ms(dev, ref_run))
+        except torch.cuda.OutOfMemoryError:
+            ref_times, ref_note = [], "the fp32 reference path ran out of GPU memory at this size"
+        finally:
+            ref_engine = ref_run = None
+            if dev.type == "cuda":
+                torch.cuda.empty_cache()
+    times += [timed_ms(dev, run) for _ in range(runs - len(times))]
+    del engine, run
+    ms = statistics.median(times)
     res = Result(
         workload=work.name, model=work.model, shape=f"{work.height}x{work.width}", batch=work.batch,
         steps=steps, device=str(dev), precision=str(dtype).replace("torch.", ""),
@@ -251,12 +280,12 @@ def _run_one(
         res.notes.append("shrunk network (CI smoke run, not a performance figure): " + "; ".join(
             f"{name}: {', '.join(f'{k}={v}' for k, v in over.items())}" for name, over in changed.items()
         ))
-    if reference:
-        ref_engine = random_engine(spec, dev, torch.float32)
-        with attention.reference_mode():
-            ref_ms, _ = time_engine(ref_engine, work, steps, max(1, runs // 2), warmup)
+    if ref_times:
+        ref_ms = statistics.median(ref_times)
         res.reference_ms_per_batch = ref_ms
         res.speedup_vs_reference = ref_ms / ms
+    if ref_note:
+        res.notes.append(ref_note)
     return res
 
 
