@@ -28,18 +28,25 @@ def available_ram() -> int:
 
 
 def memory_budget(device: torch.device, *, gpu_fraction: float, cpu_fraction: float, cpu_cap: int | None = None) -> int:
-    """Bytes one image's working set may take on `device`: a fraction of what is free there.
-
-    On CUDA this is the free memory the driver reports (so a
-    `set_per_process_memory_fraction` limit or another process's use is respected
-    through torch's allocator only as far as the driver sees it; the engines' own
-    estimates carry the slack).
-    """
+    """Bytes one image's working set may take on `device`: a fraction of what is free there."""
     if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
-        return int(free * gpu_fraction)
+        return int(cuda_free_bytes(device) * gpu_fraction)
     budget = int(available_ram() * cpu_fraction)
     return min(budget, cpu_cap) if cpu_cap is not None else budget
+
+
+def cuda_free_bytes(device: torch.device) -> int:
+    """What this process can still allocate on a CUDA device.
+
+    The driver's free memory plus what torch's caching allocator holds but does not
+    use, and never more than a `torch.cuda.set_per_process_memory_fraction` limit
+    leaves (the driver does not know about that limit; the allocator enforces it).
+    """
+    free, total = torch.cuda.mem_get_info(device)
+    allocated = torch.cuda.memory_allocated(device)
+    cached_unused = torch.cuda.memory_reserved(device) - allocated
+    limit_left = int(total * torch.cuda.get_per_process_memory_fraction(device)) - allocated
+    return max(0, min(free + cached_unused, limit_left))
 
 
 _MALLOC_TUNED = False

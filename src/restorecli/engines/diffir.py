@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import UsageError, WeightsError
-from ..memory import keep_freed_memory, memory_budget
+from ..memory import cuda_free_bytes, keep_freed_memory, memory_budget
 from ..nets.diffir import (
     KINDS,
     SCHEDULE_BUFFERS,
@@ -344,7 +344,7 @@ class DiffIREngine(Engine):
     def _chunk_bytes(self) -> int:
         """Largest temporary a transformer block makes before computing in pieces (see nets.dirformer)."""
         if self.device.type == "cuda":
-            free, _ = torch.cuda.mem_get_info(self.device)
+            free = cuda_free_bytes(self.device)
             return int(min(max(free // 32, 64 << 20), 1 << 30))
         return 256 << 20
 
