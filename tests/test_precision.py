@@ -42,13 +42,8 @@ from restorecli.registry import ModelSpec, load_registry
 from restorecli.weights import load_component_file
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Small fixture networks: one thread is fastest and steadiest on a shared machine (as in test_rddm.py)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# Tiny networks run fastest on one thread, and OpenMP threads stall badly on a busy shared machine.
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @dataclass(frozen=True)

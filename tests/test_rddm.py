@@ -39,13 +39,8 @@ from restorecli.weights import load_component_file
 TOL = 1e-4
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The tiny networks run several times faster single-threaded on a shared 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# Tiny networks run fastest on one thread, and OpenMP threads stall badly on a busy shared machine.
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def rddm(shared, *parts: str) -> Path:

@@ -19,13 +19,8 @@ from restorecli import train as T
 REPO = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Training steps on tiny nets run fastest on one thread, and far faster on a busy shared machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# Tiny networks run fastest on one thread, and OpenMP threads stall badly on a busy shared machine.
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_schedule_matches_official_buffers(shared):
