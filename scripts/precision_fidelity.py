@@ -22,7 +22,6 @@ import argparse
 import dataclasses
 import datetime
 import json
-import math
 import os
 import platform
 import tempfile
@@ -38,6 +37,7 @@ from PIL import Image
 from torch import Tensor
 
 from restorecli.degrade import motion_blur
+from restorecli import metrics
 from restorecli.engines import engine_class
 from restorecli.engines.base import Engine, StateDict
 from restorecli.registry import ModelSpec, load_registry
@@ -95,8 +95,8 @@ def to_tensor(img: np.ndarray) -> Tensor:
 
 
 def psnr(a: Tensor, b: Tensor) -> float:
-    mse = float(((a.double() - b.double()) ** 2).mean())
-    return math.inf if mse == 0 else 10 * math.log10(1 / mse)
+    """PSNR in dB of two [0, 1] images (inf when identical), by restorecli.metrics on the 8-bit scale."""
+    return metrics.psnr(a.double().numpy() * 255, b.double().numpy() * 255)
 
 
 def cpu_name() -> str:

@@ -25,7 +25,6 @@ fallback to fp32 fails the test.
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -36,6 +35,7 @@ from safetensors.torch import load_file
 from torch import Tensor, nn
 
 from conftest import shared_path
+from restorecli import metrics
 from restorecli.engines import engine_class
 from restorecli.engines.base import Engine
 from restorecli.registry import ModelSpec, load_registry
@@ -80,9 +80,8 @@ CASES = {
 
 
 def psnr(a: Tensor, b: Tensor) -> float:
-    """PSNR in dB of two [0, 1] images (inf when identical)."""
-    mse = float(((a.double() - b.double()) ** 2).mean())
-    return math.inf if mse == 0 else 10 * math.log10(1 / mse)
+    """PSNR in dB of two [0, 1] images (inf when identical), by restorecli.metrics on the 8-bit scale."""
+    return metrics.psnr(a.double().numpy() * 255, b.double().numpy() * 255)
 
 
 def fixture_spec(case: Case, folder: Path) -> ModelSpec:

@@ -15,6 +15,7 @@ import torch
 from PIL import Image
 
 from restorecli import train as T
+from restorecli.bundlespec import bundle_spec
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -143,7 +144,7 @@ def test_resume_continues_exactly(tmp_path):
     a, b = load_file(str(full.bundle)), load_file(str(resumed.bundle))
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a)
-    spec = T.bundle_spec(full.bundle)
+    spec = bundle_spec(full.bundle)
     assert spec is not None and spec.method == "rddm" and set(spec.components) == {"unet0", "unet1"}
 
 

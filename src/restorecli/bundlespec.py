@@ -14,7 +14,15 @@ from typing import Any
 
 from .registry import ComponentSpec, ModelSpec
 
-BUNDLE_FORMAT = "restorecli-bundle-1"  # = restorecli.weights.BUNDLE_FORMAT (kept torch-free here)
+BUNDLE_FORMAT = "restorecli-bundle-1"
+
+
+def read_bundle_metadata(path: Path | str) -> dict[str, str]:
+    """The string metadata of a safetensors file (header only: no tensors, no torch)."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), "np") as fh:
+        return dict(fh.metadata() or {})
 
 
 def spec_to_dict(spec: ModelSpec) -> dict[str, Any]:
@@ -44,10 +52,7 @@ def bundle_spec(path: Path | str) -> ModelSpec | None:
     if path.suffix != ".safetensors" or not path.is_file():
         return None
     try:
-        from safetensors import safe_open
-
-        with safe_open(str(path), "np") as fh:
-            meta = dict(fh.metadata() or {})
+        meta = read_bundle_metadata(path)
         if meta.get("format") != BUNDLE_FORMAT or "spec" not in meta:
             return None
         return spec_from_dict(json.loads(meta["spec"]))

@@ -34,8 +34,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .bundlespec import spec_to_dict
 from .errors import UsageError
-from .bundlespec import bundle_spec, spec_from_dict, spec_to_dict  # noqa: F401  (re-exported)
 from .registry import ComponentSpec, ModelSpec
 
 # ---- configuration -------------------------------------------------------------------

@@ -28,11 +28,11 @@ from safetensors import SafetensorError as SafetensorsError
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
+from .bundlespec import BUNDLE_FORMAT, read_bundle_metadata
 from .errors import UsageError, WeightsError
 from .registry import ModelSpec
 
 StateDict = dict[str, Tensor]
-BUNDLE_FORMAT = "restorecli-bundle-1"
 WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 
 
@@ -219,13 +219,6 @@ def safetensors_tensors(path: Path) -> StateDict:
     """Every tensor of a safetensors file (Ctrl-C during the read stays a Ctrl-C)."""
     with _interrupt_after_read():
         return load_file(str(path))
-
-
-def read_bundle_metadata(path: Path) -> dict[str, str]:
-    from safetensors import safe_open
-
-    with safe_open(str(path), "pt") as fh:
-        return dict(fh.metadata() or {})
 
 
 def read_bundle(path: Path, spec: ModelSpec) -> dict[str, StateDict]:
