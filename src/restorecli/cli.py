@@ -432,6 +432,10 @@ def train_cmd(
     dual_output: Annotated[bool, typer.Option("--dual-output", help="Also learn a DDO-style gate mixing the two clean-image estimates.")] = False,
     dim: Annotated[int, typer.Option("--dim", min=8, help="UNet base width (the official models use 64).")] = 16,
     dim_mults: Annotated[str, typer.Option("--dim-mults", help="Width multipliers per level, comma-separated.")] = "1,2,4,8",
+    attn_heads: Annotated[int, typer.Option("--attn-heads", min=1, help="Linear-attention heads per level (official: 4).")] = 4,
+    attn_dim_head: Annotated[int, typer.Option("--attn-dim-head", min=1, help="Width of each attention head (official: 32).")] = 32,
+    pixel_unshuffle: Annotated[int, typer.Option("--pixel-unshuffle", min=1, help="Run the UNet at 1/r resolution on r*r times the channels (1 = official; 2 is ~4x faster).")] = 1,
+    pair_fraction: Annotated[float, typer.Option("--pair-fraction", min=0.0, max=1.0, help="Share of crops from --pairs when --clean is also given (0 = by image count).")] = 0.0,
     loss: Annotated[str, typer.Option("--loss", help="l1 or l2.")] = "l1",
     lr: Annotated[float, typer.Option("--lr", help="Peak learning rate (cosine decay to a tenth).")] = 2e-4,
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Crops per step (1 works).")] = 4,
@@ -476,6 +480,7 @@ def train_cmd(
         raise UsageError(f"--dim-mults {dim_mults} is not a comma-separated list of integers") from None
     cfg = TrainConfig(
         name=name, task=task, objective=objective, dual_output=dual_output, dim=dim, dim_mults=mults,
+        attn_heads=attn_heads, attn_dim_head=attn_dim_head, pixel_unshuffle=pixel_unshuffle, pair_fraction=pair_fraction,
         loss=loss, lr=lr, lr_min=lr / 10, batch_size=batch_size, iters=iters, crop=crop, steps=steps,
         sum_scale=sum_scale, t_min=t_min, ema_decay=ema_decay, amp=amp, seed=seed, degradation=degradation if clean else None,
         degrade_params=_parse_params(param), held_out=held_out, val_every=val_every, val_size=val_size,

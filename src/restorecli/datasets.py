@@ -97,6 +97,7 @@ class CropSampler:
         degrade_params: dict[str, Any] | None = None,
         crop: int = 64,
         augment: bool = True,
+        pair_fraction: float = 0.0,
     ) -> None:
         if not clean and not pairs:
             raise UsageError("no training images", "give --clean folders or --pairs DEGRADED CLEAN")
@@ -114,6 +115,10 @@ class CropSampler:
         self.degrade_params = dict(degrade_params or {})
         self.crop = crop
         self.augment = augment
+        if not 0.0 <= pair_fraction <= 1.0:
+            raise UsageError(f"--pair-fraction {pair_fraction} is not between 0 and 1")
+        # 0 keeps the plain draw (uniform over all images), so earlier runs replay exactly
+        self.pair_fraction = pair_fraction if (self.clean and self.pairs) else 0.0
 
     def _cut(self, rng: np.random.Generator, *images: np.ndarray) -> list[np.ndarray]:
         h, w = images[0].shape[:2]
@@ -131,7 +136,11 @@ class CropSampler:
     def sample(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """One (degraded, clean) float32 pair in [0, 1], (crop, crop, 3)."""
         n_clean, n_pairs = len(self.clean), len(self.pairs)
-        k = int(rng.integers(0, n_clean + n_pairs))
+        if self.pair_fraction:
+            from_pairs = rng.random() < self.pair_fraction
+            k = n_clean + int(rng.integers(0, n_pairs)) if from_pairs else int(rng.integers(0, n_clean))
+        else:
+            k = int(rng.integers(0, n_clean + n_pairs))
         if k < n_clean:
             (clean,) = self._cut(rng, self.clean[k])
             clean01 = clean.astype(np.float32) / 255.0

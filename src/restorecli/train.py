@@ -52,6 +52,9 @@ class TrainConfig:
     dim: int = 16
     dim_mults: tuple[int, ...] = (1, 2, 4, 8)
     resnet_block_groups: int = 8
+    attn_heads: int = 4  # official RDDM: 4 heads of 32; narrower attention is much cheaper at full resolution
+    attn_dim_head: int = 32
+    pixel_unshuffle: int = 1  # >1: the UNet runs at 1/r resolution on r*r times the channels (restorecli extension)
     timesteps: int = 1000
     sum_scale: float = 1.0
     steps: int = 5  # sampling steps used for validation and recorded as the model's default
@@ -77,6 +80,7 @@ class TrainConfig:
     time_limit: float = 0.0  # seconds; 0 = none. Stops cleanly (and saves) when reached.
     clean: list[str] = field(default_factory=list)
     pairs: list[list[str]] = field(default_factory=list)
+    pair_fraction: float = 0.0  # share of crops taken from --pairs when --clean is also given; 0 = by image count
 
     def __post_init__(self) -> None:
         if self.objective not in ("pred_res_noise", "pred_res"):
@@ -176,6 +180,10 @@ def unet_config(cfg: TrainConfig, out_dim: int | None = None) -> dict[str, Any]:
     }
     if out_dim is not None:
         conf["out_dim"] = out_dim
+    # only non-official values are written, so default runs keep the official config keys
+    for key, default in (("attn_heads", 4), ("attn_dim_head", 32), ("pixel_unshuffle", 1)):
+        if getattr(cfg, key) != default:
+            conf[key] = getattr(cfg, key)
     return conf
 
 
@@ -401,7 +409,7 @@ def build_data(cfg: TrainConfig):
         held = [p for p in loaded if is_held_out(p.name, cfg.held_out)]
         val_pairs += [_centre(p, cfg.val_size) for p in held[: cfg.val_count]]
     sampler = CropSampler(clean=clean_imgs, pairs=pairs, degradation=cfg.degradation if cfg.clean else None,
-                          degrade_params=cfg.degrade_params, crop=cfg.crop)
+                          degrade_params=cfg.degrade_params, crop=cfg.crop, pair_fraction=cfg.pair_fraction)
     return sampler, val_pairs
 
 
@@ -461,11 +469,25 @@ def save_bundle(path: Path, cfg: TrainConfig, nets: dict[str, nn.Module], *, hal
         states[name] = state
     meta = {
         "spec": spec_to_dict(spec),
-        "training": {k: v for k, v in asdict(cfg).items()},
+        "training": public_training_record(cfg),
         "metrics": metrics or {},
     }
     meta.update(extra or {})
     return write_bundle(Path(path), spec, states, extra_meta=meta)
+
+
+def dataset_label(folder: str) -> str:
+    """A folder named by its last two path parts (e.g. `Rain100L-train/input`), never the machine's path."""
+    parts = Path(folder).parts
+    return "/".join(parts[-2:]) if len(parts) >= 2 else str(folder)
+
+
+def public_training_record(cfg: TrainConfig) -> dict[str, Any]:
+    """The training config as a bundle records it: data folders by dataset name, not by absolute path."""
+    record = dict(asdict(cfg))
+    record["clean"] = [dataset_label(c) for c in cfg.clean]
+    record["pairs"] = [[dataset_label(d) for d in pair] for pair in cfg.pairs]
+    return record
 
 
 # ---- the loop -----------------------------------------------------------------------
@@ -549,7 +571,7 @@ def train(
     if resume is not None:
         ckpt = torch.load(resume, map_location="cpu", weights_only=True)
         saved = TrainConfig.from_dict(ckpt["config"])
-        if model_spec(saved).components.keys() != spec.components.keys() or saved.dim != cfg.dim:
+        if {k: c.config for k, c in model_spec(saved).components.items()} != {k: c.config for k, c in spec.components.items()}:
             raise UsageError(f"{resume} was trained with a different network", "resume with the same options")
         for name, net in nets.items():
             net.load_state_dict(ckpt["nets"][name])
