@@ -220,7 +220,8 @@ class _Job:
                 engine = self.make_engine(device)
                 restorer = Restorer(engine, steps=self.opts.steps, seed=self.opts.seed, tile=self.opts.tile,
                                     overlap=self.opts.tile_overlap,
-                                    note=lambda text: self.progress.note(text, level="debug"))
+                                    note=lambda text: self.progress.note(text, level="debug"),
+                                    on_tile=self.progress.tile)
             height, width = batch[0].pic.size  # type: ignore[union-attr]
             tile = restorer.tile_for(height, width)
             self.progress.note(f"restoring {len(batch)} image(s) of {width}x{height}"

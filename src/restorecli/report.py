@@ -115,6 +115,11 @@ class Progress:
         with self.lock:
             self.console.print(Text(text, style=style or ""), highlight=False, soft_wrap=True)
 
+    def tile(self, done: int, total: int) -> None:
+        """Progress inside one large image restored in tiles (one line per tile; not with -q)."""
+        if total > 1:
+            self.note(f"  tile {done}/{total}", style="dim")
+
     def finished(self, record: FileRecord) -> None:
         """One image left the pipeline (done or failed): advance the count, say so."""
         with self.lock:

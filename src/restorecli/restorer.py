@@ -50,21 +50,30 @@ class Restorer:
     """One engine plus the job's sampling options; `run` restores a group of same-size images."""
 
     def __init__(self, engine: Engine, *, steps: int, seed: int = 0, tile: int | None = 0,
-                 overlap: int = 32, note: Note | None = None) -> None:
+                 overlap: int = 32, note: Note | None = None,
+                 on_tile: Callable[[int, int], None] | None = None) -> None:
         self.engine, self.steps, self.seed, self.tile, self.overlap = engine, steps, seed, tile, overlap
         self.note = note or (lambda text: None)
+        self.on_tile = on_tile
         self.known_tile: dict[tuple[int, int], int] = {}
 
     def generator(self) -> torch.Generator:
         return torch.Generator().manual_seed(self.seed)
 
     def tile_for(self, height: int, width: int) -> int:
-        """Tile size in input pixels for an image of this size; 0 = whole image."""
+        """Tile size in input pixels that a run really uses for an image of this size; 0 = whole image.
+
+        A requested tile below the engine's minimum is raised to it here, so what
+        `-v` reports is what runs.
+        """
+        from .tiling import effective_tile
+
         if not self.engine.tileable:
             return 0
         if (height, width) in self.known_tile:
             return self.known_tile[(height, width)]
         tile = self.engine.auto_tile(height, width) if self.tile is None else self.tile
+        tile = effective_tile(self.engine, tile)
         return tile if tile and (height > tile or width > tile) else 0
 
     def run(self, images: list[Tensor], masks: list[Tensor | None]) -> list[Tensor | ImageFailed]:
@@ -94,7 +103,7 @@ class Restorer:
                     from .tiling import restore_tiled
 
                     return restore_tiled(self.engine, image, mask, steps=self.steps, generator=self.generator(),
-                                         tile=tile, overlap=self.overlap)
+                                         tile=tile, overlap=self.overlap, on_tile=self.on_tile)
                 return self.engine.restore(image, steps=self.steps, generators=[self.generator()], masks=mask)
             except (WeightsError, DeviceError):
                 raise

@@ -16,6 +16,7 @@ returns exactly the untiled result.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
@@ -74,16 +75,18 @@ def restore_tiled(
     generator: torch.Generator,
     tile: int,
     overlap: int,
+    on_tile: Callable[[int, int], None] | None = None,
 ) -> Tensor:
     """Restore one image (1, 3, H, W) tile by tile; returns (1, 3, sH, sW) on the CPU.
 
     Tiles are processed row-major and all draw from the image's one generator,
-    as the official splitter does with the global RNG.
+    as the official splitter does with the global RNG. `on_tile(done, total)` is
+    called after each tile (progress for one large image).
     """
     _, _, height, width = image.shape
     if tile <= 0 or (height <= tile and width <= tile):
         return engine.restore(image, steps=steps, generators=[generator], masks=mask)
-    tile = max(tile, engine.min_tile)
+    tile = effective_tile(engine, tile)
     overlap = min(max(overlap, 0), tile // 2)
     stride = tile - overlap
     scale = engine.scale
@@ -91,6 +94,7 @@ def restore_tiled(
     ws = tile_starts(width, tile, stride)
     out = torch.zeros(1, 3, height * scale, width * scale, dtype=torch.float32)
     weight = torch.zeros(1, 1, height * scale, width * scale, dtype=torch.float32)
+    done, total = 0, len(hs) * len(ws)
     for i, top in enumerate(hs):
         th = min(tile, height - top)
         wy = ramp(th * scale, *(scale * o for o in _overlaps(hs, tile, i)))
@@ -104,4 +108,12 @@ def restore_tiled(
             ys, xs = top * scale, left * scale
             out[:, :, ys:ys + th * scale, xs:xs + tw * scale] += result * w2
             weight[:, :, ys:ys + th * scale, xs:xs + tw * scale] += w2
+            done += 1
+            if on_tile is not None:
+                on_tile(done, total)
     return out / weight
+
+
+def effective_tile(engine: Engine, tile: int) -> int:
+    """The tile size a run really uses for a requested one (never below the engine's minimum)."""
+    return max(tile, engine.min_tile) if tile > 0 else 0

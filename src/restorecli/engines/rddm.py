@@ -35,6 +35,7 @@ from PIL import Image
 from torch import Tensor, nn
 
 from ..errors import UsageError, WeightsError
+from ..memory import memory_budget
 from ..nets.rddm_unet import RDDMUnet, RDDMUnetRes, build_unet, build_unetres
 from ..registry import ComponentSpec, ModelSpec
 from .base import Engine, StateDict, check_masks, randn
@@ -324,6 +325,47 @@ class RDDMEngine(Engine):
     def size_multiple(self) -> int:
         net = self.unet0 if self.unet0 is not None else self.unet1
         return net.size_multiple  # type: ignore[union-attr]
+
+    # ---- memory ------------------------------------------------------------------------
+    # The sampler's full-resolution images alive next to a network pass: x_in, x_t, the
+    # noise, the networks' outputs, res, eps, x0, the condition (up to ~10 RGB images).
+    SAMPLER_IMAGES = 10
+    # Fixed slack for the allocator and the weights' copies (measured 25-40 MiB at 256^2).
+    BASE_BYTES = 64 << 20
+    # A CPU run never plans more than this for one tile, whatever RAM is free: bigger
+    # tiles are no faster on a CPU, and a 12-megapixel photo stays well under 6 GiB.
+    CPU_CAP = 3 << 30
+    TILES = (2048, 1536, 1280, 1024, 768, 512, 384, 256, 192, 128, 64)
+
+    def estimate_bytes(self, height: int, width: int) -> int:
+        """Peak working memory (bytes, beyond the weights) of restoring one image of this size.
+
+        From the networks' own configs (`RDDMUnet.working_set_floats`), so user-trained
+        bundles of any width, levels and attention are covered; the networks run one
+        after the other, so the larger one counts.
+        """
+        m = self.size_multiple
+        ph, pw = padded_size(height, m), padded_size(width, m)
+        nets = [net for net in (self.unet0, self.unet1) if net is not None]
+        floats = max(net.working_set_floats(ph, pw) for net in nets) + self.SAMPLER_IMAGES * 3 * ph * pw
+        elem = 4 if self.dtype == torch.float32 else 2
+        return int(floats * elem + self.BASE_BYTES)
+
+    def _memory_budget(self) -> int:
+        return memory_budget(self.device, gpu_fraction=0.7, cpu_fraction=0.5, cpu_cap=self.CPU_CAP)
+
+    def auto_tile(self, height: int, width: int) -> int:
+        """0 when the whole image fits the memory budget, else the largest fitting square tile (input px)."""
+        if not self.tileable:
+            return 0
+        budget = self._memory_budget()
+        if self.estimate_bytes(height, width) <= budget:
+            return 0
+        side = max(height, width)
+        for tile in self.TILES:
+            if tile < side and tile >= self.min_tile and self.estimate_bytes(min(tile, height), min(tile, width)) <= budget:
+                return tile
+        return self.min_tile
 
     # ---- one network evaluation ---------------------------------------------------------
     def _predictor(

@@ -236,6 +236,7 @@ class RDDMUnet(nn.Module):
         # CPU this is ~4x faster for the same width, since full-resolution, few-channel layers
         # are the least efficient ones.
         self.unshuffle = int(pixel_unshuffle)
+        self.attn_heads, self.attn_hidden = attn_heads, attn_heads * attn_dim_head
         fold = self.unshuffle ** 2
         dims = [dim, *(dim * m for m in dim_mults)]
         pairs = list(zip(dims[:-1], dims[1:]))
@@ -277,6 +278,27 @@ class RDDMUnet(nn.Module):
     def size_multiple(self) -> int:
         """Input sides must be a multiple of this (the fold, then one halving per level but the last)."""
         return self.unshuffle * 2 ** (self.levels - 1)
+
+    def working_set_floats(self, height: int, width: int) -> float:
+        """Peak activations (in elements, batch 1, inference) of one forward pass at this padded size.
+
+        The skip connections (two per level, plus their concatenations on the way up)
+        stay alive; on top of them the widest level's transient maps (the two conv
+        blocks, group norm, the linear attention's q/k/v) and the middle block's full
+        attention matrix, which softmax materialises on the CPU (heads * tokens^2,
+        twice). Checked against measured peaks (CPU fp32, torch 2.13): dim 16 with a
+        2x fold, 1024^2: 339 MiB measured, 444 estimated; 2048^2: 2.7 / 3.3 GiB; the
+        official attention width (4x32, no fold) at 1024^2: 9.6 / 10.7 GiB.
+        """
+        fold = self.unshuffle
+        pixels = height * width / (fold * fold)
+        widths = [self.init_conv.out_channels] + [down[0].block1.proj.out_channels for down in self.downs]
+        hidden = self.attn_hidden
+        skips = sum(4 * widths[level] * pixels / 4**level for level in range(self.levels))
+        transient = max((8 * widths[level] + 3 * hidden) * pixels / 4**level for level in range(self.levels))
+        side = fold * 2 ** (self.levels - 1)
+        tokens = (height / side) * (width / side)
+        return skips + transient + 2 * self.attn_heads * tokens * tokens
 
     def forward(self, x: Tensor, time: Tensor) -> Tensor:
         if self.unshuffle > 1:
