@@ -168,7 +168,7 @@ def test_failed_skipped_missing_and_unreadable_entries(tmp_path):
     assert "out of memory even with 64-pixel tiles" in cards[0] and cards[0].count("<img") == 1
     assert "preview unavailable" not in cards[0]
     assert 'data-status="skipped"' in cards[1] and cards[1].count("<img") == 2   # skipped: existing output shown
-    assert cards[2].count("preview unavailable") == 2 and "file not found" in cards[2]
+    assert cards[2].count("preview unavailable") == 1 and "file not found" in cards[2]   # no output placeholder
     assert cards[3].count("preview unavailable") == 1 and "<img" not in cards[3]
     assert cards[4].count("preview unavailable") == 1 and cards[4].count("<img") == 1
     assert "preview unavailable" in cards[5]
@@ -204,6 +204,22 @@ def test_16bit_alpha_gray_palette_cmyk_inputs(tmp_path):
         assert im.mode == "L" and np.asarray(im).std() > 10                    # 16-bit gray scaled, not clipped
     with Image.open(page.parent / srcs[1]) as im:
         assert im.mode == "RGBA" and im.getextrema()[3][0] < 50
+
+
+def test_exif_orientation_big_jpeg_and_the_preview_size_limit(tmp_path, monkeypatch):
+    photo = tmp_path / "rot.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6                                       # shown rotated by 90 degrees
+    Image.fromarray(noise(800, 1200)).save(photo, quality=90, exif=exif)
+    page = write_html_report(tmp_path / "r.html", title="t", run_info={},
+                             entries=[ReportEntry(str(photo), str(photo))])
+    sizes = [thumb_size(page, a["src"]) for _, a in thumbs_of(page)]
+    assert sizes == [(213, 320), (213, 320)]               # upright, from a reduced-scale decode
+    assert "input 800\u00d71200" in page.read_text(encoding="utf-8")   # the full size, upright
+    monkeypatch.setenv("RESTORECLI_MAX_PIXELS", "100")     # previews up to 16 x 100 pixels
+    small = save(tmp_path / "s.png", noise(41, 41))         # 1681 > 1600
+    page = write_html_report(tmp_path / "r.html", title="t", run_info={}, entries=[ReportEntry(small, small)])
+    assert page.read_text(encoding="utf-8").count("too large to preview") == 2
 
 
 def test_metrics_and_eval_entries(tmp_path):

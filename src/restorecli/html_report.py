@@ -37,6 +37,8 @@ import math
 import os
 import shutil
 import tempfile
+import threading
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -46,6 +48,8 @@ from urllib.parse import quote
 
 import numpy as np
 from PIL import Image, ImageOps
+
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)  # as restorecli.imageio
 
 THUMB_SIZE = 320
 JPEG_QUALITY = 85
@@ -166,14 +170,37 @@ def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float, np.floating, np.integer)) and not isinstance(v, bool)
 
 
-def _open_picture(path: str) -> Image.Image:
-    """The image as a viewer shows it (EXIF orientation applied), in a mode JPEG/PNG can store at 8 bits."""
-    with Image.open(path) as im:
+_open_lock = threading.Lock()
+
+
+def _preview_pixel_limit() -> int:
+    """Largest image previewed: 16 x the run's decompression-bomb limit (an x4 sr output of the largest input)."""
+    value = os.environ.get("RESTORECLI_MAX_PIXELS", "")
+    return 16 * (int(value) if value.strip().isdigit() else 89_478_485)
+
+
+def _open_picture(path: str, limit: int) -> tuple[Image.Image, tuple[int, int]]:
+    """(the image as a viewer shows it, EXIF orientation applied, in a mode JPEG/PNG store at 8 bits; its full size)."""
+    max_pixels = _preview_pixel_limit()
+    with _open_lock:  # Pillow's bomb check runs in open() against a global: raise it only for this call
+        saved = Image.MAX_IMAGE_PIXELS
+        if saved is not None and saved < max_pixels:
+            Image.MAX_IMAGE_PIXELS = max_pixels
+        try:
+            opened = Image.open(path)
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
+    with opened as im:
+        w, h = im.size
+        if w * h > max_pixels:
+            raise ValueError(f"{w}x{h} is too large to preview")
+        if im.getexif().get(0x0112, 1) in (5, 6, 7, 8):  # rotated by 90 degrees when shown
+            w, h = h, w
         if im.format == "JPEG":
-            im.draft("RGB", (THUMB_SIZE * 2, THUMB_SIZE * 2))  # decode at a reduced scale: big JPEGs stay fast
+            im.draft("RGB", _fit(im.size, limit))  # decode at 1/2, 1/4 or 1/8 scale: big JPEGs stay fast
         im.load()
         im = ImageOps.exif_transpose(im) or im
-        return _to_8bit(im)
+        return _to_8bit(im), (w, h)
 
 
 def _to_8bit(im: Image.Image) -> Image.Image:
@@ -226,27 +253,28 @@ def _save_thumb(im: Image.Image, size: tuple[int, int], folder: Path, stem: str)
 
 def _entry_view(index: int, entry: ReportEntry, folder: Path, limit: int) -> _View:
     pics: dict[str, Image.Image | None] = {}
+    full: dict[str, tuple[int, int]] = {}
     errors: dict[str, str] = {}
     for side, p in (("before", entry.input), ("after", entry.output)):
         if not p:
             continue
         try:
-            pics[side] = _open_picture(p)
+            pics[side], full[side] = _open_picture(p, limit)
         except Exception as exc:  # noqa: BLE001 - a report must never fail on one bad image
             pics[side] = None
             errors[side] = _short_error(exc)
     before_im, after_im = pics.get("before"), pics.get("after")
-    slider = before_im is not None and after_im is not None and _same_aspect(before_im.size, after_im.size)
+    slider = before_im is not None and after_im is not None and _same_aspect(full["before"], full["after"])
     stem = f"{index:06d}"
 
     def make(side: str, im: Image.Image | None, size: tuple[int, int] | None) -> _Thumb:
         if im is None:
             return _Thumb(error=errors.get(side, "no file"))
         try:
-            thumb = _save_thumb(im, size or _fit(im.size, limit), folder, f"{stem}-{side}")
+            thumb = _save_thumb(im, size or _fit(full[side], limit), folder, f"{stem}-{side}")
         except Exception as exc:  # noqa: BLE001
-            return _Thumb(error=_short_error(exc), full=im.size)
-        thumb.full = im.size
+            return _Thumb(error=_short_error(exc), full=full[side])
+        thumb.full = full[side]
         return thumb
 
     after = make("after", after_im, None) if entry.output else None
@@ -349,7 +377,8 @@ def _mean_metrics(entries: Sequence[ReportEntry]) -> dict[str, float]:
                 keys.append(k)
     out = {}
     for k in keys:
-        vals = [float(e.metrics[k]) for e in entries if e.metrics and k in e.metrics and not math.isnan(float(e.metrics[k]))]
+        vals = [float(e.metrics[k]) for e in entries if e.metrics and k in e.metrics]
+        vals = [v for v in vals if not math.isnan(v)]
         if vals:
             out[k] = float(np.mean(vals))
     return out
@@ -378,7 +407,8 @@ def _card(i: int, entry: ReportEntry, view: _View, url_dir: str, page_dir: Path,
     name = Path(entry.input).name if entry.input else (Path(entry.output).name if entry.output else f"#{i + 1}")
     parts = [f'<article class="card st-{_text(status if status in ("done", "skipped", "failed") else "other")}" '
              f'data-status="{_text(status)}" id="f{i}">',
-             f'<header><span class="badge">{_text(status)}</span> <span class="name" title="{_text(entry.input or "")}">'
+             f'<header><span class="badge">{_text(status)}</span> '
+             f'<span class="name" title="{_text(entry.input or "")}">'
              f"{_text(name)}</span><span class=\"secs\">{_text(_fmt_seconds(entry.seconds))}</span></header>"]
     b, a = view.before, view.after
     if view.slider and a is not None:
@@ -399,7 +429,9 @@ def _card(i: int, entry: ReportEntry, view: _View, url_dir: str, page_dir: Path,
             f"</div><div class=\"dims\">{sizes}</div></div>")
     else:
         figs = _figure(b, url_dir, labels[0])
-        if entry.output or status == "done":
+        has_after = a is not None and a.name is not None
+        # a failed file's planned output name that was never written is noise: its reason says it all
+        if has_after or status == "done" or (entry.output and status != "failed"):
             figs += _figure(a, url_dir, labels[1])
         parts.append(f'<div class="pair">{figs}</div>')
     if entry.metrics:
@@ -449,7 +481,7 @@ def _render_page(page: Path, files_dir: Path, title: str, run_info: Mapping[str,
                      " \u00b7 ".join(_text(_fmt_metric(k, v)) for k, v in means.items()) + "</p>")
     filters = "".join(f'<button type="button" data-filter="{st}">{st} ({counts.get(st, 0)})</button>'
                       for st in ("done", "skipped", "failed") if counts.get(st))
-    cards = "\n".join(_card(i, e, v, url_dir, page_dir, labels) for i, (e, v) in enumerate(zip(entries, views)))
+    cards = "\n".join(_card(i, e, v, url_dir, page_dir, labels) for i, (e, v) in enumerate(zip(entries, views, strict=True)))
     script_hash = base64.b64encode(hashlib.sha256(_SCRIPT.encode("utf-8")).digest()).decode("ascii")
     csp = (f"default-src 'none'; img-src 'self' file: data:; style-src 'unsafe-inline'; "
            f"script-src 'sha256-{script_hash}'; base-uri 'none'; form-action 'none'")
