@@ -106,7 +106,9 @@ def check_outputs(root: Path, out: Path, names: list[str], records: list[dict]) 
         assert ours.read_bytes() == ref.read_bytes(), name
 
 
-def require_ray() -> None:
+@pytest.fixture
+def ray_installed() -> None:
+    """Skip without Ray (before the folder fixture does any work); fail under CI=true."""
     if importlib.util.find_spec("ray") is None:
         message = 'ray is not installed (pip install -e ".[test,ray]", the README\'s test command)'
         if IN_CI:
@@ -114,8 +116,7 @@ def require_ray() -> None:
         pytest.skip(message)
 
 
-def test_ray_recipe_on_a_local_cluster(folder):
-    require_ray()
+def test_ray_recipe_on_a_local_cluster(ray_installed, folder):
     root, names, env = folder
     out = root / "out_ray"
     cmd = [sys.executable, str(EXAMPLES / "ray_restore.py"), str(root / "in"), str(out), "--task", "derain",
