@@ -1,0 +1,160 @@
+"""The cluster recipes of docs/batch.md, run for real on CPU: examples/ray_restore.py on a local
+Ray instance (2 CPUs, 2 actors) and examples/torchrun_restore.py under
+`python -m torch.distributed.run --nproc_per_node 2` (gloo). Both must restore every file of a
+folder exactly once, with outputs byte-equal to a plain `restore derain` run.
+
+Ray comes with the `ray` extra (`pip install -e ".[test,ray]"`, the README's test command).
+Without it the Ray test skips, except under CI=true, where it fails.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from cli_helpers import run_cli
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLES = REPO / "examples"
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+def child_env(cache: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO / "src") + os.pathsep + env.get("PYTHONPATH", "")
+    env.update(RESTORECLI_CACHE=str(cache), RESTORECLI_OFFLINE="1", NO_COLOR="1",
+               OMP_NUM_THREADS="1",            # every process alike (and the machine is shared)
+               RAY_USAGE_STATS_ENABLED="0")    # no usage-stats prompt or upload
+    return env
+
+
+def run_bounded(cmd: list[str], *, env: dict[str, str], cwd: Path, timeout: float) -> subprocess.CompletedProcess:
+    """Run cmd in its own process group; on timeout stop the whole group (Ray's and torchrun's children too)."""
+    proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        for sig, wait in ((signal.SIGTERM, 15), (signal.SIGKILL, 15)):
+            try:
+                os.killpg(proc.pid, sig)
+            except ProcessLookupError:
+                break
+            try:
+                out, err = proc.communicate(timeout=wait)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+        else:
+            out, err = b"", b""
+        pytest.fail(f"{' '.join(cmd[:4])} ... did not finish in {timeout:.0f} s\n"
+                    + err.decode("utf-8", "replace")[-4000:])
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    """6 small images (RGB, gray, RGBA, one in a sub-folder) and a plain `restore derain -r` of them."""
+    root = tmp_path_factory.mktemp("distributed")
+    src = root / "in"
+    (src / "sub").mkdir(parents=True)
+    rng = np.random.default_rng(15)
+    yy, xx = np.mgrid[0:48, 0:48]
+    for i, name in enumerate(["a.png", "b.png", "c.png", "d.png", "sub/e.png", "sub/f.png"]):
+        base = np.stack([(xx * 4 + i * 20) % 256, (yy * 5) % 256, ((xx + yy) * 3) % 256], axis=-1)
+        streaks = (((xx + 2 * yy + i) % 9) == 0) * 90                   # a little "rain"
+        img = np.clip(base + streaks[..., None] + rng.normal(0, 6, (48, 48, 1)), 0, 255).astype(np.uint8)
+        if name == "c.png":
+            Image.fromarray(img[..., 1]).save(src / name)                 # gray
+        elif name == "d.png":
+            alpha = (xx * 255 // 47).astype(np.uint8)
+            Image.fromarray(np.dstack([img, alpha]), "RGBA").save(src / name)
+        else:
+            Image.fromarray(img).save(src / name)
+    env = child_env(root / "cache")
+    ref = run_cli("derain", str(src), str(root / "ref"), "-r", "-q", env=env, timeout=300)
+    assert ref.returncode == 0, ref.stderr.decode()
+    names = sorted(p.relative_to(src).as_posix() for p in src.rglob("*.png"))
+    assert sorted(p.relative_to(root / "ref").as_posix() for p in (root / "ref").rglob("*")
+                  if p.is_file()) == names
+    return root, names, env
+
+
+def check_outputs(root: Path, out: Path, names: list[str], records: list[dict]) -> None:
+    """Every input exactly once, done, and each output equal to the plain CLI's, bytes and pixels."""
+    src = root / "in"
+    paths = [Path(r["path"]).resolve().relative_to(src.resolve()).as_posix() for r in records]
+    assert sorted(paths) == names, paths                       # each file exactly once
+    assert all(r["status"] == "done" and not r["reason"] for r in records), records
+    written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    assert written == names                                    # nothing else (no temporary files)
+    for name in names:
+        ours, ref = out / name, root / "ref" / name
+        with Image.open(ours) as a, Image.open(ref) as b:
+            assert a.mode == b.mode and a.size == b.size
+            assert np.array_equal(np.asarray(a), np.asarray(b)), name
+        assert ours.read_bytes() == ref.read_bytes(), name
+
+
+@pytest.fixture
+def ray_installed() -> None:
+    """Skip without Ray (before the folder fixture does any work); fail under CI=true."""
+    if importlib.util.find_spec("ray") is None:
+        message = 'ray is not installed (pip install -e ".[test,ray]", the README\'s test command)'
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+def test_ray_recipe_on_a_local_cluster(ray_installed, folder):
+    root, names, env = folder
+    out = root / "out_ray"
+    cmd = [sys.executable, str(EXAMPLES / "ray_restore.py"), str(root / "in"), str(out), "--task", "derain",
+           "--recursive", "--num-cpus", "2", "--actors", "2", "--paths-per-call", "1", "--json", "--quiet"]
+    proc = run_bounded(cmd, env=env, cwd=root, timeout=420)
+    stderr = proc.stderr.decode("utf-8", "replace")
+    assert proc.returncode == 0, stderr[-4000:]
+    report = json.loads(proc.stdout)
+    assert report["device"] == "cpu" and report["actors"] == 2 and report["gpus_per_actor"] == 0
+    assert (report["done"], report["skipped"], report["failed"]) == (6, 0, 0)
+    check_outputs(root, out, names, report["files"])
+    workers = {r["worker"] for r in report["files"]}
+    assert 1 <= len(workers) <= 2, workers                     # actors of the pool, each loaded once
+    print(f"ray {__import__('ray').__version__}: files per actor "
+          f"{sorted(sum(r['worker'] == w for r in report['files']) for w in workers)}")
+
+
+def test_torchrun_recipe_with_two_cpu_processes(folder):
+    root, names, env = folder
+    out = root / "out_torchrun"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           str(EXAMPLES / "torchrun_restore.py"), str(root / "in"), str(out), "--task", "derain",
+           "--recursive", "--json", "--quiet"]
+    proc = run_bounded(cmd, env=env, cwd=root, timeout=300)
+    stderr = proc.stderr.decode("utf-8", "replace")
+    assert proc.returncode == 0, stderr[-4000:]
+    report = json.loads(proc.stdout)                           # printed by rank 0 only
+    assert report["ranks"] == 2 and (report["done"], report["skipped"], report["failed"]) == (6, 0, 0)
+    check_outputs(root, out, names, report["files"])
+    ranks = {r["rank"] for r in report["files"]}
+    assert ranks == {0, 1}, report["files"]                   # both ranks got a share of these names
+    expected_device = "cuda" if torch.cuda.is_available() else "cpu"
+    assert all(r["device"].startswith(expected_device) for r in report["files"])
+
+    # a rerun resumes: every output exists, so every file is skipped and nothing is rewritten
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*.png")}
+    again = run_bounded(cmd, env=env, cwd=root, timeout=300)
+    assert again.returncode == 0, again.stderr.decode("utf-8", "replace")[-4000:]
+    rerun = json.loads(again.stdout)
+    assert (rerun["done"], rerun["skipped"], rerun["failed"]) == (0, 6, 0)
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*.png")} == before
