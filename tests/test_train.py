@@ -155,6 +155,26 @@ def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=300)
 
 
+def test_time_limit_counts_the_interrupted_runs_time(tmp_path, monkeypatch):
+    """--time-limit is a budget for the whole run: a resumed run continues the clock (and the lr decay)."""
+    write_clean_images(tmp_path / "clean")
+    quiet = lambda _m: None  # noqa: E731
+    clock = [1000.0]
+
+    def tick() -> float:
+        clock[0] += 10.0  # every call to the clock is 10 s later
+        return clock[0]
+
+    monkeypatch.setattr(T.time, "monotonic", tick)
+    cfg = tiny_config(tmp_path / "clean", iters=1000, time_limit=10_000)
+    T.train(cfg, tmp_path / "run", log=quiet, stop_after=2)
+    first = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    assert first["elapsed"] > 0
+    T.train(cfg, tmp_path / "run", log=quiet, stop_after=4, resume=tmp_path / "run" / "last.pt")
+    second = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    assert second["elapsed"] > first["elapsed"]  # not restarted from zero
+
+
 def test_train_save_reload_restore_through_cli(tmp_path):
     """The acceptance path: train a tiny net, then `restore derain --weights` runs the bundle it wrote."""
     write_clean_images(tmp_path / "clean")

@@ -567,6 +567,7 @@ def train(
     rng = np.random.default_rng(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     step, best_psnr = 0, -math.inf
+    elapsed_before = 0.0  # training seconds of earlier runs of this folder (--resume): --time-limit counts them
     history: list[dict[str, Any]] = []
     if resume is not None:
         ckpt = torch.load(resume, map_location="cpu", weights_only=True)
@@ -583,6 +584,7 @@ def train(
         best_psnr = float(ckpt.get("best_psnr", -math.inf))
         rng.bit_generator.state = json.loads(ckpt["rng_numpy"])
         gen.set_state(ckpt["rng_torch"])
+        elapsed_before = float(ckpt.get("elapsed", 0.0))
         log(f"resumed from {resume} at step {step}")
     baseline = input_scores(val_pairs)
     if baseline:
@@ -605,12 +607,13 @@ def train(
             "nets": {k: v.state_dict() for k, v in nets.items()}, "ema": ema.state(),
             "opt": opt.state_dict(), "param_names": param_names, "scaler": scaler.state_dict() if scaler.is_enabled() else {},
             "rng_numpy": json.dumps(rng.bit_generator.state), "rng_torch": gen.get_state(),
+            "elapsed": time.monotonic() - start,
         }
         tmp = out_dir / "last.pt.tmp"
         torch.save(data, tmp)
         tmp.replace(out_dir / "last.pt")
 
-    start = time.monotonic()
+    start = time.monotonic() - elapsed_before  # a resumed run continues the clock of the interrupted one
     metrics: dict[str, float] = {}
     last_log = start
     running: dict[str, float] = {}
