@@ -25,8 +25,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from restorecli.datasets import collect_images, split_files
-from restorecli.evaluate import evaluate_pairs
+from restorecli.quality.evaluate import evaluate_pairs
+from restorecli.training.datasets import collect_images, split_files
 
 DATA = Path(os.environ.get("RESTORECLI_SHARED", Path(__file__).resolve().parent.parent.parent / "shared")) / "data"
 DEGRADATION = {"derain": "rain", "lowlight": "lowlight"}
