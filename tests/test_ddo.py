@@ -48,9 +48,9 @@ from restorecli.engines.ddo.schedule import (
     respaced_timesteps,
 )
 from restorecli.errors import UsageError, WeightsError
-from restorecli.weights.registry import load_registry
 from restorecli.runtime.load import load_component_file
 from restorecli.weights.checkpoint import InertObject, read_torch_file
+from restorecli.weights.registry import load_registry
 
 ATOL = 1e-4
 SMALL = {"channels": 32, "n_res_blocks": 1}  # the fixtures' U-Net; the rest is the CIFAR-10 config

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from restorecli.training import degrade as D
 from restorecli.quality.metrics import psnr, to_255
+from restorecli.training import degrade as D
 
 
 def clean(h: int = 48, w: int = 64) -> np.ndarray:

@@ -21,16 +21,16 @@ from torch import Tensor
 
 from conftest import shared_path
 from helpers import case_dir, load_case, maxdiff
-from restorecli.engines.diffir import engine as dr
-from restorecli.engines.diffir.schedule import chain_timesteps
 from restorecli.engines.base import load_strict
 from restorecli.engines.common import pad_end
+from restorecli.engines.diffir import engine as dr
+from restorecli.engines.diffir.schedule import chain_timesteps
 from restorecli.errors import UsageError, WeightsError, WeightsUnavailable
 from restorecli.nets.diffir import SCHEDULE_BUFFERS, build_diffir
-from restorecli.weights.registry import ModelSpec, load_registry, parse_registry
 from restorecli.runtime.load import convert_files
 from restorecli.weights.bundle import read_bundle, write_bundle
 from restorecli.weights.checkpoint import read_torch_file
+from restorecli.weights.registry import ModelSpec, load_registry, parse_registry
 
 TOL_PRIOR = 1e-5  # cpen_c, x0_pred, states, ipr (the fixture's stated tolerance)
 TOL = 1e-4  # images

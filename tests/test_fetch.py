@@ -24,13 +24,13 @@ from torch import nn
 from helpers import solid_png
 from hubserver import HubRepo, LoopbackServer, State
 from restorecli import engines
-from restorecli.runtime import load
-from restorecli.weights import bundle, catalog, download
-from restorecli.weights.cache import bundle_path, is_cached, packaged_bundle
 from restorecli.engines.base import Engine
 from restorecli.errors import WeightsError, WeightsUnavailable
-from restorecli.weights.registry import load_registry
+from restorecli.runtime import load
+from restorecli.weights import bundle, catalog, download
 from restorecli.weights.bundle import read_bundle
+from restorecli.weights.cache import bundle_path, is_cached, packaged_bundle
+from restorecli.weights.registry import load_registry
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}

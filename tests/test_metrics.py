@@ -7,11 +7,11 @@ import math
 
 import numpy as np
 import pytest
+from PIL import Image
 
-from restorecli.training.degrade import imresize
 from restorecli.quality.evaluate import EvalReport, evaluate_pairs, read_rgb8
 from restorecli.quality.metrics import all_metrics, psnr, rgb_to_y, ssim, to_255
-from PIL import Image
+from restorecli.training.degrade import imresize
 
 
 def rand_img(seed: int, h: int = 24, w: int = 20) -> np.ndarray:

@@ -27,8 +27,8 @@ from rich.console import Console
 
 import fake_engines as fe
 from helpers import random_png as png
-from restorecli.jobs.discovery import shard_of
 from restorecli.errors import UsageError
+from restorecli.jobs.discovery import shard_of
 from restorecli.jobs.pipeline import JobOptions, run_job
 
 TESTS = Path(__file__).resolve().parent

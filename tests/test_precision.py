@@ -35,12 +35,11 @@ from safetensors.torch import load_file
 from torch import Tensor, nn
 
 from conftest import shared_path
-from restorecli.quality import metrics
 from restorecli.engines import engine_class
 from restorecli.engines.base import Engine
-from restorecli.weights.registry import ModelSpec, load_registry
+from restorecli.quality import metrics
 from restorecli.runtime.load import load_component_file
-
+from restorecli.weights.registry import ModelSpec, load_registry
 
 # Tiny networks run fastest on one thread, and OpenMP threads stall badly on a busy shared machine.
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -34,8 +34,8 @@ from restorecli.engines.rddm.schedule import (
     time_pairs,
 )
 from restorecli.errors import UsageError, WeightsError, WeightsUnavailable
-from restorecli.weights.registry import ComponentSpec, ModelSpec, load_registry
 from restorecli.runtime.load import load_component_file
+from restorecli.weights.registry import ComponentSpec, ModelSpec, load_registry
 
 TOL = 1e-4
 

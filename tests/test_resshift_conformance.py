@@ -24,8 +24,8 @@ from restorecli.engines.resshift import engine as rs
 from restorecli.engines.resshift import schedule as rsched
 from restorecli.errors import UsageError, WeightsError
 from restorecli.nets import attention
-from restorecli.weights.registry import ModelSpec, load_registry, parse_registry
 from restorecli.runtime.load import load_component_file
+from restorecli.weights.registry import ModelSpec, load_registry, parse_registry
 
 TOL = 1e-4
 CASES = ["sr_x4", "sr_x4_pad", "sr_x4_onestep", "inpaint"]

@@ -11,8 +11,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 
 from conftest import shared_path
-from restorecli.nets import attention
-from restorecli.nets import blocks, vqgan
+from restorecli.nets import attention, blocks, vqgan
 from restorecli.nets.vqgan import build_vq
 from restorecli.weights.registry import load_registry
 

@@ -7,11 +7,10 @@ import json
 import torch
 from torch import nn
 
-from restorecli.engines.base import Engine
-from restorecli.weights.registry import ModelSpec
-from restorecli.runtime.tiling import ramp, restore_tiled, tile_starts
-
 from conftest import shared_path
+from restorecli.engines.base import Engine
+from restorecli.runtime.tiling import ramp, restore_tiled, tile_starts
+from restorecli.weights.registry import ModelSpec
 
 
 class LocalEngine(Engine):

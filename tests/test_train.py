@@ -227,9 +227,9 @@ SHIPPED = {"derain": "rddm-derain-small", "lowlight": "rddm-lowlight-small"}
 
 @pytest.mark.parametrize("task", sorted(SHIPPED))
 def test_bundled_model_is_registered_and_intact(task):
+    from restorecli.io.files import sha256_file
     from restorecli.weights.cache import packaged_bundle
     from restorecli.weights.registry import load_registry
-    from restorecli.io.files import sha256_file
 
     reg = load_registry()
     spec = reg.default_for(task)
@@ -266,9 +266,9 @@ HELD_OUT_GAIN = {"derain": ("rain", 1, 3.0), "lowlight": ("lowlight", 2, 10.0)}
 
 @pytest.mark.parametrize("task", sorted(HELD_OUT_GAIN))
 def test_bundled_model_improves_held_out_synthetic_images(shared, task):
-    from restorecli.training.datasets import fixed_pairs
     from restorecli.quality.metrics import psnr, to_255
     from restorecli.runtime.load import load_engine
+    from restorecli.training.datasets import fixed_pairs
 
     degradation, steps, least = HELD_OUT_GAIN[task]
     root = shared("data", "denoise", "CBSD68")

@@ -79,7 +79,7 @@ class TrainConfig:
         self.adam_betas = tuple(float(b) for b in self.adam_betas)  # type: ignore[assignment]
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
 

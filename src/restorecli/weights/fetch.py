@@ -29,7 +29,6 @@ from .download import SourceFailed, describe, hub_download, url_download
 from .progress import ByteProgress, Reporter
 from .registry import ComponentSpec, ModelSpec, Source
 
-
 # ---- the entry point -----------------------------------------------------------------
 
 @dataclass
