@@ -3,7 +3,7 @@
 Trains two RDDM deraining models that differ only in the objective: plain
 `pred_res_noise` (two UNets) and the same plus the gate head (`--dual-output`:
 the noise UNet emits one extra channel, a gate logit that mixes the two
-clean-image estimates; see restorecli.train.gated_x0). Both use the same seed,
+clean-image estimates; see restorecli.engines.rddm.schedule.gated_x0). Both use the same seed,
 so they see identical crops, rain, timesteps and noise. Each EMA model is then
 scored on the held-out synthetic-rain pairs at 1, 2 and 5 sampling steps, the
 gated one both with and without its gate (to separate the gate from any
@@ -22,7 +22,10 @@ from pathlib import Path
 
 import torch
 
-from restorecli import train as T
+from restorecli.engines.rddm.schedule import linear_schedule
+from restorecli.training.config import TrainConfig, model_spec
+from restorecli.training.loop import build_nets, train
+from restorecli.training.validate import build_data, input_scores, validate
 
 DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 CLEAN = [DATA / "denoise" / "CBSD68", DATA / "denoise" / "Kodak24", DATA / "denoise" / "McMaster",
@@ -44,7 +47,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     results: dict[str, dict] = {}
     for variant, dual in (("plain", False), ("gated", True)):
-        cfg = T.TrainConfig(
+        cfg = TrainConfig(
             name=f"dual-exp-{variant}", task="derain", objective="pred_res_noise", dual_output=dual,
             dim=args.dim, dim_mults=tuple(int(m) for m in args.dim_mults.split(",")), batch_size=args.batch_size,
             iters=args.iters, crop=args.crop, lr=4e-4, lr_min=4e-5, ema_decay=0.995, steps=5, seed=args.seed,
@@ -52,16 +55,16 @@ def main() -> None:
             clean=[str(c) for c in CLEAN],
         )
         start = time.monotonic()
-        result = T.train(cfg, args.out / variant, log=print)
+        result = train(cfg, args.out / variant, log=print)
         spent = time.monotonic() - start
-        _, val_pairs = T.build_data(cfg)
+        _, val_pairs = build_data(cfg)
         nets = {k: v for k, v in _load_ema(result.bundle, cfg).items()}
-        sched = T.Schedule.make(cfg.timesteps, cfg.sum_scale)
-        row: dict[str, dict] = {"baseline": T.input_scores(val_pairs), "seconds": spent}
+        sched = linear_schedule(cfg.timesteps, cfg.sum_scale)
+        row: dict[str, dict] = {"baseline": input_scores(val_pairs), "seconds": spent}
         for steps in (1, 2, 5):
-            row[f"steps{steps}"] = T.validate(nets, cfg, sched, val_pairs, torch.device("cpu"), steps=steps)
+            row[f"steps{steps}"] = validate(nets, cfg, sched, val_pairs, torch.device("cpu"), steps=steps)
             if dual:
-                row[f"steps{steps}_nogate"] = T.validate(nets, cfg, sched, val_pairs, torch.device("cpu"),
+                row[f"steps{steps}_nogate"] = validate(nets, cfg, sched, val_pairs, torch.device("cpu"),
                                                           steps=steps, use_gate=False)
         results[variant] = row
         print(variant, json.dumps(row, indent=1))
@@ -70,11 +73,11 @@ def main() -> None:
     print(table(results))
 
 
-def _load_ema(bundle: Path, cfg: T.TrainConfig) -> dict[str, torch.nn.Module]:
+def _load_ema(bundle: Path, cfg: TrainConfig) -> dict[str, torch.nn.Module]:
     from safetensors.torch import load_file
 
-    spec = T.model_spec(cfg)
-    nets = T.build_nets(spec, torch.device("cpu"))
+    spec = model_spec(cfg)
+    nets = build_nets(spec, torch.device("cpu"))
     tensors = load_file(str(bundle))
     for name, net in nets.items():
         net.load_state_dict({k[len(name) + 1:]: v.float() for k, v in tensors.items() if k.startswith(name + ".")})

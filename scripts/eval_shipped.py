@@ -1,18 +1,18 @@
-"""Score a shipped (or candidate) deraining / low-light model the way docs/training.md reports it, through the real CLI.
+"""Score the shipped deraining / low-light models the way docs/training.md reports them, through the real CLI.
 
-1. Held-out synthetic degradation: the clean files that `restore train` held out
-   (same name-hash split, fraction 0.1) from the bundled models' training folders,
-   whole images, degraded with `restore degrade rain|lowlight --seed 1234`.
-2. For deraining, the Rain100L sample pairs in ../shared/data/derain/Rain100L-sample
-   (real benchmark rain, never seen in training). For low light, the LOL inputs in
-   ../shared/data/lowlight/LOL-eval-low have no ground truth: they are restored
-   into WORK/out/LOL for looking at, not scored.
+derain:
+  1. Rain100L training pairs that `restore train` held out (name hash, fraction 0.1): real rain, never trained on.
+  2. The three Rain100L *test* pairs in ../shared/data/derain/Rain100L-sample (never used for training or tuning).
+  Targets: mean gain >= +5 dB PSNR-Y on each set, and no image worse than its input.
+lowlight:
+  1. LOL eval15 (`LOL/test/{low,normal}`, --lol folder): reporting only, never used for training or tuning.
+  2. LOL training pairs held out by name hash.
+  3. Well-exposed photos (Kodak24 and the FiveK sample in ../shared/data/io): PSNR of the output against
+     its own input, which should stay >= 25 dB (a low-light model must not wreck a normal photo).
+  The LOL-eval-low inputs of ../shared/data/lowlight (no ground truth) are restored for looking at.
 
-For each set it runs `restore TASK INPUTS OUT` (with --weights if given, else
-the task's default model) and `restore eval`, and prints a Markdown table of
-PSNR/SSIM (Y channel and RGB) for the inputs and the outputs.
-
-    PYTHONPATH=src python scripts/eval_shipped.py --task derain --work /tmp/derain-eval [--weights B.safetensors] [--steps 2]
+    PYTHONPATH=src python scripts/eval_shipped.py --task derain --work /tmp/eval-derain [--weights B.safetensors]
+    PYTHONPATH=src python scripts/eval_shipped.py --task lowlight --work /tmp/eval-ll --lol /path/to/LOL/dataset
 """
 
 from __future__ import annotations
@@ -25,67 +25,81 @@ import subprocess
 import sys
 from pathlib import Path
 
-from restorecli.datasets import collect_images, split_files
-from restorecli.evaluate import evaluate_pairs
+from restorecli.quality.evaluate import evaluate_pairs
+from restorecli.training.datasets import is_held_out
 
 DATA = Path(os.environ.get("RESTORECLI_SHARED", Path(__file__).resolve().parent.parent.parent / "shared")) / "data"
-DEGRADATION = {"derain": "rain", "lowlight": "lowlight"}
-TRAIN_FOLDERS = ["denoise/CBSD68", "denoise/Kodak24", "denoise/McMaster", "sr/Set5/HR", "sr/Set14/HR",
-                 "sr/Val_SR/gt", "sr/ImageNet-val-x4/gt"]
 
 
 def cli(*args: str) -> None:
-    cmd = [sys.executable, "-m", "restorecli", *args]
     print("$ restore " + " ".join(args), flush=True)
-    subprocess.run(cmd, check=True)
+    subprocess.run([sys.executable, "-m", "restorecli", *args], check=True)
+
+
+def held_out_copy(inputs: Path, targets: Path, dest: Path) -> tuple[Path, Path]:
+    """Copy the held-out pairs (same name-hash rule as `restore train`, fraction 0.1) into dest/{input,target}."""
+    for sub in ("input", "target"):
+        (dest / sub).mkdir(parents=True, exist_ok=True)
+    for path in sorted(inputs.iterdir()):
+        if is_held_out(path.name, 0.1):
+            shutil.copy(path, dest / "input" / path.name)
+            shutil.copy(targets / path.name, dest / "target" / path.name)
+    return dest / "input", dest / "target"
+
+
+def score(label: str, task: str, inputs: Path, refs: Path, work: Path, extra: list[str]) -> dict:
+    out = work / "out" / label.replace(" ", "_")
+    if out.exists():
+        shutil.rmtree(out)
+    cli(task, str(inputs), str(out), "--device", "cpu", "--quiet", *extra)
+    before, after = evaluate_pairs(inputs, refs), evaluate_pairs(out, refs)
+    gains = {name: after.files[name]["psnr_y"] - before.files[name]["psnr_y"] for name in after.files
+             if name in before.files}
+    return {"label": label, "count": len(after.files), "input": before.mean, "restored": after.mean,
+            "worst_gain_y": min(gains.values()) if gains else None, "gains_y": gains}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--task", choices=sorted(DEGRADATION), default="derain")
+    ap.add_argument("--task", choices=("derain", "lowlight"), default="derain")
     ap.add_argument("--work", type=Path, required=True, help="Scratch folder for the pairs and outputs.")
+    ap.add_argument("--lol", type=Path, default=None, help="LOL dataset folder holding train/{low,normal} and test/{low,normal}.")
     ap.add_argument("--weights", default=None)
     ap.add_argument("--steps", type=int, default=None)
-    ap.add_argument("--seed", type=int, default=1234)
     args = ap.parse_args()
     work = args.work
-    clean_dir = work / "heldout" / "clean"
-    if clean_dir.exists():
-        shutil.rmtree(work / "heldout")
-    clean_dir.mkdir(parents=True)
-    _, held = split_files(collect_images([DATA / f for f in TRAIN_FOLDERS]), 0.1)
-    for path in held:  # held-out names are unique across the folders used
-        shutil.copy(path, clean_dir / f"{path.parent.name}_{path.stem}{path.suffix}")
-    degraded = work / "heldout" / "degraded"
-    cli("degrade", DEGRADATION[args.task], str(clean_dir), str(degraded), "--seed", str(args.seed), "--quiet")
-
+    work.mkdir(parents=True, exist_ok=True)
     extra = (["--weights", args.weights] if args.weights else []) + (["--steps", str(args.steps)] if args.steps else [])
-    sets = {f"held-out synthetic {DEGRADATION[args.task]}": (degraded, clean_dir)}
+    results = []
     if args.task == "derain":
-        sets["Rain100L sample"] = (DATA / "derain" / "Rain100L-sample" / "input",
-                                   DATA / "derain" / "Rain100L-sample" / "target")
-    else:  # no ground truth: restored for looking at only
-        cli(args.task, str(DATA / "lowlight" / "LOL-eval-low"), str(work / "out" / "LOL"), "--device", "cpu",
+        rain = DATA / "train" / "Rain100L-train"
+        results.append(score("Rain100L held-out train pairs", "derain",
+                             *held_out_copy(rain / "input", rain / "target", work / "heldout"), work, extra))
+        sample = DATA / "derain" / "Rain100L-sample"
+        results.append(score("Rain100L test sample", "derain", sample / "input", sample / "target", work, extra))
+    else:
+        if args.lol is not None:
+            results.append(score("LOL eval15", "lowlight", args.lol / "test" / "low", args.lol / "test" / "normal",
+                                 work, extra))
+            results.append(score("LOL held-out train pairs", "lowlight",
+                                 *held_out_copy(args.lol / "train" / "low", args.lol / "train" / "normal",
+                                                work / "heldout"), work, extra))
+        exposed = work / "well-exposed"
+        exposed.mkdir(exist_ok=True)
+        for path in sorted((DATA / "denoise" / "Kodak24").iterdir()):
+            shutil.copy(path, exposed / path.name)
+        shutil.copy(DATA / "io" / "low-light-FiveK-a4501-DSC_0354.jpg", exposed)
+        results.append(score("well-exposed photos (output vs input)", "lowlight", exposed, exposed, work, extra))
+        cli("lowlight", str(DATA / "lowlight" / "LOL-eval-low"), str(work / "out" / "LOL-eval-low"), "--device", "cpu",
             "--quiet", "--overwrite", *extra)
-    rows = []
-    summary = {}
-    for label, (inputs, clean) in sets.items():
-        out = work / "out" / label.replace(" ", "_")
-        if out.exists():
-            shutil.rmtree(out)
-        cli(args.task, str(inputs), str(out), "--device", "cpu", "--quiet", *extra)
-        before = evaluate_pairs(inputs, clean)
-        after = evaluate_pairs(out, clean)
-        summary[label] = {"count": len(after.files), "input": before.mean, "restored": after.mean,
-                          "files": after.files}
-        b, a = before.mean, after.mean
-        rows.append(f"| {label} ({len(after.files)}) | {b['psnr_y']:.2f} / {b['ssim_y']:.4f} | "
-                    f"{a['psnr_y']:.2f} / {a['ssim_y']:.4f} | {a['psnr_y'] - b['psnr_y']:+.2f} | "
-                    f"{b['psnr_rgb']:.2f} / {b['ssim_rgb']:.4f} | {a['psnr_rgb']:.2f} / {a['ssim_rgb']:.4f} |")
-    (work / "summary.json").write_text(json.dumps(summary, indent=1))
-    print("| set | input PSNR-Y / SSIM-Y | restored PSNR-Y / SSIM-Y | gain (dB) | input PSNR / SSIM (RGB) | restored PSNR / SSIM (RGB) |")
+    (work / "summary.json").write_text(json.dumps(results, indent=1))
+    print("| set | input PSNR-Y / PSNR (RGB) | restored PSNR-Y / SSIM-Y | restored PSNR / SSIM (RGB) | gain Y | worst gain Y |")
     print("|---|---|---|---|---|---|")
-    print("\n".join(rows))
+    for r in results:
+        b, a = r["input"], r["restored"]
+        print(f"| {r['label']} ({r['count']}) | {b['psnr_y']:.2f} / {b['psnr_rgb']:.2f} | {a['psnr_y']:.2f} / "
+              f"{a['ssim_y']:.4f} | {a['psnr_rgb']:.2f} / {a['ssim_rgb']:.4f} | {a['psnr_y'] - b['psnr_y']:+.2f} | "
+              f"{r['worst_gain_y']:+.2f} |")
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ import sys
 import cv2
 import numpy as np
 
-from restorecli.degrade import degrade
+from restorecli.training.degrade import degrade
 
 
 def scene(width: int = 384, height: int = 256, seed: int = 7) -> np.ndarray:

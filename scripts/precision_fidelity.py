@@ -36,13 +36,12 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
 
-from restorecli.degrade import motion_blur
-from restorecli import metrics
 from restorecli.engines import engine_class
 from restorecli.engines.base import Engine, StateDict
-from restorecli.registry import ModelSpec, load_registry
-from restorecli.runtime import load_engine
-from restorecli.weights import load_component_file
+from restorecli.quality import metrics
+from restorecli.runtime.load import load_component_file, load_engine
+from restorecli.training.degrade import motion_blur
+from restorecli.weights.registry import ModelSpec, load_registry
 
 SHARED = Path(os.environ.get("RESTORECLI_SHARED", Path(__file__).resolve().parent.parent.parent / "shared"))
 DATA = SHARED / "data"
@@ -95,7 +94,7 @@ def to_tensor(img: np.ndarray) -> Tensor:
 
 
 def psnr(a: Tensor, b: Tensor) -> float:
-    """PSNR in dB of two [0, 1] images (inf when identical), by restorecli.metrics on the 8-bit scale."""
+    """PSNR in dB of two [0, 1] images (inf when identical), by restorecli.quality.metrics on the 8-bit scale."""
     return metrics.psnr(a.double().numpy() * 255, b.double().numpy() * 255)
 
 

@@ -27,8 +27,9 @@ from torch import nn
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "src"))
 
-from restorecli.engines.base import Engine, randn  # noqa: E402
-from restorecli.registry import ComponentSpec, ModelSpec  # noqa: E402
+from restorecli.engines.base import Engine  # noqa: E402
+from restorecli.engines.common import randn  # noqa: E402
+from restorecli.weights.registry import ComponentSpec, ModelSpec  # noqa: E402
 
 
 class FakeEngine(Engine):
@@ -135,7 +136,7 @@ arch = "fake-conv"
 
 def write_model(folder: Path) -> tuple[Path, Path]:
     """(registry overlay, weights bundle) for the fake models."""
-    from restorecli.weights import write_bundle
+    from restorecli.weights.bundle import write_bundle
 
     folder.mkdir(parents=True, exist_ok=True)
     overlay = folder / "fake.toml"

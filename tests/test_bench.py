@@ -13,18 +13,19 @@ import math
 import pytest
 
 from cli_helpers import run_cli
-from restorecli.bench import TINY, Workload, shrunk_spec
-from restorecli.registry import load_registry
+from restorecli.jobs.bench import TINY, Workload, shrunk_spec
+from restorecli.weights.registry import load_registry
 
-# engine -> the registered model its tiny workload must time
-EXPECTED = {
-    "resshift": "resshift-realsr-x4-v3",
-    "sinsr": "sinsr-realsr-x4",
-    "diffir-sr": "diffir-srgan-x4",
-    "diffir-deblur": "diffir-deblur",
-    "rddm": "rddm-derain",
-    "ddo": "ddo-cifar10",
-}
+# workload -> the registered model it must time: the TINY table itself, so a new method adds one line there
+EXPECTED = {work.name: work.model for work in TINY.values()}
+
+
+def test_every_registered_method_has_a_tiny_workload() -> None:
+    registry = load_registry()
+    timed = {registry.get(model).method for model in EXPECTED.values()}
+    assert timed == {spec.method for spec in registry.models.values()}
+    assert {"resshift-realsr-x4-v3", "sinsr-realsr-x4", "diffir-srgan-x4", "diffir-deblur", "rddm-derain",
+            "ddo-cifar10"} <= set(EXPECTED.values())
 
 
 @pytest.fixture(scope="module")

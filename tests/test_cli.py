@@ -2,15 +2,8 @@
 
 from __future__ import annotations
 
-import numpy as np
-from PIL import Image
-
 from cli_helpers import run_cli
-
-
-def _png(path, size=(16, 16)):
-    Image.fromarray(np.full((*size, 3), 128, np.uint8)).save(path)
-    return path
+from helpers import solid_png
 
 
 def test_version():
@@ -20,7 +13,7 @@ def test_version():
 
 
 def test_unknown_model_exits_2_with_one_line(tmp_path):
-    res = run_cli("sr", str(_png(tmp_path / "a.png")), "--model", "nope", env={"RESTORECLI_CACHE": str(tmp_path)})
+    res = run_cli("sr", str(solid_png(tmp_path / "a.png")), "--model", "nope", env={"RESTORECLI_CACHE": str(tmp_path)})
     err = res.stderr.decode().strip()
     assert res.returncode == 2
     assert "unknown model 'nope'" in err and "restore models" in err
@@ -28,14 +21,14 @@ def test_unknown_model_exits_2_with_one_line(tmp_path):
 
 
 def test_steps_outside_accepted_range_exit_2(tmp_path):
-    res = run_cli("sr", str(_png(tmp_path / "a.png")), "--steps", "99", env={"RESTORECLI_CACHE": str(tmp_path)})
+    res = run_cli("sr", str(solid_png(tmp_path / "a.png")), "--steps", "99", env={"RESTORECLI_CACHE": str(tmp_path)})
     err = res.stderr.decode()
     assert res.returncode == 2
     assert "--steps 99" in err and "1 to 4" in err
 
 
 def test_inpaint_requires_mask_and_sr_refuses_one(tmp_path):
-    img = str(_png(tmp_path / "a.png"))
+    img = str(solid_png(tmp_path / "a.png"))
     res = run_cli("inpaint", img)
     assert res.returncode == 2 and "--mask" in res.stderr.decode()
     res = run_cli("sr", img, "--mask", img)
@@ -43,7 +36,7 @@ def test_inpaint_requires_mask_and_sr_refuses_one(tmp_path):
 
 
 def test_bad_shard_is_a_usage_error(tmp_path):
-    res = run_cli("sr", str(_png(tmp_path / "a.png")), "--shard", "2/2")
+    res = run_cli("sr", str(solid_png(tmp_path / "a.png")), "--shard", "2/2")
     assert res.returncode == 2 and "0 <= I < N" in res.stderr.decode()
 
 

@@ -33,23 +33,24 @@ from safetensors.torch import load_file
 
 from cli_helpers import run_cli
 from conftest import shared_path
+from helpers import maxdiff
 from restorecli.engines.base import Engine
-from restorecli.engines.ddo import (
-    DDOEngine,
+from restorecli.engines.ddo.engine import DDOEngine, lightning_states
+from restorecli.engines.ddo.schedule import (
     base_betas,
     build_chain,
     draw_training_inputs,
     dual_output_loss,
     implicit_mean,
-    lightning_states,
     mix_x0,
     posterior_mean,
     respace,
     respaced_timesteps,
 )
 from restorecli.errors import UsageError, WeightsError
-from restorecli.registry import load_registry
-from restorecli.weights import InertObject, load_component_file, read_torch_file
+from restorecli.runtime.load import load_component_file
+from restorecli.weights.checkpoint import InertObject, read_torch_file
+from restorecli.weights.registry import load_registry
 
 ATOL = 1e-4
 SMALL = {"channels": 32, "n_res_blocks": 1}  # the fixtures' U-Net; the rest is the CIFAR-10 config
@@ -57,10 +58,6 @@ SMALL = {"channels": 32, "n_res_blocks": 1}  # the fixtures' U-Net; the rest is 
 
 def ddo(*parts: str) -> Path:
     return shared_path("conformance", "ddo", *parts)
-
-
-def maxdiff(a: torch.Tensor, b: torch.Tensor) -> float:
-    return (a.float() - b.float()).abs().max().item()
 
 
 # Tiny networks run fastest on one thread, and OpenMP threads stall badly on a busy shared machine.
@@ -183,7 +180,7 @@ def _save_with_fake_omegaconf(path: Path, payload: dict) -> None:
 def test_real_lightning_file_with_pickled_omegaconf_loads_safely(tmp_path, small_spec, checkpoint):
     path = tmp_path / "last.ckpt"
     _save_with_fake_omegaconf(path, {"state_dict": checkpoint["state_dict"], "epoch": 3})
-    with pytest.raises(Exception):  # what plain weights_only loading does with such a file
+    with pytest.raises(Exception):  # noqa: B017 - any refusal: what plain weights_only loading does with it
         torch.load(path, weights_only=True)
     obj = read_torch_file(path)
     assert isinstance(obj["hyper_parameters"]["conf"], InertObject)
@@ -293,7 +290,17 @@ def test_full_chain_reproduces_the_official_batch(engine, case, sampler):
         assert "noise" not in rec
     assert maxdiff(final, ref["final"]) < ATOL
 
-    images = engine.generate(2, steps=10, generator=torch.Generator().manual_seed(42), sampler=sampler)
+    # generate() makes its own draws: x_T for the batch first, then (ancestral) one per step
+    drawn: dict[str, list[torch.Tensor]] = defaultdict(list)
+    engine.trace = lambda name, value: drawn[name].append(value)
+    try:
+        images = engine.generate(2, steps=10, generator=torch.Generator().manual_seed(case_json(case)["seed"]),
+                                 sampler=sampler)
+    finally:
+        engine.trace = None
+    assert torch.equal(drawn["state"][0], ref["noise_0"])
+    if sampler == "ancestral":
+        assert torch.equal(torch.stack(drawn["noise"]), ref["step_noise"])
     assert images.dtype == torch.float32 and images.shape == (2, 3, 32, 32)
     assert maxdiff(images * 2 - 1, ref["final_clipped"]) < ATOL
     as_uint8 = (images * 255 + 0.5).floor()

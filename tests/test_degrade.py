@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from restorecli import degrade as D
-from restorecli.metrics import psnr, to_255
+from restorecli.quality.metrics import psnr, to_255
+from restorecli.training import degrade as D
 
 
 def clean(h: int = 48, w: int = 64) -> np.ndarray:
@@ -123,7 +123,7 @@ def test_imresize_constant_and_ramp():
 
 def test_bicubic_down_matches_matlab_set5(shared):
     """Set5 LR_bicubic_x4 was made with MATLAB imresize; ours agrees within one 8-bit level almost everywhere."""
-    from restorecli.evaluate import read_rgb8
+    from restorecli.quality.evaluate import read_rgb8
 
     root = shared("data", "sr", "Set5")
     hr = read_rgb8(root / "HR" / "butterfly.png")

@@ -17,16 +17,20 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file
 from torch import Tensor
 
 from conftest import shared_path
-from restorecli.engines import diffir as dr
+from helpers import case_dir, load_case, maxdiff
 from restorecli.engines.base import load_strict
+from restorecli.engines.common import pad_end
+from restorecli.engines.diffir import engine as dr
+from restorecli.engines.diffir.schedule import chain_timesteps
 from restorecli.errors import UsageError, WeightsError, WeightsUnavailable
 from restorecli.nets.diffir import SCHEDULE_BUFFERS, build_diffir
-from restorecli.registry import ModelSpec, load_registry, parse_registry
-from restorecli.weights import convert_files, read_bundle, read_torch_file, write_bundle
+from restorecli.runtime.load import convert_files
+from restorecli.weights.bundle import read_bundle, write_bundle
+from restorecli.weights.checkpoint import read_torch_file
+from restorecli.weights.registry import ModelSpec, load_registry, parse_registry
 
 TOL_PRIOR = 1e-5  # cpen_c, x0_pred, states, ipr (the fixture's stated tolerance)
 TOL = 1e-4  # images
@@ -50,15 +54,6 @@ KEY_FILES = {
 
 # ---- helpers -----------------------------------------------------------------------------
 
-def case_dir(case: str) -> Path:
-    return shared_path("conformance", "diffir", case)
-
-
-def load_case(case: str) -> tuple[dict[str, Any], dict[str, Tensor]]:
-    folder = case_dir(case)
-    return json.loads((folder / "case.json").read_text()), load_file(str(folder / "tensors.safetensors"))
-
-
 def case_spec(case: str, cfg: dict[str, Any]) -> ModelSpec:
     """A registry entry with the case's small config, shaped like a weights.toml block."""
     task = CASES[case]
@@ -77,9 +72,9 @@ def case_spec(case: str, cfg: dict[str, Any]) -> ModelSpec:
 
 
 def case_engine(case: str) -> tuple[dr.DiffIREngine, dict[str, Any], dict[str, Tensor]]:
-    cfg, tensors = load_case(case)
+    cfg, tensors = load_case("diffir", case)
     spec = case_spec(case, cfg)
-    state = dr.DiffIREngine.canonicalize(spec.components["g"], read_torch_file(case_dir(case) / "checkpoint.pth"))
+    state = dr.DiffIREngine.canonicalize(spec.components["g"], read_torch_file(case_dir("diffir", case) / "checkpoint.pth"))
     return dr.DiffIREngine(spec, {"g": state}), cfg, tensors
 
 
@@ -105,11 +100,6 @@ def run_case(
             h.remove()
         engine.trace = None
     return out, rec
-
-
-def maxdiff(a: Tensor, b: Tensor) -> float:
-    assert a.shape == b.shape, (a.shape, b.shape)
-    return (a.float() - b.float()).abs().max().item()
 
 
 # ---- conformance ---------------------------------------------------------------------------
@@ -202,6 +192,19 @@ def test_deblur_pads_sizes_the_official_code_refuses() -> None:
     assert out.shape == lq.shape and 0 <= out.min() and out.max() <= 1
 
 
+def test_deblur_reflect_pads_to_a_multiple_of_8_at_the_bottom_and_right() -> None:
+    """The official deblurring test pads with F.pad(mode='reflect') to a multiple of 8, then crops the output back."""
+    engine, _, t = case_engine("deblur")
+    lq = t["lq"][:, :, :61, :45]
+    rec: dict[str, Tensor] = {}
+    engine.trace = lambda name, value: rec.__setitem__(name, value)
+    try:
+        engine.restore(lq, steps=4, generators=[torch.Generator().manual_seed(0)])
+    finally:
+        engine.trace = None
+    assert torch.equal(rec["net_input"], F.pad(lq, (0, 3, 0, 3), mode="reflect"))
+
+
 def test_inpaint_needs_a_mask() -> None:
     engine, _, t = case_engine("inpaint")
     with pytest.raises(UsageError):
@@ -219,17 +222,21 @@ def test_schedule_buffers_are_the_official_float32() -> None:
         assert torch.equal(have, want), name
     keep, c1, c2 = engine.chain(4)
     assert keep == [0, 1, 2, 3] and torch.equal(c1, engine.net.diffusion.posterior_mean_coef1)
+    # the sampler's coefficients are the official float32 values, not only whatever the buffers hold
+    stored = sched["float32_as_stored"]
+    assert torch.equal(c1, torch.tensor(stored["posterior_mean_coef1"], dtype=torch.float32))
+    assert torch.equal(c2, torch.tensor(stored["posterior_mean_coef2"], dtype=torch.float32))
     # the config recomputation gives the same float32 buffers as the file
-    fresh = build_diffir("diffir.deblur", engine.config)
+    fresh = dr.DiffIREngine.build_component(engine.spec.components["g"])
     for name in SCHEDULE_BUFFERS:
         assert torch.equal(getattr(fresh.diffusion, name), getattr(engine.net.diffusion, name)), name
 
 
 def test_respaced_chain() -> None:
     engine, _, t = case_engine("deblur")
-    assert dr.chain_timesteps(4, 1) == [3]
-    assert dr.chain_timesteps(4, 2) == [0, 3]
-    assert dr.chain_timesteps(4, 3) == [0, 2, 3]
+    assert chain_timesteps(4, 1) == [3]
+    assert chain_timesteps(4, 2) == [0, 3]
+    assert chain_timesteps(4, 3) == [0, 2, 3]
     keep, c1, c2 = engine.chain(1)
     assert keep == [3] and c1.tolist() == [1.0] and c2.tolist() == [0.0]
     keep, c1, c2 = engine.chain(2)
@@ -255,12 +262,12 @@ def test_registry_accepts_only_the_trained_steps() -> None:
 # ---- checkpoint layouts ------------------------------------------------------------------------
 
 def _official(case: str) -> Any:
-    return read_torch_file(case_dir(case) / "checkpoint.pth")
+    return read_torch_file(case_dir("diffir", case) / "checkpoint.pth")
 
 
 def test_basicsr_container_uses_params_ema() -> None:
     obj = _official("sr_x4")
-    cfg, _ = load_case("sr_x4")
+    cfg, _ = load_case("diffir", "sr_x4")
     state = dr.canonical_state(obj, cfg["config"])
     ema = obj["params_ema"]
     assert set(state) == {k for k in ema if not k.startswith(("diffusion.model.", "diffusion.condition."))}
@@ -273,7 +280,7 @@ def test_basicsr_container_uses_params_ema() -> None:
 
 def test_lightning_container_strips_exactly_generator() -> None:
     obj = _official("inpaint")
-    cfg, _ = load_case("inpaint")
+    cfg, _ = load_case("diffir", "inpaint")
     state = dr.canonical_state(obj, cfg["config"])
     inner = obj["state_dict"]
     assert any(k.startswith("generatorS1.") for k in inner)
@@ -290,7 +297,7 @@ def _refused(obj: Any, config: dict[str, Any], match: str) -> None:
 
 
 def test_other_layouts_are_refused() -> None:
-    cfg, _ = load_case("deblur")
+    cfg, _ = load_case("diffir", "deblur")
     c = cfg["config"]
     ema = dict(_official("deblur")["params_ema"])
     _refused([1, 2], c, "not a DiffIR checkpoint")
@@ -362,7 +369,7 @@ def test_registry_entries() -> None:
 
 
 def test_missing_weights_say_what_to_download(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from restorecli.fetch import ensure_bundle
+    from restorecli.runtime.load import ensure_bundle
 
     for var in ("RESTORECLI_OFFLINE", "HF_HUB_OFFLINE"):
         monkeypatch.delenv(var, raising=False)
@@ -376,12 +383,12 @@ def test_missing_weights_say_what_to_download(tmp_path: Path, monkeypatch: pytes
 
 def test_convert_and_run_through_the_registry(tmp_path: Path) -> None:
     """Official file -> bundle -> engine under the registry name (small config from an overlay)."""
-    cfg, t = load_case("deblur")
+    cfg, t = load_case("diffir", "deblur")
     overlay = tmp_path / "small.toml"
     lines = ["[arch.diffir-deblur]"] + [f"{k} = {json.dumps(v)}" for k, v in cfg["config"].items()]
     overlay.write_text("\n".join(lines) + "\n")
     spec = load_registry((overlay,)).get("diffir-deblur")
-    states, sources = convert_files(spec, {"g": case_dir("deblur") / "checkpoint.pth"})
+    states, sources = convert_files(spec, {"g": case_dir("diffir", "deblur") / "checkpoint.pth"})
     bundle = write_bundle(tmp_path / "b.safetensors", spec, states, sources)
     engine = dr.DiffIREngine(spec, read_bundle(bundle, spec))
     out = engine.restore(t["lq"], steps=4, generators=[torch.Generator().manual_seed(cfg["seed"])])
@@ -393,10 +400,10 @@ def test_convert_and_run_through_the_registry(tmp_path: Path) -> None:
 @pytest.mark.parametrize("size,pad", [(5, 3), (5, 4), (3, 7), (1, 2), (6, 0)])
 def test_padding_matches_numpy_and_torch(size: int, pad: int) -> None:
     x = torch.arange(2 * size * size, dtype=torch.float32).view(1, 2, size, size)
-    sym = dr.pad_end(x, pad, pad, "symmetric")
+    sym = pad_end(x, pad, pad, "symmetric")
     want = np.pad(x.numpy(), ((0, 0), (0, 0), (0, pad), (0, pad)), mode="symmetric")
     assert np.array_equal(sym.numpy(), want)
-    ref = dr.pad_end(x, pad, pad, "reflect")
+    ref = pad_end(x, pad, pad, "reflect")
     if size > 1:
         want = np.pad(x.numpy(), ((0, 0), (0, 0), (0, pad), (0, pad)), mode="reflect")
         assert np.array_equal(ref.numpy(), want)

@@ -21,12 +21,16 @@ import torch
 from rich.console import Console
 from torch import nn
 
+from helpers import solid_png
 from hubserver import HubRepo, LoopbackServer, State
-from restorecli import engines, fetch
+from restorecli import engines
 from restorecli.engines.base import Engine
 from restorecli.errors import WeightsError, WeightsUnavailable
-from restorecli.registry import load_registry
-from restorecli.weights import read_bundle
+from restorecli.runtime import load
+from restorecli.weights import bundle, catalog, download
+from restorecli.weights.bundle import read_bundle
+from restorecli.weights.cache import bundle_path, is_cached, packaged_bundle
+from restorecli.weights.registry import load_registry
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
@@ -85,7 +89,7 @@ def sandbox(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # a closed port unless a test starts a Hub
-    monkeypatch.setattr(fetch, "RETRY_WAIT_S", 0.0)
+    monkeypatch.setattr(download, "RETRY_WAIT_S", 0.0)
     monkeypatch.setitem(engines.ENGINES, "tinytest", f"{__name__}:TinyEngine")
 
 
@@ -146,14 +150,14 @@ def quiet() -> Console:
 
 
 def the_bundle(spec) -> dict:
-    return read_bundle(fetch.ensure_bundle(spec, console=quiet()), spec)
+    return read_bundle(load.ensure_bundle(spec, console=quiet()), spec)
 
 
 # ---- downloads ------------------------------------------------------------------------
 
 def test_first_download_from_hub_then_cached_rerun_makes_no_request(tmp_path, servers):
     spec = spec_of(overlay(tmp_path, model("tiny", comp("tiny", "net", "tiny8", "tiny_net.pth", [hub_src()], NET))), "tiny")
-    assert not fetch.is_cached(spec)
+    assert not is_cached(spec)
     states = the_bundle(spec)
     torch.testing.assert_close(states["net"], NET_STATE, rtol=0, atol=0)
     log = servers.requests()
@@ -161,11 +165,11 @@ def test_first_download_from_hub_then_cached_rerun_makes_no_request(tmp_path, se
         ("HEAD", f"/org/tiny/resolve/{COMMIT}/tiny_net.pth"),
         ("GET", f"/cdn/{sha(NET)}"),
     ]
-    assert fetch.is_cached(spec)
+    assert is_cached(spec)
     # the Hub file sits in the Hub cache, as Hub users expect; the bundle sits in ours
     assert list((tmp_path / "hf" / "hub").glob("models--org--tiny/snapshots/*/tiny_net.pth"))
-    assert fetch.bundle_path(spec).parent == tmp_path / "cache" / "bundles"
-    fetch.ensure_bundle(spec, console=quiet())
+    assert bundle_path(spec).parent == tmp_path / "cache" / "bundles"
+    load.ensure_bundle(spec, console=quiet())
     assert len(servers.requests()) == len(log)  # second run: no network at all
 
 
@@ -180,17 +184,17 @@ def test_release_url_follows_redirect_and_keeps_only_the_bundle(tmp_path, server
                      "/releases/download/v1/tiny_enc.pth", "/files/tiny_enc.pth"]
     assert servers.requests()[0].headers["user-agent"].startswith("restorecli/")
     cache = tmp_path / "cache"
-    assert [p.name for p in cache.rglob("*") if p.is_file()] == [fetch.bundle_path(spec).name]
+    assert [p.name for p in cache.rglob("*") if p.is_file()] == [bundle_path(spec).name]
 
 
 def test_sources_are_tried_in_order(tmp_path, servers):
     srcs = [hub_src(file="missing.pth"), url_src(servers.url, "tiny_net.pth")]
     spec = spec_of(overlay(tmp_path, model("tiny", comp("tiny", "net", "tiny8", "tiny_net.pth", srcs, NET))), "tiny")
     out = io.StringIO()
-    fetch.ensure_bundle(spec, console=Console(file=out, width=300))
+    load.ensure_bundle(spec, console=Console(file=out, width=300))
     assert [r.path for r in servers.requests()][0] == f"/org/tiny/resolve/{COMMIT}/missing.pth"
     assert "missing.pth not found in Hub repo org/tiny" in out.getvalue()
-    assert fetch.is_cached(spec)
+    assert is_cached(spec)
 
 
 @pytest.mark.parametrize("kind", ["hub", "url"])
@@ -200,11 +204,11 @@ def test_wrong_checksum_deletes_the_file_and_fails(tmp_path, servers, kind):
     body = body.replace("sources", f'size = {len(NET)}\nsha256 = "{sha(OTHER)}"\nsources')
     spec = spec_of(overlay(tmp_path, model("tiny", body)), "tiny")
     with pytest.raises(WeightsError) as err:
-        fetch.ensure_bundle(spec, console=quiet())
+        load.ensure_bundle(spec, console=quiet())
     assert type(err.value) is WeightsError and err.value.exit_code == 3
     msg = str(err.value)
     assert "fails its check" in msg and sha(NET) in msg and sha(OTHER) in msg and "deleted" in msg
-    assert not fetch.is_cached(spec)
+    assert not is_cached(spec)
     assert not [p for p in (tmp_path / "cache").rglob("*") if p.is_file()]
     assert not [p for p in (tmp_path / "hf").rglob("tiny_net.pth")] + [
         p for p in (tmp_path / "hf").rglob("blobs/*") if p.is_file()]
@@ -214,7 +218,7 @@ def test_wrong_size_is_refused_before_the_body(tmp_path, servers):
     body = comp("tiny", "net", "tiny8", "tiny_net.pth", [url_src(servers.url, "tiny_net.pth")], None)
     spec = spec_of(overlay(tmp_path, model("tiny", body.replace("sources", "size = 12\nsources"))), "tiny")
     with pytest.raises(WeightsError, match=f"serves {len(NET)} bytes but the registry expects 12"):
-        fetch.ensure_bundle(spec, console=quiet())
+        load.ensure_bundle(spec, console=quiet())
     assert not [p for p in (tmp_path / "cache").rglob("*") if p.is_file()]
 
 
@@ -238,11 +242,11 @@ def test_hub_cut_connection_is_resumed_by_huggingface_hub(tmp_path, servers):
 
 def test_connection_cut_every_time_fails_cleanly_then_a_retry_works(tmp_path, servers):
     # one cut after 500 bytes (progress: resumed), then cuts before any byte until the tries run out
-    servers.fault("/files/tiny_net.pth", ("cut", 500), *[("cut", 0)] * (fetch.MAX_TRIES - 1))
+    servers.fault("/files/tiny_net.pth", ("cut", 500), *[("cut", 0)] * (download.MAX_TRIES - 1))
     spec = spec_of(overlay(tmp_path, model("tiny", comp("tiny", "net", "tiny8", "tiny_net.pth",
                                                        [url_src(servers.url, "tiny_net.pth")], NET))), "tiny")
     with pytest.raises(WeightsUnavailable) as err:
-        fetch.ensure_bundle(spec, console=quiet())
+        load.ensure_bundle(spec, console=quiet())
     assert err.value.exit_code == 4 and "kept closing" in str(err.value) and "/v1/tiny_net.pth" in str(err.value)
     assert not [p for p in (tmp_path / "cache").rglob("*") if p.is_file()]  # no partial file left
     assert not servers.state.faults["/files/tiny_net.pth"]  # the server is healthy again
@@ -253,7 +257,7 @@ def test_http_404_and_500_give_one_line_errors(tmp_path, servers):
     srcs404 = [url_src(servers.url, "nope.pth")]
     spec = spec_of(overlay(tmp_path, model("tiny", comp("tiny", "net", "tiny8", "tiny_net.pth", srcs404, NET))), "tiny")
     with pytest.raises(WeightsUnavailable) as err:
-        fetch.ensure_bundle(spec, console=quiet())
+        load.ensure_bundle(spec, console=quiet())
     msg = str(err.value)
     assert f"HTTP 404 Not Found from {servers.url}/releases/download/v1/nope.pth" in msg
     assert "model 'tiny'" in msg and "\n" not in msg
@@ -262,8 +266,8 @@ def test_http_404_and_500_give_one_line_errors(tmp_path, servers):
     spec = spec_of(overlay(tmp_path, model("tiny", comp("tiny", "net", "tiny8", "tiny_net.pth",
                                                        [url_src(servers.url, "tiny_net.pth")], NET)), "o2.toml"), "tiny")
     with pytest.raises(WeightsUnavailable, match="HTTP 500 Internal Server Error from .*/files/tiny_net.pth"):
-        fetch.ensure_bundle(spec, console=quiet())
-    assert sum(r.path == "/files/tiny_net.pth" for r in servers.requests()) == fetch.MAX_TRIES
+        load.ensure_bundle(spec, console=quiet())
+    assert sum(r.path == "/files/tiny_net.pth" for r in servers.requests()) == download.MAX_TRIES
 
 
 def test_hub_errors_name_repo_file_and_status(tmp_path, servers, monkeypatch):
@@ -280,7 +284,7 @@ def test_hub_errors_name_repo_file_and_status(tmp_path, servers, monkeypatch):
         spec = spec_of(overlay(tmp_path, model("tiny", comp("tiny", "net", "tiny8", "tiny_net.pth", [src], NET)),
                                f"{key}.toml"), "tiny")
         with pytest.raises(WeightsUnavailable) as err:
-            fetch.ensure_bundle(spec, console=quiet())
+            load.ensure_bundle(spec, console=quiet())
         assert expected in str(err.value), str(err.value)
         assert "\n" not in str(err.value)
 
@@ -294,7 +298,7 @@ def test_unreachable_host_fails_at_once(tmp_path):
     for s, expected in ((spec, "connection refused by 127.0.0.1"), (builtin, "cannot resolve host github.com")):
         t0 = time.perf_counter()
         with pytest.raises(WeightsUnavailable) as err:
-            fetch.ensure_bundle(s, console=quiet())
+            load.ensure_bundle(s, console=quiet())
         assert time.perf_counter() - t0 < 1.0
         assert expected in str(err.value) and err.value.exit_code == 4
 
@@ -308,7 +312,7 @@ def test_offline_without_cache_names_model_files_sources_and_command(tmp_path, s
         if env:
             monkeypatch.setenv("HF_HUB_OFFLINE", env)
         with pytest.raises(WeightsUnavailable) as err:
-            fetch.ensure_bundle(spec, offline=flag, console=quiet())
+            load.ensure_bundle(spec, offline=flag, console=quiet())
         msg = str(err.value)
         assert err.value.exit_code == 4 and "\n" not in msg
         assert "model 'tiny'" in msg and "tiny_net.pth" in msg and "restore fetch tiny" in msg
@@ -320,14 +324,14 @@ def test_offline_without_cache_names_model_files_sources_and_command(tmp_path, s
 
 def test_offline_with_cache_works_and_makes_no_request(tmp_path, servers, monkeypatch):
     spec = spec_of(overlay(tmp_path, model("tiny", comp("tiny", "net", "tiny8", "tiny_net.pth", [hub_src()], NET))), "tiny")
-    path = fetch.ensure_bundle(spec, console=quiet())
+    path = load.ensure_bundle(spec, console=quiet())
     n = len(servers.requests())
-    assert fetch.ensure_bundle(spec, offline=True) == path
+    assert load.ensure_bundle(spec, offline=True) == path
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    assert fetch.ensure_bundle(spec) == path
+    assert load.ensure_bundle(spec) == path
     # the bundle gone, the Hub cache still holds the file: rebuilt offline, still no request
     path.unlink()
-    torch.testing.assert_close(read_bundle(fetch.ensure_bundle(spec), spec)["net"], NET_STATE, rtol=0, atol=0)
+    torch.testing.assert_close(read_bundle(load.ensure_bundle(spec), spec)["net"], NET_STATE, rtol=0, atol=0)
     assert len(servers.requests()) == n
 
 
@@ -336,18 +340,18 @@ def test_offline_with_cache_works_and_makes_no_request(tmp_path, servers, monkey
 def test_changed_registry_entry_never_serves_a_stale_bundle(tmp_path, servers):
     a = spec_of(overlay(tmp_path, model("tiny", comp("tiny", "net", "tiny8", "tiny_net.pth",
                                                     [url_src(servers.url, "tiny_net.pth")], NET, check=False)), "a.toml"), "tiny")
-    fetch.ensure_bundle(a, console=quiet())
+    load.ensure_bundle(a, console=quiet())
     servers.state.files["tiny_net2.pth"] = OTHER
     b = spec_of(overlay(tmp_path, model("tiny", comp("tiny", "net", "tiny8", "tiny_net.pth",
                                                     [url_src(servers.url, "tiny_net2.pth")], OTHER, check=False)), "b.toml"), "tiny")
-    assert fetch.bundle_path(a) != fetch.bundle_path(b) and not fetch.is_cached(b)
-    got = read_bundle(fetch.ensure_bundle(b, console=quiet()), b)["net"]
+    assert bundle_path(a) != bundle_path(b) and not is_cached(b)
+    got = read_bundle(load.ensure_bundle(b, console=quiet()), b)["net"]
     assert not torch.equal(got["weight"], NET_STATE["weight"])
     # a pinned sha256 decides the content: moving the file to a mirror keeps the cache valid
     c = spec_of(overlay(tmp_path, model("tiny", comp("tiny", "net", "tiny8", "tiny_net.pth", [hub_src()], NET)), "c.toml"), "tiny")
     d = spec_of(overlay(tmp_path, model("tiny", comp("tiny", "net", "tiny8", "tiny_net.pth",
                                                     [url_src(servers.url, "tiny_net.pth")], NET)), "d.toml"), "tiny")
-    assert fetch.bundle_path(c) == fetch.bundle_path(d)
+    assert bundle_path(c) == bundle_path(d)
 
 
 def test_shared_component_is_reused_from_another_bundle(tmp_path, servers):
@@ -357,7 +361,7 @@ def test_shared_component_is_reused_from_another_bundle(tmp_path, servers):
             + model("tiny-b", comp("tiny-b", "net", "tiny8", "tiny_net.pth", [hub_src()], NET)
                     + comp("tiny-b", "enc", "tiny4", "tiny_enc.pth", [enc], ENC)))
     path = overlay(tmp_path, toml)
-    fetch.ensure_bundle(spec_of(path, "tiny-a"), console=quiet())
+    load.ensure_bundle(spec_of(path, "tiny-a"), console=quiet())
     n = len(servers.requests())
     b = spec_of(path, "tiny-b")
     # both components are in tiny-a's bundle already (same sha256 and architecture): no download at all
@@ -369,22 +373,22 @@ def test_manual_source_says_which_file_to_get_and_the_convert_line(tmp_path, ser
     manual = '{ kind = "manual", url = "https://drive.google.com/drive/folders/XYZ", note = "folder RealSR" }'
     spec = spec_of(overlay(tmp_path, model("tiny", comp("tiny", "net", "tiny8", "tiny_net.pth", [manual], NET))), "tiny")
     with pytest.raises(WeightsUnavailable) as err:
-        fetch.ensure_bundle(spec, console=quiet())
+        load.ensure_bundle(spec, console=quiet())
     msg = str(err.value)
     assert "cannot be downloaded by a program" in msg and "download tiny_net.pth from https://drive.google.com" in msg
     assert "restore convert tiny net=tiny_net.pth -o tiny.safetensors" in msg
     assert "restore fetch tiny --file net=PATH" in msg
     assert servers.requests() == []
-    assert fetch.model_rows(load_registry((tmp_path / "overlay.toml",)))[-1]["availability"] == "manual"
+    assert catalog.model_rows(load_registry((tmp_path / "overlay.toml",)))[-1]["availability"] == "manual"
     # the file fetched by hand goes into the cache like a download (verified against the registry)
     local = tmp_path / "tiny_net.pth"
     local.write_bytes(NET)
-    fetch.ensure_bundle(spec, files={"net": local}, console=quiet())
-    assert fetch.is_cached(spec) and local.exists()
+    load.ensure_bundle(spec, files={"net": local}, console=quiet())
+    assert is_cached(spec) and local.exists()
     bad = tmp_path / "bad.pth"
     bad.write_bytes(OTHER)
     with pytest.raises(WeightsError, match="fails its check"):
-        fetch.ensure_bundle(spec, files={"net": bad}, console=quiet())
+        load.ensure_bundle(spec, files={"net": bad}, console=quiet())
     assert bad.exists()  # the user's own file is never deleted
 
 
@@ -393,7 +397,7 @@ def test_a_web_page_instead_of_the_file_is_refused(tmp_path, servers):
     spec = spec_of(overlay(tmp_path, model("tiny", comp("tiny", "net", "tiny8", "tiny_net.pth",
                                                        [url_src(servers.url, "tiny_net.pth")], NET))), "tiny")
     with pytest.raises(WeightsUnavailable, match="returned a web page, not tiny_net.pth"):
-        fetch.ensure_bundle(spec, console=quiet())
+        load.ensure_bundle(spec, console=quiet())
     assert not [p for p in (tmp_path / "cache").rglob("*") if p.is_file()]
 
 
@@ -403,7 +407,7 @@ def test_an_unwritable_cache_is_a_weights_error(tmp_path, servers, monkeypatch):
     spec = spec_of(overlay(tmp_path, model("tiny", comp("tiny", "net", "tiny8", "tiny_net.pth",
                                                        [url_src(servers.url, "tiny_net.pth")], NET))), "tiny")
     with pytest.raises(WeightsError, match="cannot write weights of model 'tiny' under .*--cache-dir") as err:
-        fetch.ensure_bundle(spec, console=quiet())
+        load.ensure_bundle(spec, console=quiet())
     assert err.value.exit_code == 3
 
 
@@ -446,9 +450,9 @@ def test_overlay_points_a_builtin_model_at_a_private_hub_mirror(tmp_path, server
     ae = spec.components["autoencoder"]
     assert ae.file == "autoencoder_vq_f4.pth" and ae.sources[0].repo == "corp/resshift"
     with pytest.raises(WeightsUnavailable, match="Hub repo corp/resshift not found or not accessible .*set HF_TOKEN"):
-        fetch.ensure_bundle(spec, console=quiet())
+        load.ensure_bundle(spec, console=quiet())
     monkeypatch.setenv("HF_TOKEN", "s3cret")
-    states = read_bundle(fetch.ensure_bundle(spec, console=quiet()), spec)
+    states = read_bundle(load.ensure_bundle(spec, console=quiet()), spec)
     torch.testing.assert_close(states["autoencoder"], ENC_STATE, rtol=0, atol=0)
     assert [r.headers.get("authorization") for r in servers.requests() if "/corp/" in r.path][-1] == "Bearer s3cret"
 
@@ -458,7 +462,7 @@ def test_overlay_from_environment_adds_a_model(tmp_path, servers, monkeypatch):
     monkeypatch.setenv("RESTORECLI_REGISTRY", str(path))
     reg = load_registry()
     assert "extra" in reg.models and "resshift-realsr-x4-v3" in reg.models
-    assert fetch.ensure_bundle(reg.get("extra"), console=quiet()).is_file()
+    assert load.ensure_bundle(reg.get("extra"), console=quiet()).is_file()
 
 
 # ---- restore models / restore fetch -------------------------------------------------
@@ -483,7 +487,7 @@ def test_models_and_fetch_commands(tmp_path, servers):
     assert res.exit_code == 4 and "restore fetch tiny" in res.output
     res = runner.invoke(app, [*base, "fetch", "tiny"])
     assert res.exit_code == 0, res.output
-    assert (cache / "bundles").is_dir() and fetch.is_cached(load_registry((path,)).get("tiny"), cache)
+    assert (cache / "bundles").is_dir() and is_cached(load_registry((path,)).get("tiny"), cache)
     res = runner.invoke(app, [*base, "models"], env={"COLUMNS": "250"})
     assert res.exit_code == 0
     line = next(ln for ln in res.stdout.splitlines() if "tiny " in ln)
@@ -510,14 +514,6 @@ def cli_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-def png(path: Path) -> Path:
-    import numpy as np
-    from PIL import Image
-
-    Image.fromarray(np.full((16, 16, 3), 128, np.uint8)).save(path)
-    return path
-
-
 @pytest.mark.parametrize("how", ["--offline", "HF_HUB_OFFLINE", "no network"])
 def test_restore_without_weights_fails_fast_with_exit_4(tmp_path, how):
     from cli_helpers import run_cli
@@ -525,7 +521,7 @@ def test_restore_without_weights_fails_fast_with_exit_4(tmp_path, how):
     args = ["--offline", "--cache-dir", str(tmp_path / "elsewhere")] if how == "--offline" else []
     env = cli_env(tmp_path, **({"HF_HUB_OFFLINE": "1"} if how == "HF_HUB_OFFLINE" else {}))
     t0 = time.perf_counter()
-    res = run_cli(*args, "sr", str(png(tmp_path / "x.png")), env=env, timeout=60)
+    res = run_cli(*args, "sr", str(solid_png(tmp_path / "x.png")), env=env, timeout=60)
     elapsed = time.perf_counter() - t0
     err = res.stderr.decode().strip()
     assert res.returncode == 4, err
@@ -543,7 +539,7 @@ def test_models_command_shows_the_cached_column(tmp_path, servers):
     from cli_helpers import run_cli
 
     path = overlay(tmp_path, model("tiny", comp("tiny", "net", "tiny8", "tiny_net.pth", [hub_src()], NET)))
-    fetch.ensure_bundle(spec_of(path, "tiny"), console=quiet())
+    load.ensure_bundle(spec_of(path, "tiny"), console=quiet())
     res = run_cli("--registry", str(path), "models", "--json", env=cli_env(tmp_path), timeout=60)
     assert res.returncode == 0, res.stderr.decode()
     cached = {r["name"]: r["cached"] for r in json.loads(res.stdout)}
@@ -579,8 +575,10 @@ def test_default_model_fetched_from_loopback_then_runs_with_hf_hub_offline(tmp_p
     unet, ae = (case / "unet.pth").read_bytes(), (case / "autoencoder.pth").read_bytes()
     servers.state.repos["mirror/resshift"] = HubRepo(COMMIT, {"resshift_realsrx4_s4_v3.pth": unet})
     servers.state.files["autoencoder_vq_f4.pth"] = ae
-    arch = lambda name, kind, conf: f"[arch.{name}]\nkind = \"{kind}\"\n" + "".join(
-        f"{k} = {toml_value(v)}\n" for k, v in conf.items())
+
+    def arch(name: str, kind: str, conf: dict) -> str:
+        return f"[arch.{name}]\nkind = \"{kind}\"\n" + "".join(f"{k} = {toml_value(v)}\n" for k, v in conf.items())
+
     path = tmp_path / "e2e.toml"
     path.write_text(
         arch("e2e-unet", "resshift.unet", cfg["unet"]) + arch("e2e-vq", "resshift.vq", cfg["autoencoder"])
@@ -598,10 +596,8 @@ def test_default_model_fetched_from_loopback_then_runs_with_hf_hub_offline(tmp_p
     assert n == 4  # HEAD on the Hub, GET on its CDN; the release URL and the file it redirects to
     res = run_cli("--registry", str(path), "models", "--json", env=cli_env(tmp_path), timeout=60)
     assert {r["name"]: r["cached"] for r in json.loads(res.stdout)}["resshift-realsr-x4-v3"] is True
-    pytest.importorskip("restorecli.pipeline")
-    pytest.importorskip("restorecli.nets.resshift_unet")
     out = tmp_path / "out.png"
-    res = run_cli("--registry", str(path), "sr", str(png(tmp_path / "x.png")), str(out),
+    res = run_cli("--registry", str(path), "sr", str(solid_png(tmp_path / "x.png")), str(out),
                   env=cli_env(tmp_path, HF_HUB_OFFLINE="1"), timeout=300)
     assert res.returncode == 0, res.stderr.decode()
     from PIL import Image
@@ -618,10 +614,8 @@ def test_ctrl_c_while_reading_a_bundle_is_an_interrupt_not_a_corrupt_file(tmp_pa
 
     from safetensors import SafetensorError
 
-    from restorecli import weights
-
     spec = load_registry().get("rddm-derain-small")
-    path = fetch.packaged_bundle(spec)
+    path = packaged_bundle(spec)
 
     def interrupted_read(_path):
         try:
@@ -631,7 +625,7 @@ def test_ctrl_c_while_reading_a_bundle_is_an_interrupt_not_a_corrupt_file(tmp_pa
             pass  # ... and the native reader swallows it, as safetensors does
         raise SafetensorError("could not determine the shape of object type 'torch.storage.UntypedStorage'")
 
-    monkeypatch.setattr(weights, "load_file", interrupted_read)
+    monkeypatch.setattr(bundle, "load_file", interrupted_read)
     with pytest.raises(KeyboardInterrupt):
         read_bundle(path, spec)
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is put back

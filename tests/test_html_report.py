@@ -22,8 +22,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from restorecli.html_report import (ReportEntry, entries_from_eval, entries_from_records, thumbs_dir_for,
-                                    write_html_report)
+from restorecli.jobs.html_report import (
+    ReportEntry,
+    entries_from_eval,
+    entries_from_records,
+    thumbs_dir_for,
+    write_html_report,
+)
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 EVIL = "\"><script>alert('x')<img src=x onerror=alert(1)> &amp; 'q'.png"  # no "/": it is a file name
@@ -242,7 +247,7 @@ def test_metrics_and_eval_entries(tmp_path):
 
 
 def test_entries_from_pipeline_records(tmp_path):
-    from restorecli.report import FileRecord
+    from restorecli.jobs.report import FileRecord
 
     a = save(tmp_path / "a.png", noise(8, 8))
     recs = [FileRecord(a, a, "done", None, 1.5, ["written at 8 bits"]),

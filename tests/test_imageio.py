@@ -16,11 +16,12 @@ import numpy as np
 import pytest
 from PIL import Image, ImageCms, ImageOps
 
-from restorecli import imageio
-from restorecli.encode16 import encode_png16, encode_tiff16
 from restorecli.errors import InputError
-from restorecli.imageio import Picture, encode_image, read_image, read_mask, write_atomic
-from restorecli.pixels import fill_transparent, from_tensor, to_tensor
+from restorecli.io import imageio
+from restorecli.io.encode16 import encode_png16, encode_tiff16
+from restorecli.io.files import write_atomic
+from restorecli.io.imageio import Picture, encode_image, read_image, read_mask
+from restorecli.io.pixels import fill_transparent, from_tensor, to_tensor
 
 SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
 

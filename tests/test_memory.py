@@ -44,8 +44,8 @@ def test_available_ram_reads_the_system():
 
 def test_resshift_tiles_a_2048_input_to_fit_a_20_gib_gpu(fake_gpu, monkeypatch):
     """Full-size ResShift v3 on the meta device: the tile chosen under a 20 GiB limit fits that limit."""
-    from restorecli.engines.resshift import ResShiftEngine
-    from restorecli.registry import load_registry
+    from restorecli.engines.resshift.engine import ResShiftEngine
+    from restorecli.weights.registry import load_registry
 
     spec = load_registry().get("resshift-realsr-x4-v3")
     engine = ResShiftEngine.__new__(ResShiftEngine)  # only the memory model is needed: no weights

@@ -7,11 +7,11 @@ import math
 
 import numpy as np
 import pytest
-
-from restorecli.degrade import imresize
-from restorecli.evaluate import EvalReport, evaluate_pairs, read_rgb8
-from restorecli.metrics import all_metrics, psnr, rgb_to_y, ssim, to_255
 from PIL import Image
+
+from restorecli.quality.evaluate import EvalReport, evaluate_pairs, read_rgb8
+from restorecli.quality.metrics import all_metrics, psnr, rgb_to_y, ssim, to_255
+from restorecli.training.degrade import imresize
 
 
 def rand_img(seed: int, h: int = 24, w: int = 20) -> np.ndarray:
@@ -41,7 +41,8 @@ def test_y_channel_is_bt601_studio_range():
     black = np.zeros((2, 2, 3), np.uint8)
     assert rgb_to_y(white)[0, 0] == pytest.approx(235.0, abs=1e-9)
     assert rgb_to_y(black)[0, 0] == pytest.approx(16.0, abs=1e-9)
-    pure_green = np.zeros((1, 1, 3)); pure_green[..., 1] = 255
+    pure_green = np.zeros((1, 1, 3))
+    pure_green[..., 1] = 255
     assert rgb_to_y(pure_green)[0, 0] == pytest.approx(16 + 128.553, abs=1e-9)
 
 
@@ -113,7 +114,8 @@ def test_set5_bicubic_matches_published_numbers(shared):
 
 def test_evaluate_pairs_folder_and_json(tmp_path):
     ref, out = tmp_path / "ref", tmp_path / "out"
-    ref.mkdir(); out.mkdir()
+    ref.mkdir()
+    out.mkdir()
     a, b = rand_img(3, 32, 32), rand_img(4, 32, 32)
     Image.fromarray(a).save(ref / "x.png")
     Image.fromarray(b).save(ref / "y.png")
@@ -135,7 +137,8 @@ def test_evaluate_size_mismatch(tmp_path):
     from restorecli.errors import UsageError
 
     ref, out = tmp_path / "ref", tmp_path / "out"
-    ref.mkdir(); out.mkdir()
+    ref.mkdir()
+    out.mkdir()
     Image.fromarray(rand_img(0, 40, 40)).save(ref / "a.png")
     Image.fromarray(rand_img(0, 32, 32)).save(out / "a.png")
     with pytest.raises(UsageError):

@@ -26,9 +26,10 @@ from PIL import Image
 from rich.console import Console
 
 import fake_engines as fe
-from restorecli.discovery import shard_of
+from helpers import random_png as png
 from restorecli.errors import UsageError
-from restorecli.pipeline import JobOptions, run_job
+from restorecli.jobs.discovery import shard_of
+from restorecli.jobs.pipeline import JobOptions, run_job
 
 TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent
@@ -39,16 +40,6 @@ def _fresh_engine_state():
     fe.reset()
     yield
     fe.reset()
-
-
-def png(path: Path, size=(16, 24), seed=0, mode="RGB") -> Path:
-    """A random image of (height, width) in `mode`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    channels = {"RGB": 3, "RGBA": 4, "L": 1}[mode]
-    arr = rng.integers(0, 256, (*size, channels)).astype(np.uint8)
-    Image.fromarray(arr[..., 0] if mode == "L" else arr, mode).save(path)
-    return path
 
 
 def console() -> Console:
@@ -585,7 +576,7 @@ def test_api_seed_default_matches_the_registry(tmp_path):
 
 def test_generators_are_fresh_per_image():
     """A reused generator would give the second image different noise than the first."""
-    from restorecli.restorer import Restorer
+    from restorecli.runtime.restorer import Restorer
 
     engine = fe.make_engine(noise=0.5)
     r = Restorer(engine, steps=1, seed=0)

@@ -35,12 +35,11 @@ from safetensors.torch import load_file
 from torch import Tensor, nn
 
 from conftest import shared_path
-from restorecli import metrics
 from restorecli.engines import engine_class
 from restorecli.engines.base import Engine
-from restorecli.registry import ModelSpec, load_registry
-from restorecli.weights import load_component_file
-
+from restorecli.quality import metrics
+from restorecli.runtime.load import load_component_file
+from restorecli.weights.registry import ModelSpec, load_registry
 
 # Tiny networks run fastest on one thread, and OpenMP threads stall badly on a busy shared machine.
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -80,7 +79,7 @@ CASES = {
 
 
 def psnr(a: Tensor, b: Tensor) -> float:
-    """PSNR in dB of two [0, 1] images (inf when identical), by restorecli.metrics on the 8-bit scale."""
+    """PSNR in dB of two [0, 1] images (inf when identical), by restorecli.quality.metrics on the 8-bit scale."""
     return metrics.psnr(a.double().numpy() * 255, b.double().numpy() * 255)
 
 

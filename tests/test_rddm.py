@@ -19,8 +19,9 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from cli_helpers import run_cli
-from restorecli.engines.rddm import RDDMEngine, component_state, paper_resize, paper_resize_uint8
-from restorecli.engines.rddm_diffusion import (
+from helpers import maxdiff
+from restorecli.engines.rddm.engine import RDDMEngine, component_state, paper_resize, paper_resize_uint8
+from restorecli.engines.rddm.schedule import (
     OBJECTIVES,
     SCHEDULE_BUFFERS,
     ddim_sample,
@@ -33,8 +34,8 @@ from restorecli.engines.rddm_diffusion import (
     time_pairs,
 )
 from restorecli.errors import UsageError, WeightsError, WeightsUnavailable
-from restorecli.registry import ComponentSpec, ModelSpec, load_registry
-from restorecli.weights import load_component_file
+from restorecli.runtime.load import load_component_file
+from restorecli.weights.registry import ComponentSpec, ModelSpec, load_registry
 
 TOL = 1e-4
 
@@ -62,11 +63,6 @@ def record(engine: RDDMEngine) -> list[dict]:
     events: list[dict] = []
     engine.trace = events.append
     return events
-
-
-def maxdiff(a: torch.Tensor, b: torch.Tensor) -> float:
-    assert a.shape == b.shape, (a.shape, b.shape)
-    return float((a.double() - b.double()).abs().max())
 
 
 def to_uint8(x01: torch.Tensor) -> torch.Tensor:
@@ -194,7 +190,7 @@ def test_eta_draws_once_per_intermediate_step_and_changes_the_result():
     x = torch.zeros(1, 3, 4, 4)
 
     def predict(img, t):
-        from restorecli.engines.rddm_diffusion import Prediction
+        from restorecli.engines.rddm.schedule import Prediction
         return Prediction(img * 0.1, img * 0.5, img.clamp(-1, 1))
 
     draws = []
@@ -378,6 +374,56 @@ def test_shadow_model_takes_the_mask_as_a_third_input():
     assert seen.shape[1] == 3  # the state; the UNet input adds the image and the 3-channel [0, 1] mask
 
 
+def shadow_engine() -> RDDMEngine:
+    """The registered shadow-removal model (sum_scale 0.01, mask as a third input) at a tiny width, random weights."""
+    spec = tiny("rddm-shadow")
+    conf = {**spec.components["model"].config, "dim_mults": [1, 2]}
+    spec = replace(spec, components={"model": replace(spec.components["model"], config=conf)})
+    torch.manual_seed(0)
+    net = RDDMEngine.build_component(spec.components["model"])
+    return RDDMEngine(spec, {"model": net.state_dict()})
+
+
+def test_restoration_starts_at_the_input_plus_sqrt_sum_scale_noise():
+    """x_T = I_in + sqrt(sum_scale) * noise; every conformance case has sum_scale 1, rddm-shadow has 0.01."""
+    engine = shadow_engine()
+    assert engine.cfg.sum_scale == 0.01
+    events = record(engine)
+    img = torch.rand(1, 3, 12, 10, generator=torch.Generator().manual_seed(1))
+    mask = torch.zeros(1, 1, 12, 10)
+    mask[..., 2:5, 3:7] = 1
+    engine.restore(img, steps=2, generators=[torch.Generator().manual_seed(0)], masks=mask)
+    start = events[0]
+    assert torch.equal(start["noise"], torch.randn(1, 3, 12, 10, generator=torch.Generator().manual_seed(0)))
+    assert maxdiff(start["x_T"], start["x_in"] + 0.1 * start["noise"]) <= 1e-6
+    assert maxdiff(start["x_T"], start["x_in"] + 0.01 * start["noise"]) > 1e-2  # the square root matters
+
+
+def test_shadow_network_input_is_state_image_then_mask_in_0_1():
+    """The official ISTD settings (input_condition_mask = true): UNet input = [state, 2*image-1, mask in {0, 1}]."""
+    engine = shadow_engine()
+    assert engine.cfg.input_condition and engine.cfg.input_condition_mask
+    seen: list[torch.Tensor] = []
+    hooks = [net.register_forward_pre_hook(lambda module, args: seen.append(args[0].clone()))
+             for net in (engine.unet0, engine.unet1)]
+    events = record(engine)
+    img = torch.rand(1, 3, 12, 10, generator=torch.Generator().manual_seed(2))
+    mask = torch.zeros(1, 1, 12, 10)
+    mask[..., 2:5, 3:7] = 1
+    try:
+        engine.restore(img, steps=2, generators=[torch.Generator().manual_seed(0)], masks=mask)
+    finally:
+        for h in hooks:
+            h.remove()
+    assert len(seen) == 4  # two UNets, two steps
+    for k, net_in in enumerate(seen):
+        assert net_in.shape == (1, 9, 12, 10)
+        assert torch.equal(net_in[:, :3], events[1 + k // 2]["state"])
+        assert torch.equal(net_in[:, 3:6], img * 2 - 1)
+        assert torch.equal(net_in[:, 6:9], mask.expand(-1, 3, -1, -1))  # not 2 * mask - 1
+    assert torch.equal(seen[0][:, :3], events[0]["x_T"])
+
+
 # ---- registry, weights and the command line ----------------------------------------------------
 
 def test_registry_entries():
@@ -395,7 +441,7 @@ def test_registry_entries():
 
 
 def test_restoration_without_weights_says_no_public_checkpoint_exists(tmp_path):
-    from restorecli.fetch import ensure_bundle
+    from restorecli.runtime.load import ensure_bundle
 
     with pytest.raises(WeightsUnavailable, match="no public checkpoint exists") as err:
         ensure_bundle(load_registry().get("rddm-derain"), cache_dir=tmp_path)

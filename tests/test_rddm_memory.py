@@ -8,9 +8,10 @@ import torch
 from PIL import Image
 
 from cli_helpers import run_cli
-from restorecli.engines.rddm import RDDMEngine
-from restorecli.restorer import Restorer
-from restorecli.train import TrainConfig, build_nets, model_spec
+from restorecli.engines.rddm.engine import RDDMEngine
+from restorecli.runtime.restorer import Restorer
+from restorecli.training.config import TrainConfig, model_spec
+from restorecli.training.loop import build_nets
 
 
 def make_engine(**config) -> RDDMEngine:
@@ -48,7 +49,7 @@ def test_small_budget_picks_a_fitting_tile(monkeypatch, config):
     assert 0 < tile < 3000
     assert engine.estimate_bytes(tile, tile) <= budget or tile == engine.min_tile
     # the next larger candidate would not have fitted
-    bigger = [t for t in engine.TILES if t > tile]
+    bigger = [t for t in engine.tile_sizes if t > tile]
     if bigger:
         assert engine.estimate_bytes(min(bigger), min(bigger)) > budget
     monkeypatch.setattr(engine, "_memory_budget", lambda: engine.estimate_bytes(3000, 4000))

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from restorecli.engines import ENGINES
+from restorecli.engines import ENGINES, engine_class
 from restorecli.errors import UsageError
-from restorecli.registry import builtin_registry_path, load_registry, parse_registry
+from restorecli.weights.registry import builtin_registry_path, load_registry, parse_registry
 
 
 def test_builtin_registry_is_consistent():
@@ -21,6 +21,14 @@ def test_builtin_registry_is_consistent():
             assert comp.kind and comp.config, (spec.name, comp.name)
             if comp.sha256 is not None:
                 assert len(comp.sha256) == 64 and int(comp.sha256, 16) >= 0
+
+
+def test_every_registered_network_builds_with_its_engine():
+    """Each component's architecture builds (on the meta device: shapes only) with the engine its model names."""
+    for spec in load_registry().models.values():
+        for comp in spec.components.values():
+            net = engine_class(spec.method).build_component(comp, device="meta")
+            assert sum(p.numel() for p in net.parameters()) > 0, (spec.name, comp.name)
 
 
 def test_steps_out_of_range_lists_accepted_values():

@@ -15,16 +15,17 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file
 from torch import Tensor, nn
 
 from conftest import shared_path
-from restorecli.engines import resshift as rs
-from restorecli.engines.base import randn
+from helpers import case_dir, load_case
+from restorecli.engines.common import pad_end, randn
+from restorecli.engines.resshift import engine as rs
+from restorecli.engines.resshift import schedule as rsched
 from restorecli.errors import UsageError, WeightsError
 from restorecli.nets import attention
-from restorecli.registry import ModelSpec, load_registry, parse_registry
-from restorecli.weights import load_component_file
+from restorecli.runtime.load import load_component_file
+from restorecli.weights.registry import ModelSpec, load_registry, parse_registry
 
 TOL = 1e-4
 CASES = ["sr_x4", "sr_x4_pad", "sr_x4_onestep", "inpaint"]
@@ -32,15 +33,6 @@ IMAGE_KEYS = {"lq_01", "mask_01", "output_01", "output_uint8"}
 
 
 # ---- helpers -------------------------------------------------------------------------
-
-def case_dir(case: str) -> Path:
-    return shared_path("conformance", "resshift", case)
-
-
-def load_case(case: str) -> tuple[dict[str, Any], dict[str, Tensor]]:
-    folder = case_dir(case)
-    return json.loads((folder / "case.json").read_text()), load_file(str(folder / "tensors.safetensors"))
-
 
 def case_spec(cfg: dict[str, Any]) -> ModelSpec:
     """A registry entry built from the case's small configs (same shape as a weights.toml block)."""
@@ -77,8 +69,8 @@ def case_spec(cfg: dict[str, Any]) -> ModelSpec:
 
 
 def checkpoint(case: str, name: str) -> Path:
-    path = case_dir(case) / f"{name}.pth"
-    return path if path.exists() else case_dir("sr_x4") / f"{name}.pth"
+    path = case_dir("resshift", case) / f"{name}.pth"
+    return path if path.exists() else case_dir("resshift", "sr_x4") / f"{name}.pth"
 
 
 class ReplayNet(nn.Module):
@@ -95,7 +87,7 @@ class ReplayNet(nn.Module):
 
 
 def replay_engine(case: str, monkeypatch: pytest.MonkeyPatch) -> tuple[rs.ResShiftEngine, ReplayNet, dict, dict]:
-    cfg, t = load_case(case)
+    cfg, t = load_case("resshift", case)
     spec = case_spec(cfg)
     replay = ReplayNet([t[k] for k in sorted(k for k in t if k.startswith("x0_pred_"))])
     real_build = rs.ResShiftEngine.build_component
@@ -109,8 +101,7 @@ def replay_engine(case: str, monkeypatch: pytest.MonkeyPatch) -> tuple[rs.ResShi
 
 
 def real_engine(case: str) -> tuple[rs.ResShiftEngine, dict, dict]:
-    pytest.importorskip("restorecli.nets.resshift_unet")
-    cfg, t = load_case(case)
+    cfg, t = load_case("resshift", case)
     spec = case_spec(cfg)
     states = {name: load_component_file(spec, name, checkpoint(case, name)) for name in spec.components}
     return rs.ResShiftEngine(spec, states), cfg, t
@@ -162,10 +153,10 @@ def assert_matches_fixture(
 def test_schedule_matches_official(name: str) -> None:
     ref = json.loads(shared_path("conformance", "resshift", "schedule.json").read_text())[name]
     p = ref["params"]
-    sqrt_etas = rs.exponential_sqrt_etas(
+    sqrt_etas = rsched.exponential_sqrt_etas(
         p["steps"], p["min_noise_level"], p["etas_end"], p["kappa"], p["schedule_kwargs"]["power"]
     )
-    chain = rs.build_schedule(sqrt_etas, p["kappa"], list(range(p["steps"])))
+    chain = rsched.build_schedule(sqrt_etas, p["kappa"], list(range(p["steps"])))
     for field in ("sqrt_etas", "etas", "etas_prev", "alpha", "posterior_variance",
                   "posterior_log_variance_clipped"):
         np.testing.assert_allclose(getattr(chain, field), ref[field], rtol=1e-13, atol=1e-15, err_msg=field)
@@ -178,16 +169,16 @@ def test_schedule_matches_official(name: str) -> None:
 
 
 def test_respacing_follows_space_timesteps() -> None:
-    assert rs.respaced_timesteps(4, 4) == [0, 1, 2, 3]
-    assert rs.respaced_timesteps(4, 2) == [0, 2]
-    assert rs.respaced_timesteps(4, 3) == [0, 1, 2]
-    assert rs.respaced_timesteps(4, 1) == [0]
-    assert rs.respaced_timesteps(15, 4) == [0, 3, 7, 11]
-    assert rs.respaced_timesteps(15, 15) == list(range(15))
+    assert rsched.respaced_timesteps(4, 4) == [0, 1, 2, 3]
+    assert rsched.respaced_timesteps(4, 2) == [0, 2]
+    assert rsched.respaced_timesteps(4, 3) == [0, 1, 2]
+    assert rsched.respaced_timesteps(4, 1) == [0]
+    assert rsched.respaced_timesteps(15, 4) == [0, 3, 7, 11]
+    assert rsched.respaced_timesteps(15, 15) == list(range(15))
     with pytest.raises(UsageError):
-        rs.respaced_timesteps(4, 5)
-    full = rs.exponential_sqrt_etas(15, 0.04, 0.99, 2.0, 0.3)
-    chain = rs.build_schedule(full, 2.0, [0, 3, 7, 11])
+        rsched.respaced_timesteps(4, 5)
+    full = rsched.exponential_sqrt_etas(15, 0.04, 0.99, 2.0, 0.3)
+    chain = rsched.build_schedule(full, 2.0, [0, 3, 7, 11])
     # the respaced chain is rebuilt on the kept etas, as SpacedDiffusion does
     np.testing.assert_array_equal(chain.sqrt_etas, full[[0, 3, 7, 11]])
     np.testing.assert_allclose(chain.etas_prev[1:], full[[0, 3, 7]] ** 2)
@@ -298,14 +289,14 @@ def test_fewer_steps_run_and_steps_out_of_range_are_refused() -> None:
 
 
 def test_one_step_model_takes_exactly_one_step() -> None:
-    cfg, _ = load_case("sr_x4_onestep")
+    cfg, _ = load_case("resshift", "sr_x4_onestep")
     spec = case_spec(cfg)
     assert spec.check_steps(None) == 1
     with pytest.raises(UsageError):
         spec.check_steps(2)
     engine = rs.ResShiftEngine.__new__(rs.ResShiftEngine)  # schedule logic only, no networks needed
     engine.spec, engine.one_step, engine.trained_steps, engine.kappa = spec, True, 15, 2.0
-    engine.sqrt_etas = rs.exponential_sqrt_etas(15, 0.04, 0.99, 2.0, 0.3)
+    engine.sqrt_etas = rsched.exponential_sqrt_etas(15, 0.04, 0.99, 2.0, 0.3)
     assert engine.schedule(1).timesteps[-1] == 14
     with pytest.raises(UsageError):
         engine.schedule(2)
@@ -314,7 +305,7 @@ def test_one_step_model_takes_exactly_one_step() -> None:
 # ---- weights, registry, helpers ----------------------------------------------------------------
 
 def test_canonicalize_accepts_wrappers_and_refuses_the_wrong_network(tmp_path: Path) -> None:
-    cfg, _ = load_case("sr_x4")
+    cfg, _ = load_case("resshift", "sr_x4")
     spec = case_spec(cfg)
     raw = torch.load(checkpoint("sr_x4", "autoencoder"), map_location="cpu", weights_only=True)
     wrapped = tmp_path / "wrapped.pth"
@@ -377,9 +368,9 @@ def test_registry_defaults() -> None:
 
 def test_reflect_pad() -> None:
     x = torch.arange(2 * 5 * 7, dtype=torch.float32).view(1, 2, 5, 7)
-    assert torch.equal(rs.reflect_pad(x, 3, 4), F.pad(x, (0, 4, 0, 3), mode="reflect"))
-    assert torch.equal(rs.reflect_pad(x, 0, 0), x)
-    big = rs.reflect_pad(x, 12, 20)  # longer than the sides: reflected again
+    assert torch.equal(pad_end(x, 3, 4, "reflect"), F.pad(x, (0, 4, 0, 3), mode="reflect"))
+    assert torch.equal(pad_end(x, 0, 0, "reflect"), x)
+    big = pad_end(x, 12, 20, "reflect")  # longer than the sides: reflected again
     assert big.shape == (1, 2, 17, 27)
     assert torch.equal(big[..., :5, :7], x)
     assert torch.equal(big[..., 5:9, :7], x.flip(-2)[..., 1:, :])

@@ -26,7 +26,7 @@ from restorecli.nets.resshift_unet import (
     shifted_window_mask,
     timestep_embedding,
 )
-from restorecli.weights import read_torch_file, unwrap_state_dict
+from restorecli.weights.checkpoint import read_torch_file, unwrap_state_dict
 
 TOL = 1e-4
 UNET_KEY_FILES = [

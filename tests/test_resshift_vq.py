@@ -11,10 +11,9 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 
 from conftest import shared_path
-from restorecli.nets import attention
-from restorecli.nets import vqgan
+from restorecli.nets import attention, blocks, vqgan
 from restorecli.nets.vqgan import build_vq
-from restorecli.registry import load_registry
+from restorecli.weights.registry import load_registry
 
 TOL = 1e-4
 KEY_FILES = {
@@ -117,7 +116,7 @@ def test_quantize_chunking_and_ties(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_mid_attention_equals_explicit_softmax() -> None:
     """The scaled_dot_product_attention path computes the official softmax(QK^T/sqrt(c))V."""
     torch.manual_seed(1)
-    block = vqgan.SpatialAttention(64).eval()
+    block = blocks.SelfAttention(64).eval()
     x = torch.randn(2, 64, 12, 10)
     with torch.no_grad():
         fast = block(x)
@@ -153,8 +152,8 @@ def test_attention_gets_contiguous_tokens(monkeypatch: pytest.MonkeyPatch) -> No
         seen.append(all(t.is_contiguous() for t in (q, k, v)))
         return attention.attention(q, k, v, mask, scale)
 
-    monkeypatch.setattr(vqgan, "attention", check)
-    block = vqgan.SpatialAttention(32).eval()
+    monkeypatch.setattr(blocks, "attention", check)
+    block = blocks.SelfAttention(32).eval()
     with torch.no_grad():
         block(torch.randn(1, 32, 6, 5))
     assert seen == [True]

@@ -7,7 +7,7 @@ import torch
 
 from restorecli.errors import DeviceError, UsageError
 from restorecli.nets.attention import attention, is_reference, reference_mode
-from restorecli.runtime import pick_device, pick_dtype
+from restorecli.runtime.device import pick_device, pick_dtype
 
 
 def test_cpu_and_auto_devices():

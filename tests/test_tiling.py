@@ -7,11 +7,10 @@ import json
 import torch
 from torch import nn
 
-from restorecli.engines.base import Engine
-from restorecli.registry import ModelSpec
-from restorecli.tiling import ramp, restore_tiled, tile_starts
-
 from conftest import shared_path
+from restorecli.engines.base import Engine
+from restorecli.runtime.tiling import ramp, restore_tiled, tile_starts
+from restorecli.weights.registry import ModelSpec
 
 
 class LocalEngine(Engine):
@@ -86,3 +85,28 @@ def test_uniform_average_would_leave_a_seam():
     assert (tiled - reference)[..., 4:].abs().max() < 1e-5
     # Uniform averaging (the official rule) would keep half of the bias at every interior seam.
     assert (tiled - reference)[..., :4].abs().min() > 0.4
+
+
+class NoiseEngine(LocalEngine):
+    """Returns only noise drawn from the generator it is handed, so tiles show which draws they got."""
+
+    def __init__(self) -> None:
+        super().__init__(scale=1)
+
+    def restore(self, images, *, steps, generators, masks=None):
+        assert len(generators) == 1
+        return torch.randn(images.shape, generator=generators[0])
+
+
+def test_tiles_draw_in_row_major_order_from_the_images_one_generator():
+    """As the official splitter with the global RNG: tile after tile, left to right, top to bottom, one stream."""
+    engine = NoiseEngine()
+    image = torch.zeros(1, 3, 48, 72)
+    tiled = restore_tiled(engine, image, None, steps=1, generator=torch.Generator().manual_seed(7), tile=24,
+                          overlap=0)
+    stream = torch.Generator().manual_seed(7)
+    expected = torch.empty(1, 3, 48, 72)
+    for top in (0, 24):
+        for left in (0, 24, 48):
+            expected[..., top:top + 24, left:left + 24] = torch.randn(1, 3, 24, 24, generator=stream)
+    assert torch.equal(tiled, expected)

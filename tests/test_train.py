@@ -14,8 +14,13 @@ import pytest
 import torch
 from PIL import Image
 
-from restorecli import train as T
-from restorecli.bundlespec import bundle_spec
+from restorecli.engines.rddm.schedule import gated_x0, linear_schedule, time_pairs
+from restorecli.errors import UsageError
+from restorecli.training.config import TrainConfig, model_spec
+from restorecli.training.loop import _reorder_opt_state, train
+from restorecli.training.objective import training_loss
+from restorecli.training.validate import sample
+from restorecli.weights.bundle import bundle_spec
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -27,12 +32,12 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 def test_schedule_matches_official_buffers(shared):
     data = json.loads((shared("conformance", "rddm") / "schedule.json").read_text())
     buffers = data["exp2_sum_scale_1"]["float32_buffers"]
-    sched = T.Schedule.make(1000, 1.0)
+    sched = linear_schedule(1000, 1.0)
     np.testing.assert_array_equal(sched.abar.numpy(), np.array(buffers["alphas_cumsum"], np.float32))
     np.testing.assert_array_equal(sched.bbar.numpy(), np.array(buffers["betas_cumsum"], np.float32))
     for steps in (1, 2, 5, 10):
         grid = data["ddim_time_grids"][f"S={steps}"]
-        assert T.time_pairs(steps) == list(zip(grid[:-1], grid[1:]))
+        assert time_pairs(steps) == list(zip(grid[:-1], grid[1:]))
 
 
 class Replay(torch.nn.Module):
@@ -59,7 +64,7 @@ def test_validation_sampler_reproduces_official_loop(shared, case):
     tensors = load_file(str(root / "tensors.safetensors"))
     steps = json.loads((root / "case.json").read_text())["sampler"]["steps"]
     nets = {"unet0": Replay(tensors["step_unet0_raw"]), "unet1": Replay(tensors["step_unet1_raw"])}
-    out = T.sample(nets, "pred_res_noise", T.Schedule.make(), tensors["input_01"], steps=steps,
+    out = sample(nets, "pred_res_noise", linear_schedule(), tensors["input_01"], steps=steps,
                    generator=torch.Generator().manual_seed(10))
     states = torch.stack([x[:, :3] for x in nets["unet0"].inputs])
     assert (states - tensors["step_state"]).abs().max() <= 1e-5
@@ -73,10 +78,10 @@ def test_zero_gate_is_plain_rddm_and_gate_moves_the_estimate():
     for a, b in ((0.3, 0.5), (1.0, 1.0), (0.0, 0.05)):
         abar, bbar = torch.tensor(a), torch.tensor(b)
         plain = x_t - abar * res - bbar * eps
-        mixed = T.gated_x0(x_t, x_in, res, eps, torch.zeros(2, 1, 8, 8), abar, bbar)
+        mixed = gated_x0(x_t, x_in, res, eps, torch.zeros(2, 1, 8, 8), abar, bbar)
         assert torch.allclose(mixed, plain, atol=1e-6)
     # a large positive logit trusts the residual head: x0 -> I_in - res
-    mixed = T.gated_x0(x_t, x_in, res, eps, torch.full((2, 1, 8, 8), 15.0), torch.tensor(0.3), torch.tensor(0.5))
+    mixed = gated_x0(x_t, x_in, res, eps, torch.full((2, 1, 8, 8), 15.0), torch.tensor(0.3), torch.tensor(0.5))
     assert torch.allclose(mixed, x_in - res, atol=1e-4)
 
 
@@ -94,18 +99,18 @@ class Recorder(torch.nn.Module):
 
 def test_training_loss_uses_the_residual_forward_process():
     """x_t = x0 + abar_t (I_in - x0) + bbar_t eps with t and eps drawn from the run generator, targets res and eps."""
-    cfg = T.TrainConfig(batch_size=2)
-    sched = T.Schedule.make()
+    cfg = TrainConfig(batch_size=2)
+    sched = linear_schedule()
     nets = {"unet0": Recorder(), "unet1": Recorder()}
     g = torch.Generator().manual_seed(3)
     clean = torch.rand(2, 3, 16, 16, generator=g)
     degraded = torch.rand(2, 3, 16, 16, generator=g)
-    loss, parts = T.training_loss(nets, cfg, sched, degraded, clean, torch.Generator().manual_seed(5))
+    loss, parts = training_loss(nets, cfg, sched, degraded, clean, torch.Generator().manual_seed(5))
     g2 = torch.Generator().manual_seed(5)
     t = torch.randint(0, 1000, (2,), generator=g2)
     noise = torch.randn(2, 3, 16, 16, generator=g2)
     x0, x_in = clean * 2 - 1, degraded * 2 - 1
-    abar, bbar = sched.at(t)
+    abar, bbar = sched.at("alphas_cumsum", t), sched.at("betas_cumsum", t)
     x_t = x0 + abar * (x_in - x0) + bbar * noise
     seen_x, seen_t = nets["unet0"].seen[0]
     assert torch.equal(seen_t, t)
@@ -125,19 +130,19 @@ def write_clean_images(folder: Path, count: int = 6, size: int = 48) -> None:
         Image.fromarray((np.clip(img, 0, 1) * 255).astype(np.uint8)).save(folder / f"img{k}.png")
 
 
-def tiny_config(clean: Path, **kw) -> T.TrainConfig:
+def tiny_config(clean: Path, **kw) -> TrainConfig:
     base = dict(dim=8, dim_mults=(1, 2), batch_size=2, crop=32, iters=4, val_every=0, save_every=2,
                 val_size=32, val_count=1, held_out=0.2, clean=[str(clean)], steps=2, seed=1)
     base.update(kw)
-    return T.TrainConfig(**base)
+    return TrainConfig(**base)
 
 
 def test_resume_continues_exactly(tmp_path):
     write_clean_images(tmp_path / "clean")
     quiet = lambda _m: None  # noqa: E731
-    full = T.train(tiny_config(tmp_path / "clean"), tmp_path / "full", log=quiet)
-    T.train(tiny_config(tmp_path / "clean"), tmp_path / "half", log=quiet, stop_after=2)
-    resumed = T.train(tiny_config(tmp_path / "clean"), tmp_path / "half", resume=tmp_path / "half" / "last.pt", log=quiet)
+    full = train(tiny_config(tmp_path / "clean"), tmp_path / "full", log=quiet)
+    train(tiny_config(tmp_path / "clean"), tmp_path / "half", log=quiet, stop_after=2)
+    resumed = train(tiny_config(tmp_path / "clean"), tmp_path / "half", resume=tmp_path / "half" / "last.pt", log=quiet)
     assert full.step == resumed.step == 4
     from safetensors.torch import load_file
 
@@ -165,12 +170,14 @@ def test_time_limit_counts_the_interrupted_runs_time(tmp_path, monkeypatch):
         clock[0] += 10.0  # every call to the clock is 10 s later
         return clock[0]
 
-    monkeypatch.setattr(T.time, "monotonic", tick)
+    import restorecli.training.loop as loop
+
+    monkeypatch.setattr(loop.time, "monotonic", tick)
     cfg = tiny_config(tmp_path / "clean", iters=1000, time_limit=10_000)
-    T.train(cfg, tmp_path / "run", log=quiet, stop_after=2)
+    train(cfg, tmp_path / "run", log=quiet, stop_after=2)
     first = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
     assert first["elapsed"] > 0
-    T.train(cfg, tmp_path / "run", log=quiet, stop_after=4, resume=tmp_path / "run" / "last.pt")
+    train(cfg, tmp_path / "run", log=quiet, stop_after=4, resume=tmp_path / "run" / "last.pt")
     second = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
     assert second["elapsed"] > first["elapsed"]  # not restarted from zero
 
@@ -195,16 +202,46 @@ def test_train_save_reload_restore_through_cli(tmp_path):
     assert out.shape == (40, 56, 3)
 
 
+def tiny_bundle(path: Path, **kw) -> Path:
+    """A `restore train` bundle of a tiny, untrained network (its spec travels in the metadata)."""
+    from restorecli.training.loop import build_nets, save_bundle
+
+    cfg = TrainConfig(name=path.stem, dim=8, dim_mults=(1, 2), **kw)
+    torch.manual_seed(0)
+    return save_bundle(path, cfg, build_nets(model_spec(cfg), torch.device("cpu")))
+
+
+def test_api_checks_steps_against_the_trained_bundles_own_spec(tmp_path):
+    """restore(weights=[bundle], steps=N) accepts what the bundle accepts, not what the registered model does."""
+    import restorecli
+    from restorecli.weights.registry import load_registry
+
+    Image.fromarray(np.full((16, 16, 3), 120, np.uint8)).save(tmp_path / "photo.png")
+    # the registered derain default samples 1 or 2 steps; this bundle was trained for 5 (and accepts 1..1000)
+    assert load_registry().default_for("derain").max_steps == 2
+    wide = tiny_bundle(tmp_path / "wide.safetensors", task="derain", steps=5)
+    report = restorecli.restore(tmp_path / "photo.png", tmp_path / "out.png", task="derain", weights=[str(wide)],
+                                steps=5, device="cpu")
+    assert report.exit_code == 0 and (tmp_path / "out.png").is_file()
+    # the registered RDDM deblurring model accepts up to 1000 steps; this bundle (t >= 499 only) accepts 1 or 2
+    assert load_registry().get("rddm-deblur").max_steps == 1000
+    narrow = tiny_bundle(tmp_path / "narrow.safetensors", task="deblur", steps=2, t_min=499)
+    with pytest.raises(UsageError, match="--steps 5 is not accepted by model 'narrow'"):
+        restorecli.restore(tmp_path / "photo.png", tmp_path / "out2.png", task="deblur", model="rddm-deblur",
+                           weights=[str(narrow)], steps=5, device="cpu")
+    assert not (tmp_path / "out2.png").exists()
+
+
 def test_optimizer_state_follows_parameter_names():
     """Resuming into a network that registers the same parameters in another order keeps each moment with its parameter."""
     a, b = torch.zeros(2), torch.zeros(3)
     state = {"state": {0: {"exp_avg": torch.ones(2)}, 1: {"exp_avg": torch.ones(3)}},
              "param_groups": [{"lr": 1e-3, "params": [0, 1]}]}
-    out = T._reorder_opt_state(state, ["n.a", "n.b"], ["n.b", "n.a"])
+    out = _reorder_opt_state(state, ["n.a", "n.b"], ["n.b", "n.a"])
     assert out["state"][0]["exp_avg"].shape == b.shape and out["state"][1]["exp_avg"].shape == a.shape
-    assert T._reorder_opt_state(state, None, ["n.a", "n.b"]) is state
-    with pytest.raises(Exception):
-        T._reorder_opt_state(state, ["n.a", "n.b"], ["n.a", "n.c"])
+    assert _reorder_opt_state(state, None, ["n.a", "n.b"]) is state
+    with pytest.raises(UsageError):
+        _reorder_opt_state(state, ["n.a", "n.b"], ["n.a", "n.c"])
 
 
 SHIPPED = {"derain": "rddm-derain-small", "lowlight": "rddm-lowlight-small"}
@@ -212,9 +249,9 @@ SHIPPED = {"derain": "rddm-derain-small", "lowlight": "rddm-lowlight-small"}
 
 @pytest.mark.parametrize("task", sorted(SHIPPED))
 def test_bundled_model_is_registered_and_intact(task):
-    from restorecli.fetch import packaged_bundle
-    from restorecli.registry import load_registry
-    from restorecli.weights import sha256_file
+    from restorecli.io.files import sha256_file
+    from restorecli.weights.cache import packaged_bundle
+    from restorecli.weights.registry import load_registry
 
     reg = load_registry()
     spec = reg.default_for(task)
@@ -237,7 +274,9 @@ def test_task_runs_offline_with_the_bundled_model(tmp_path, task):
 
 def test_packaged_models_stay_small():
     """The issue's budget: the bundled files together at most 40 MB."""
-    models = Path(T.__file__).parent / "models"
+    import restorecli
+
+    models = Path(restorecli.__file__).parent / "models"
     assert sum(p.stat().st_size for p in models.glob("*.safetensors")) <= 40e6
 
 
@@ -249,9 +288,9 @@ HELD_OUT_GAIN = {"derain": ("rain", 1, 3.0), "lowlight": ("lowlight", 2, 10.0)}
 
 @pytest.mark.parametrize("task", sorted(HELD_OUT_GAIN))
 def test_bundled_model_improves_held_out_synthetic_images(shared, task):
-    from restorecli.datasets import fixed_pairs
-    from restorecli.metrics import psnr, to_255
-    from restorecli.runtime import load_engine
+    from restorecli.quality.metrics import psnr, to_255
+    from restorecli.runtime.load import load_engine
+    from restorecli.training.datasets import fixed_pairs
 
     degradation, steps, least = HELD_OUT_GAIN[task]
     root = shared("data", "denoise", "CBSD68")

@@ -4,7 +4,7 @@ The Python API (`restorecli.restore`, `restorecli.restore_images`, ...) is
 imported on first use, so `import restorecli` stays cheap (no torch).
 """
 
-__version__ = "0.1.0"
+from .version import __version__
 
 _API = ("restore", "restore_images", "load_model", "FileBatchRestorer", "ImageBatchRestorer")
 

@@ -1,29 +1,71 @@
-"""The Python API: the same jobs as the command line, callable from scripts and cluster frameworks.
+"""The Python API, and the one path every restore takes: the `restore` command line calls it too.
 
-`restore(...)` is `restore TASK INPUT OUTPUT` as a function: same discovery,
-naming, skipping, atomic writes and report, and the same results for the same
-seed. `restore_images(...)` restores arrays already in memory. The two
+`restore(...)` is `restore TASK INPUT OUTPUT` as a function: same model and
+steps resolution (a `restore train` bundle runs with its own spec), same
+discovery, naming, skipping, atomic writes and report, and the same results
+for the same seed; the CLI's task commands are `run_restore` plus an exit code.
+`restore_images(...)` restores arrays already in memory. The two
 `*BatchRestorer` classes are ready-made callables for Ray Data's
 `map_batches` (one engine per actor, loaded once); `torchrun` needs no helper,
-only `shard=(RANK, WORLD_SIZE)` (see docs/batch.md).
+only `shard=(RANK, WORLD_SIZE)` (see docs/batch.md). `generate(...)` is
+`restore generate`.
+
+Importing this module is cheap: torch and the pipeline load when a job runs,
+after the model, its steps and its weights (fetched now if needed) are settled.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from .engines.base import Engine
 from .errors import ImageFailed, UsageError
-from .pipeline import JobOptions, run_job
-from .report import Report
+from .jobs.options import JobOptions
+from .jobs.report import Report
+from .runtime.load import engine_for_spec, ensure_bundle, resolve_spec
+from .weights.registry import ModelSpec
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from .engines.base import Engine
 
 _engines: dict[tuple[Any, ...], Engine] = {}
 _engines_lock = threading.Lock()
+
+
+def _cached_engine(key: tuple[Any, ...], build: Callable[[], Engine]) -> Engine:
+    """One engine per process for the same arguments (later calls reuse it)."""
+    with _engines_lock:
+        if key not in _engines:
+            _engines[key] = build()
+        return _engines[key]
+
+
+def _engine_for(
+    spec: ModelSpec,
+    key: tuple[Any, ...],
+    *,
+    weights: Sequence[str] | None,
+    device: str,
+    precision: str,
+    offline: bool,
+    cache_dir: Path | None,
+    bundle: Path | None = None,
+) -> Engine:
+    return _cached_engine(
+        key,
+        lambda: engine_for_spec(spec, weights=weights, device=device, precision=precision, offline=offline,
+                                cache_dir=cache_dir, bundle=bundle),
+    )
+
+
+def _key(model: str | None, task: str, device: str, precision: str, weights: Sequence[str] | None,
+         registry_files: Sequence[Path | str], offline: bool, cache_dir: Path | None) -> tuple[Any, ...]:
+    return (model, task, device, precision, tuple(weights or ()), tuple(map(str, registry_files)), offline,
+            str(cache_dir))
 
 
 def load_model(
@@ -38,28 +80,85 @@ def load_model(
     cache_dir: Path | None = None,
 ) -> Engine:
     """A ready engine, loaded once per process for the same arguments (later calls reuse it)."""
-    from .runtime import load_engine
+    spec = resolve_spec(model, task, weights, registry_files)
+    key = _key(model, task, device, precision, weights, registry_files, offline, cache_dir)
+    return _engine_for(spec, key, weights=weights, device=device, precision=precision, offline=offline,
+                       cache_dir=cache_dir)
 
-    key = (model, task, device, precision, tuple(weights or ()), tuple(map(str, registry_files)), offline,
-           str(cache_dir))
-    with _engines_lock:
-        if key not in _engines:
-            _engines[key] = load_engine(model, task, weights=list(weights) if weights else None, device=device,
-                                        precision=precision, registry_files=[Path(p) for p in registry_files],
-                                        offline=offline, cache_dir=cache_dir)
-        return _engines[key]
+
+def _plan(engine: Engine | None, model: str | None, task: str, steps: int | None, seed: int | None,
+          registry_files: Sequence[Path | str], weights: Sequence[str] | None = None) -> tuple[ModelSpec, int, int]:
+    """The spec that runs, its steps and its seed, exactly as every entry point picks them.
+
+    The spec is the engine's, else the registered model's, else (for one `--weights` bundle
+    written by `restore train`) the bundle's own; steps are checked against it.
+    """
+    spec = engine.spec if engine is not None else resolve_spec(model, task, weights, registry_files)
+    return spec, spec.check_steps(steps), int(spec.extra.get("default_seed", 0) if seed is None else seed)
 
 
 def _resolve(engine: Engine | None, model: str | None, task: str, steps: int | None, seed: int | None,
-             registry_files: Sequence[Path | str]) -> tuple[int, int]:
+             registry_files: Sequence[Path | str], weights: Sequence[str] | None = None) -> tuple[int, int]:
     """(steps, seed) exactly as the CLI picks them for this model."""
-    if engine is not None:
-        spec = engine.spec
-    else:
-        from .registry import load_registry
+    _, steps, seed = _plan(engine, model, task, steps, seed, registry_files, weights)
+    return steps, seed
 
-        spec = load_registry(tuple(Path(p) for p in registry_files)).resolve(model, task)
-    return spec.check_steps(steps), int(spec.extra.get("default_seed", 0) if seed is None else seed)
+
+def run_restore(
+    inputs: str | Path | Sequence[str | Path],
+    output: str | Path | None = None,
+    *,
+    task: str = "sr",
+    model: str | None = None,
+    steps: int | None = None,
+    seed: int | None = None,
+    device: str = "auto",
+    precision: str = "auto",
+    weights: Sequence[str] | None = None,
+    engine: Engine | None = None,
+    registry_files: Sequence[Path | str] = (),
+    offline: bool = False,
+    cache_dir: Path | None = None,
+    quiet: bool = True,
+    console: Any = None,
+    resize: int | None = None,
+    **job_options: Any,
+) -> Report:
+    """The shared body of `restore(...)` and the CLI's task commands; returns the report, also when interrupted.
+
+    Order: options, model and steps (usage errors, exit 2), the weights (fetched now, or
+    an offline error, before torch loads), then the job; engines are loaded when the
+    first batch is ready, one per device.
+    """
+    raw = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
+    unknown = set(job_options) - set(JobOptions.__dataclass_fields__)
+    if unknown:
+        raise TypeError(f"restore() got unexpected option(s): {', '.join(sorted(unknown))}")
+    if engine is not None and job_options.get("devices") and len(job_options["devices"]) > 1:
+        raise UsageError("one engine cannot run on several devices", "pass model= instead of engine=")
+    spec, steps, seed = _plan(engine, model, task, steps, seed, registry_files, weights)
+    bundle = None
+    if engine is None and not weights:  # fetch now (or fail at once when offline); engines load this bundle
+        bundle = ensure_bundle(spec, offline=offline, cache_dir=cache_dir, quiet=quiet)
+
+    def make_engine(dev: str | None) -> Engine:
+        if engine is not None:
+            chosen = engine
+        else:
+            key = (*_key(model, task, dev or device, precision, weights, registry_files, offline, cache_dir), resize)
+            chosen = _engine_for(spec, key, weights=weights, device=dev or device, precision=precision,
+                                 offline=offline, cache_dir=cache_dir, bundle=bundle)
+        if resize is not None:
+            if not hasattr(chosen, "resize"):
+                raise UsageError(f"--resize is not supported by model '{spec.name}'")
+            chosen.resize = resize
+        return chosen
+
+    from .jobs.pipeline import run_job
+
+    opts = JobOptions(task=task, inputs=[str(p) for p in raw], output=None if output is None else str(output),
+                      steps=steps, seed=seed, quiet=quiet, **job_options)
+    return run_job(make_engine, opts, console)
 
 
 def restore(
@@ -79,33 +178,24 @@ def restore(
     cache_dir: Path | None = None,
     quiet: bool = True,
     console: Any = None,
+    resize: int | None = None,
     **job_options: Any,
 ) -> Report:
     """Restore files, folders, globs or @lists into `output`, like the `restore TASK` command.
 
     job_options are the other `JobOptions` fields: mask, recursive, suffix, ext, quality,
     overwrite, shard=(i, n), batch_size, tile, tile_overlap, devices=["cuda:0", ...],
-    relative_to, verbose, json. `engine` reuses an engine already loaded (e.g. by `load_model`).
+    relative_to, verbose, json. `engine` reuses an engine already loaded (e.g. by `load_model`);
+    `weights=[BUNDLE]` of a `restore train` run uses that bundle's own spec (steps included);
+    `resize` is `--resize` (RDDM's 256x256 paper protocol).
     Returns the Report (records per file, `exit_code`); Ctrl-C re-raises KeyboardInterrupt
     after the finished files are written.
     """
-    raw = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
-    unknown = set(job_options) - set(JobOptions.__dataclass_fields__)
-    if unknown:
-        raise TypeError(f"restore() got unexpected option(s): {', '.join(sorted(unknown))}")
-    if engine is not None and job_options.get("devices") and len(job_options["devices"]) > 1:
-        raise UsageError("one engine cannot run on several devices", "pass model= instead of engine=")
-    steps, seed = _resolve(engine, model, task, steps, seed, registry_files)
-
-    def make_engine(dev: str | None) -> Engine:
-        if engine is not None:
-            return engine
-        return load_model(model, task, device=dev or device, precision=precision, weights=weights,
-                          registry_files=registry_files, offline=offline, cache_dir=cache_dir)
-
-    opts = JobOptions(task=task, inputs=[str(p) for p in raw], output=None if output is None else str(output),
-                      steps=steps, seed=seed, quiet=quiet, **job_options)
-    report = run_job(make_engine, opts, console)
+    report = run_restore(
+        inputs, output, task=task, model=model, steps=steps, seed=seed, device=device, precision=precision,
+        weights=weights, engine=engine, registry_files=registry_files, offline=offline, cache_dir=cache_dir,
+        quiet=quiet, console=console, resize=resize, **job_options,
+    )
     if report.interrupted is not None:
         raise KeyboardInterrupt
     return report
@@ -136,13 +226,13 @@ def restore_images(
     or True, = area to fill) for inpainting/shadow models. Same-size images run in batches of
     `batch_size`; results do not depend on batching. Raises ImageFailed naming the image index.
     """
-    from .pixels import array_from_picture, from_tensor, mask_tensor, picture_from_array, to_tensor
-    from .restorer import Restorer
+    from .io.pixels import array_from_picture, from_tensor, mask_tensor, picture_from_array, to_tensor
+    from .runtime.restorer import Restorer
 
     if engine is None:
         engine = load_model(model, task, device=device, precision=precision, weights=weights,
                             registry_files=registry_files, offline=offline)
-    steps, seed = _resolve(engine, model, task, steps, seed, registry_files)
+    _, steps, seed = _plan(engine, model, task, steps, seed, registry_files, weights)
     restorer = Restorer(engine, steps=steps, seed=seed, tile=tile, overlap=tile_overlap)
     decoded = [picture_from_array(im) for im in images]
     tensors = [to_tensor(pic) for pic, _ in decoded]
@@ -169,6 +259,8 @@ def restore_images(
 
 
 def _mask_bits(mask: np.ndarray) -> np.ndarray:
+    import numpy as np
+
     arr = np.asarray(mask)
     if arr.ndim == 3:
         arr = arr[..., 0]
@@ -179,6 +271,32 @@ def _mask_bits(mask: np.ndarray) -> np.ndarray:
     if np.issubdtype(arr.dtype, np.floating):
         return arr > 0.5
     return arr > 127
+
+
+def generate(
+    model: str,
+    output: Path | str,
+    *,
+    count: int = 16,
+    weights: Sequence[str] | None = None,
+    steps: int | None = None,
+    seed: int | None = None,
+    device: str = "auto",
+    precision: str = "auto",
+    batch_size: int = 0,
+    grid: bool = False,
+    registry_files: Sequence[Path | str] = (),
+    offline: bool = False,
+    cache_dir: Path | None = None,
+) -> list[Path]:
+    """`restore generate`: `count` images of an unconditional model as PNGs in `output` (and grid.png)."""
+    from .jobs.generate import write_generated
+
+    spec, steps, seed = _plan(None, model, "generate", steps, seed, registry_files, weights)
+    engine = engine_for_spec(spec, weights=weights, device=device, precision=precision, offline=offline,
+                             cache_dir=cache_dir)
+    return write_generated(engine, Path(output), count=count, steps=steps, seed=seed, batch_size=batch_size,
+                           grid=grid)
 
 
 class FileBatchRestorer:
@@ -199,6 +317,8 @@ class FileBatchRestorer:
                                            registry_files=registry_files)
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+        import numpy as np
+
         paths = [str(p) for p in batch["path"]]
         report = restore(paths, self.output, task=self.task, model=self.model, engine=self.engine,
                          **self.options)
@@ -220,6 +340,8 @@ class ImageBatchRestorer:
         self.engine = engine or load_model(model, task, device=device, precision=precision, weights=weights)
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+        import numpy as np
+
         outs = restore_images(list(batch[self.column]), engine=self.engine, task=self.task, **self.options)
         out = dict(batch)
         if len({o.shape for o in outs}) == 1:

@@ -1,4 +1,8 @@
-"""Engines, one module per method, looked up by the registry's `method` field."""
+"""Engines, one package per method (`schedule` + `engine`), looked up by the registry's `method` field.
+
+`base` holds the `Engine` contract every method implements (and the automatic
+tile choice they share), `common` the padding and per-image noise draws.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +13,10 @@ from .base import Engine
 
 # method name -> "module:Class"; modules are imported only when a model of that method runs.
 ENGINES: dict[str, str] = {
-    "resshift": "restorecli.engines.resshift:ResShiftEngine",
-    "diffir": "restorecli.engines.diffir:DiffIREngine",
-    "rddm": "restorecli.engines.rddm:RDDMEngine",
-    "ddo": "restorecli.engines.ddo:DDOEngine",
+    "resshift": "restorecli.engines.resshift.engine:ResShiftEngine",
+    "diffir": "restorecli.engines.diffir.engine:DiffIREngine",
+    "rddm": "restorecli.engines.rddm.engine:RDDMEngine",
+    "ddo": "restorecli.engines.ddo.engine:DDOEngine",
 }
 
 

@@ -15,21 +15,31 @@ neighbours.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from contextlib import nullcontext
-from typing import Any, ClassVar, ContextManager
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
 from ..errors import UsageError, WeightsError
-from ..registry import ComponentSpec, ModelSpec
+from ..memory import memory_budget
+from ..weights.checkpoint import unwrap_state_dict
+from ..weights.registry import ComponentSpec, ModelSpec
 
 StateDict = dict[str, Tensor]
+Trace = Callable[[str, Tensor], None]  # an observer of named intermediates (the conformance tests set one)
 
 
-def randn(shape: tuple[int, ...] | torch.Size, generator: torch.Generator, device: torch.device) -> Tensor:
-    """A float32 standard-normal draw made on the CPU (so values match the official CPU draws), then moved."""
-    return torch.randn(tuple(shape), generator=generator, dtype=torch.float32).to(device)
+@dataclass(frozen=True)
+class MemoryShare:
+    """How much of the free memory one image's working set may take: a fraction of the free GPU
+    memory, a fraction of the available RAM, and an optional cap in bytes on the CPU."""
+
+    gpu: float = 0.8
+    cpu: float = 0.6
+    cpu_cap: int | None = None
 
 
 class Engine(ABC):
@@ -41,6 +51,9 @@ class Engine(ABC):
     tileable: ClassVar[bool] = True
     # Input sides are padded by the engine itself; tiles should be at least this big.
     min_tile: ClassVar[int] = 64
+    # Automatic tiling (see `auto_tile`): the tile sides tried, largest first, and the memory share.
+    tile_sizes: ClassVar[tuple[int, ...]] = (1024, 768, 512, 384, 256, 128)
+    memory_share: ClassVar[MemoryShare] = MemoryShare()
 
     def __init__(
         self,
@@ -74,8 +87,6 @@ class Engine(ABC):
         The default handles plain state dicts and the common `state_dict` /
         `module.` / `_orig_mod.` wrappers; methods with training containers override it.
         """
-        from ..weights import unwrap_state_dict
-
         return unwrap_state_dict(obj)
 
     # ---- inference ----------------------------------------------------
@@ -83,7 +94,7 @@ class Engine(ABC):
     def scale(self) -> int:
         return self.spec.scale
 
-    def autocast(self) -> ContextManager[Any]:
+    def autocast(self) -> AbstractContextManager[Any]:
         """Reduced-precision context for the network calls (no-op in fp32)."""
         if self.dtype == torch.float32:
             return nullcontext()
@@ -105,13 +116,54 @@ class Engine(ABC):
         Returns (B, 3, scale*H, scale*W) float32 in [0, 1], CPU.
         """
 
+    # ---- automatic tiling: one template, each engine declares its working set --------
+    def estimate_bytes(self, height: int, width: int) -> int | None:
+        """Peak working memory (bytes, beyond the weights) of one image of this size in input pixels.
+
+        None (the default): no estimate, so automatic tiling keeps images whole. Engines whose
+        memory grows quickly with image size return their measured model of it.
+        """
+        return None
+
+    @property
+    def tile_multiple(self) -> int:
+        """Tile sides must be multiples of this (e.g. the engine's padding multiple)."""
+        return 1
+
+    def _memory_budget(self) -> int:
+        """Bytes one image's working set may take on `self.device` now."""
+        share = self.memory_share
+        return memory_budget(self.device, gpu_fraction=share.gpu, cpu_fraction=share.cpu, cpu_cap=share.cpu_cap)
+
     def auto_tile(self, height: int, width: int) -> int:
         """Tile size (input pixels) to use when the user asked for automatic tiling; 0 = whole image.
 
-        Engines whose memory grows quickly with image size override this, using
-        the free memory of `self.device`.
+        0 when the engine cannot be tiled, has no estimate, or the whole image fits the
+        memory budget; otherwise `tile_for_budget`.
         """
-        return 0
+        if not self.tileable:
+            return 0
+        whole = self.estimate_bytes(height, width)
+        if whole is None:
+            return 0
+        budget = self._memory_budget()
+        if whole <= budget:
+            return 0
+        return self.tile_for_budget(height, width, budget)
+
+    def tile_for_budget(self, height: int, width: int, budget: int) -> int:
+        """The largest of `tile_sizes` below the image's longer side whose tiles fit `budget`, else `min_tile`.
+
+        A tile is cut to the image where the image is smaller, so a tile of side T costs
+        `estimate_bytes(min(T, height), min(T, width))`.
+        """
+        side = max(height, width)
+        for tile in self.tile_sizes:
+            if tile >= side or tile % self.tile_multiple:
+                continue
+            if (self.estimate_bytes(min(tile, height), min(tile, width)) or 0) <= budget:
+                return max(tile, self.min_tile)
+        return self.min_tile
 
     def generate(
         self, count: int, *, steps: int, generator: torch.Generator, batch_size: int = 0
@@ -148,6 +200,13 @@ def load_strict(net: nn.Module, state: StateDict, what: str) -> None:
             "check that the file belongs to this model (see 'restore models')",
         )
     net.load_state_dict(state, strict=True)
+
+
+def check_batch(images: Tensor, generators: list[torch.Generator], masks: Tensor | None, *, needs_mask: bool) -> None:
+    """What every `restore` checks first: the mask (needed, same size) and one generator per image."""
+    check_masks(images, masks, needed=needs_mask)
+    if len(generators) != images.shape[0]:
+        raise ValueError(f"{images.shape[0]} images but {len(generators)} generators")
 
 
 def check_masks(images: Tensor, masks: Tensor | None, needed: bool) -> None:

@@ -1,5 +1,7 @@
 """The DiffIR stage-2 network: prior extractor (CPEN), prior denoiser, schedule buffers, and the DIRformer.
 
+(The schedule the buffers hold is computed in `restorecli.engines.diffir.schedule`.)
+
 DiffIR never diffuses images. A small CNN (the CPEN) squeezes the degraded
 input into a 256-d condition c; a 4-step diffusion chain in that 256-d space
 turns one Gaussian draw into the "IR prior representation" (IPR), with an
@@ -18,6 +20,7 @@ and drops them.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -44,67 +47,23 @@ SCHEDULE_BUFFERS = (
 )
 
 
-# ---- schedule ----------------------------------------------------------------------
-
-def linear_betas(timesteps: int, linear_start: float, linear_end: float) -> np.ndarray:
-    """LDM's 'linear' schedule: betas = linspace(sqrt(start), sqrt(end), T)^2, in float64 as the official code."""
-    ramp = torch.linspace(linear_start ** 0.5, linear_end ** 0.5, timesteps, dtype=torch.float64, device="cpu")
-    return (ramp ** 2).numpy()
-
-
-def schedule_arrays(betas: np.ndarray) -> dict[str, np.ndarray]:
-    """The 12 buffers of a chain with these betas (float64; v_posterior = 0), as DDPM.register_schedule.
-
-    Used for the trained 4-step chain and for a respaced shorter one (whose
-    betas come from the ratios of the kept timesteps' cumulative alphas).
-    """
-    betas = np.asarray(betas, dtype=np.float64)
-    alphas = 1.0 - betas
-    acp = np.cumprod(alphas, axis=0)
-    acp_prev = np.append(1.0, acp[:-1])
-    variance = betas * (1.0 - acp_prev) / (1.0 - acp)
-    return {
-        "betas": betas,
-        "alphas_cumprod": acp,
-        "alphas_cumprod_prev": acp_prev,
-        "sqrt_alphas_cumprod": np.sqrt(acp),
-        "sqrt_one_minus_alphas_cumprod": np.sqrt(1.0 - acp),
-        "log_one_minus_alphas_cumprod": np.log(1.0 - acp),
-        "sqrt_recip_alphas_cumprod": np.sqrt(1.0 / acp),
-        "sqrt_recipm1_alphas_cumprod": np.sqrt(1.0 / acp - 1),
-        "posterior_variance": variance,
-        "posterior_log_variance_clipped": np.log(np.maximum(variance, 1e-20)),
-        "posterior_mean_coef1": betas * np.sqrt(acp_prev) / (1.0 - acp),
-        "posterior_mean_coef2": (1.0 - acp_prev) * np.sqrt(alphas) / (1.0 - acp),
-    }
-
-
-def trained_schedule(config: dict[str, Any]) -> dict[str, np.ndarray]:
-    """The schedule the checkpoint was trained with, from its config (float64)."""
-    return schedule_arrays(
-        linear_betas(
-            int(config.get("timesteps", 4)),
-            float(config.get("linear_start", 0.1)),
-            float(config.get("linear_end", 0.99)),
-        )
-    )
-
-
-def respaced_schedule(config: dict[str, Any], keep: list[int]) -> dict[str, np.ndarray]:
-    """A shorter chain on the kept timesteps (increasing): betas from ratios of their cumulative alphas."""
-    acp = trained_schedule(config)["alphas_cumprod"][list(keep)]
-    prev = np.append(1.0, acp[:-1])
-    return schedule_arrays(1.0 - acp / prev)
-
-
 class ScheduleBuffers(nn.Module):
-    """`diffusion.*`: the schedule as float32 buffers, filled from the config and overwritten by the file's."""
+    """`diffusion.*`: the chain's schedule as float32 buffers (the official names), overwritten by the file's.
 
-    def __init__(self, config: dict[str, Any]) -> None:
+    Built as zeros of the trained length; the engine fills them from the config
+    (`restorecli.engines.diffir.schedule.trained_schedule`) before a checkpoint overwrites them.
+    """
+
+    def __init__(self, timesteps: int) -> None:
         super().__init__()
-        arrays = trained_schedule(config)
         for name in SCHEDULE_BUFFERS:
-            self.register_buffer(name, torch.tensor(arrays[name], dtype=torch.float32))
+            self.register_buffer(name, torch.zeros(timesteps, dtype=torch.float32))
+
+    def set_values(self, arrays: Mapping[str, np.ndarray]) -> None:
+        """Store float64 schedule arrays as the float32 buffers (on the buffers' device)."""
+        for name in SCHEDULE_BUFFERS:
+            old = getattr(self, name)
+            setattr(self, name, torch.as_tensor(arrays[name], dtype=torch.float32).to(old.device))
 
     @property
     def timesteps(self) -> int:
@@ -202,7 +161,7 @@ class DiffIRS2(nn.Module):
         self.G = DIRformer(inp_channels=net_in_channels, head=head, **dirformer_kwargs(config))
         self.condition = CPEN(cpen_in_channels, int(config.get("n_encoder_res", 6)), unshuffle=cpen_unshuffle)
         self.denoise = PriorDenoiser(int(config.get("n_denoise_res", 1)), int(config.get("timesteps", 4)))
-        self.diffusion = ScheduleBuffers(config)
+        self.diffusion = ScheduleBuffers(int(config.get("timesteps", 4)))
 
 
 # How each task kind feeds the network (counted on the image channels c of the task input):

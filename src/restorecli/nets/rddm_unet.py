@@ -20,7 +20,6 @@ written independently.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
@@ -28,6 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .attention import attention
+from .blocks import sinusoidal_embedding
 
 
 def _eps_for(x: Tensor) -> float:
@@ -117,18 +117,14 @@ class Skip(nn.Module):
 
 
 class TimeEmbedding(nn.Module):
-    """Sinusoidal features of the (integer or scaled float) time: sin half, then cos half."""
+    """Sinusoidal features of the (integer or scaled float) time: sin half, then cos half (DDPM's)."""
 
     def __init__(self, dim: int) -> None:
         super().__init__()
         self.dim = dim
 
     def forward(self, t: Tensor) -> Tensor:
-        half = self.dim // 2
-        step = math.log(10000) / (half - 1)
-        freqs = torch.exp(torch.arange(half, device=t.device) * -step)
-        args = t[:, None] * freqs[None, :]
-        return torch.cat((args.sin(), args.cos()), dim=-1)
+        return sinusoidal_embedding(t, self.dim)
 
 
 class ConvBlock(nn.Module):

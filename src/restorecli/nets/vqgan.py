@@ -8,11 +8,11 @@ latent is snapped to the codebook before decoding. So the model exposes
 
 Parameter names equal the official ones (`encoder.down.0.block.1.conv2.weight`,
 `quantize.embedding.weight`, ...), so official files load without renaming.
-The middle blocks' single-head attention over every latent position goes
-through `nets.attention.attention` (scaled_dot_product_attention), which
-computes the same function as the official explicit softmax without holding
-the (HW x HW) matrix that makes the official code run out of memory on
-large images.
+The blocks are shared with the DDO U-Net (`nets.blocks`). The middle blocks'
+single-head attention over every latent position goes through
+`nets.attention.attention` (scaled_dot_product_attention), which computes the
+same function as the official explicit softmax without holding the (HW x HW)
+matrix that makes the official code run out of memory on large images.
 """
 
 from __future__ import annotations
@@ -23,15 +23,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .attention import attention
+from .blocks import Downsample, Level, Middle, ResnetBlock, SelfAttention, Upsample, conv3, group_norm
 
 # Distances are computed for at most this many (position, code) pairs at a time,
 # bounding the (positions x codes) matrix to 256 MiB in fp32.
 _DISTANCE_CHUNK = 1 << 26
-
-
-def _norm(channels: int) -> nn.GroupNorm:
-    return nn.GroupNorm(num_groups=32, num_channels=channels, eps=1e-6, affine=True)
 
 
 def swish(x: Tensor) -> Tensor:
@@ -44,106 +40,6 @@ def swish(x: Tensor) -> Tensor:
     if torch.is_grad_enabled() and x.requires_grad:
         return x * gate
     return gate.mul_(x)
-
-
-def _conv3(cin: int, cout: int) -> nn.Conv2d:
-    return nn.Conv2d(cin, cout, kernel_size=3, stride=1, padding=1)
-
-
-class ResBlock(nn.Module):
-    """GroupNorm-SiLU-conv twice, with a 1x1 shortcut when the width changes (no time embedding)."""
-
-    def __init__(self, cin: int, cout: int) -> None:
-        super().__init__()
-        self.norm1 = _norm(cin)
-        self.conv1 = _conv3(cin, cout)
-        self.norm2 = _norm(cout)
-        self.conv2 = _conv3(cout, cout)
-        if cin != cout:
-            self.nin_shortcut = nn.Conv2d(cin, cout, kernel_size=1)
-        else:
-            self.nin_shortcut = None
-
-    def forward(self, x: Tensor) -> Tensor:
-        h = self.conv1(swish(self.norm1(x)))
-        h = self.conv2(swish(self.norm2(h)))
-        if self.nin_shortcut is not None:
-            x = self.nin_shortcut(x)
-        return x + h
-
-
-class SpatialAttention(nn.Module):
-    """Single-head self-attention over all positions of a feature map (1x1-conv projections)."""
-
-    def __init__(self, channels: int) -> None:
-        super().__init__()
-        self.norm = _norm(channels)
-        self.q = nn.Conv2d(channels, channels, kernel_size=1)
-        self.k = nn.Conv2d(channels, channels, kernel_size=1)
-        self.v = nn.Conv2d(channels, channels, kernel_size=1)
-        self.proj_out = nn.Conv2d(channels, channels, kernel_size=1)
-
-    def forward(self, x: Tensor) -> Tensor:
-        b, c, h, w = x.shape
-        y = self.norm(x)
-
-        def tokens(t: Tensor) -> Tensor:  # (B, C, H, W) -> (B, 1, HW, C)
-            # Contiguous channels: with strided inputs the CPU kernel falls back to the
-            # plain path and materialises the (HW x HW) matrix again.
-            return t.reshape(b, c, h * w).transpose(1, 2).contiguous().unsqueeze(1)
-
-        out = attention(tokens(self.q(y)), tokens(self.k(y)), tokens(self.v(y)), scale=c ** -0.5)
-        out = out.squeeze(1).transpose(1, 2).reshape(b, c, h, w)
-        return x + self.proj_out(out)
-
-
-class Downsample(nn.Module):
-    """Stride-2 3x3 conv after padding one pixel on the bottom and right only (as the official code)."""
-
-    def __init__(self, channels: int) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(channels, channels, kernel_size=3, stride=2, padding=0)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.conv(F.pad(x, (0, 1, 0, 1), mode="constant", value=0.0))
-
-
-class Upsample(nn.Module):
-    """Nearest-neighbour x2, then a 3x3 conv."""
-
-    def __init__(self, channels: int) -> None:
-        super().__init__()
-        self.conv = _conv3(channels, channels)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
-
-
-class Level(nn.Module):
-    """One resolution of the encoder or decoder: `block.*`, `attn.*`, then an optional resampler."""
-
-    def __init__(self, blocks: list[nn.Module], attns: list[nn.Module]) -> None:
-        super().__init__()
-        self.block = nn.ModuleList(blocks)
-        self.attn = nn.ModuleList(attns)
-
-    def run_blocks(self, h: Tensor) -> Tensor:
-        for i, block in enumerate(self.block):
-            h = block(h)
-            if len(self.attn) > 0:
-                h = self.attn[i](h)
-        return h
-
-
-class Middle(nn.Module):
-    def __init__(self, channels: int) -> None:
-        super().__init__()
-        self.block_1 = ResBlock(channels, channels)
-        self.attn_1 = SpatialAttention(channels)
-        self.block_2 = ResBlock(channels, channels)
-
-    def forward(self, h: Tensor) -> Tensor:
-        return self.block_2(self.attn_1(self.block_1(h)))
 
 
 def _blocks_per_level(num_res_blocks: int | list[int], levels: int) -> list[int]:
@@ -171,7 +67,7 @@ class Encoder(nn.Module):
         super().__init__()
         levels = len(ch_mult)
         counts = _blocks_per_level(num_res_blocks, levels)
-        self.conv_in = _conv3(in_channels, ch)
+        self.conv_in = conv3(in_channels, ch)
         in_mult = (1, *ch_mult)
         res = resolution
         self.down = nn.ModuleList()
@@ -181,18 +77,18 @@ class Encoder(nn.Module):
             block_out = ch * ch_mult[i]
             blocks, attns = [], []
             for _ in range(counts[i]):
-                blocks.append(ResBlock(block_in, block_out))
+                blocks.append(ResnetBlock(block_in, block_out, act=swish))
                 block_in = block_out
                 if res in attn_resolutions:
-                    attns.append(SpatialAttention(block_in))
+                    attns.append(SelfAttention(block_in))
             level = Level(blocks, attns)
             if i != levels - 1:
                 level.downsample = Downsample(block_in)
                 res //= 2
             self.down.append(level)
-        self.mid = Middle(block_in)
-        self.norm_out = _norm(block_in)
-        self.conv_out = _conv3(block_in, z_channels)
+        self.mid = Middle(block_in, act=swish)
+        self.norm_out = group_norm(block_in)
+        self.conv_out = conv3(block_in, z_channels)
 
     def forward(self, x: Tensor) -> Tensor:
         h = self.conv_in(x)
@@ -222,25 +118,25 @@ class Decoder(nn.Module):
         counts = _blocks_per_level(num_res_blocks, levels)
         block_in = ch * ch_mult[-1]
         res = resolution // 2 ** (levels - 1)
-        self.conv_in = _conv3(z_channels, block_in)
-        self.mid = Middle(block_in)
+        self.conv_in = conv3(z_channels, block_in)
+        self.mid = Middle(block_in, act=swish)
         ups: list[nn.Module] = []
         for i in reversed(range(levels)):
             block_out = ch * ch_mult[i]
             blocks, attns = [], []
             for _ in range(counts[i] + 1):
-                blocks.append(ResBlock(block_in, block_out))
+                blocks.append(ResnetBlock(block_in, block_out, act=swish))
                 block_in = block_out
                 if res in attn_resolutions:
-                    attns.append(SpatialAttention(block_in))
+                    attns.append(SelfAttention(block_in))
             level = Level(blocks, attns)
             if i != 0:
                 level.upsample = Upsample(block_in)
                 res *= 2
             ups.insert(0, level)  # stored lowest index = highest resolution, as the official list
         self.up = nn.ModuleList(ups)
-        self.norm_out = _norm(block_in)
-        self.conv_out = _conv3(block_in, out_ch)
+        self.norm_out = group_norm(block_in)
+        self.conv_out = conv3(block_in, out_ch)
 
     def forward(self, z: Tensor) -> Tensor:
         h = self.mid(self.conv_in(z))

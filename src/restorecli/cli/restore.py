@@ -1,0 +1,130 @@
+"""The task commands (sr, inpaint, face, deblur, derain, lowlight, shadow) and `restore generate`.
+
+Every task command takes the same options and runs whatever registered model
+serves that task, so a new engine needs no CLI code; the work is
+`restorecli.api.run_restore`, the same path `restorecli.restore()` takes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ..api import generate as api_generate
+from ..api import run_restore
+from ..errors import UsageError
+from .options import (
+    GLOBAL,
+    BatchSize,
+    Device,
+    Devices,
+    Ext,
+    Json,
+    Model,
+    Overwrite,
+    Precision,
+    Quality,
+    Quiet,
+    Recursive,
+    Resize,
+    Seed,
+    Shard,
+    Steps,
+    Suffix,
+    Tile,
+    TileOverlap,
+    Verbose,
+    Weights,
+    err_console,
+    parse_devices,
+    parse_shard,
+)
+
+
+def _task_command(task: str, summary: str, with_mask: bool = False, with_resize: bool = False) -> Callable[..., None]:
+    """Build one task command; all task commands share these options."""
+
+    def command(
+        input: Annotated[str, typer.Argument(help="Image file, folder, glob, @list.txt, or - for stdin.")],
+        output: Annotated[Optional[str], typer.Argument(help="File, folder, or - for stdout; default: next to the input.")] = None,
+        mask: Annotated[Optional[str], typer.Option("--mask", help="Mask image or folder (white = area to fill).")] = None,
+        model: Model = None,
+        weights: Weights = None,
+        steps: Steps = None,
+        seed: Seed = None,
+        device: Device = "auto",
+        precision: Precision = "auto",
+        batch_size: BatchSize = 1,
+        tile: Tile = None,
+        tile_overlap: TileOverlap = 32,
+        recursive: Recursive = False,
+        suffix: Suffix = None,
+        ext: Ext = None,
+        quality: Quality = 95,
+        overwrite: Overwrite = False,
+        shard: Shard = None,
+        devices: Devices = None,
+        json: Json = False,
+        quiet: Quiet = False,
+        verbose: Verbose = False,
+        resize: Resize = None,
+    ) -> None:
+        if with_mask and mask is None:
+            raise UsageError(f"'restore {task}' needs --mask MASK", "white (255) marks the area to fill")
+        if mask is not None and not with_mask:
+            raise UsageError(f"'restore {task}' takes no --mask", "masks are for 'restore inpaint' and 'restore shadow'")
+        report = run_restore(
+            [input], output, task=task, model=model, steps=steps, seed=seed, device=device, precision=precision,
+            weights=weights, registry_files=GLOBAL.registry, offline=GLOBAL.offline, cache_dir=GLOBAL.cache_dir,
+            quiet=quiet, console=err_console, resize=resize, mask=mask, recursive=recursive, suffix=suffix,
+            ext=ext, quality=quality, overwrite=overwrite, shard=parse_shard(shard), batch_size=batch_size,
+            tile=tile, tile_overlap=tile_overlap, json=json, verbose=verbose, devices=parse_devices(devices),
+        )
+        raise typer.Exit(report.exit_code)
+
+    command.__doc__ = summary
+    command.__name__ = task
+    return command
+
+
+TASKS = {
+    "sr": ("Super-resolve images (default: ResShift real-world x4, 4 steps).", False),
+    "inpaint": ("Fill the masked area of images (--mask, white = fill).", True),
+    "face": ("Restore degraded aligned face images (512x512).", False),
+    "deblur": ("Remove motion blur (default: DiffIR GoPro).", False),
+    "derain": ("Remove rain streaks.", False),
+    "lowlight": ("Brighten low-light images.", False),
+    "shadow": ("Remove shadows (--mask marks the shadow).", True),
+}
+
+
+def generate(
+    output: Annotated[Path, typer.Argument(help="Folder for the generated PNGs.")],
+    model: Annotated[str, typer.Option("--model", "-m", help="Generation model, e.g. rddm-celeba64.")] = "rddm-celeba64",
+    count: Annotated[int, typer.Option("-n", "--count", min=1, help="How many images.")] = 16,
+    weights: Weights = None,
+    steps: Steps = None,
+    seed: Seed = None,
+    device: Device = "auto",
+    precision: Precision = "auto",
+    batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=0, help="Images per network call (0 = all).")] = 0,
+    grid: Annotated[bool, typer.Option("--grid", help="Also write grid.png with all images.")] = False,
+    quiet: Quiet = False,
+) -> None:
+    """Generate images with an unconditional model (RDDM CelebA 64, DDO CIFAR-10)."""
+    paths = api_generate(
+        model, output, count=count, weights=weights, steps=steps, seed=seed, device=device,
+        precision=precision, batch_size=batch_size, grid=grid,
+        registry_files=GLOBAL.registry, offline=GLOBAL.offline, cache_dir=GLOBAL.cache_dir,
+    )
+    if not quiet:
+        err_console.print(f"wrote {len(paths)} image(s) to {output}")
+
+
+def register(app: typer.Typer) -> None:
+    for task, (summary, mask) in TASKS.items():
+        app.command(task, help=summary)(_task_command(task, summary, with_mask=mask))
+    app.command("generate")(generate)

@@ -1,0 +1,1 @@
+"""RDDM: `schedule` (schedules, forward process, samplers as tensor functions) and `engine` (configs, checkpoints, I/O)."""

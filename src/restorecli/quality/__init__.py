@@ -1,0 +1,1 @@
+"""Image quality: PSNR and SSIM as the literature reports them (`metrics`), and `restore eval` (`evaluate`)."""

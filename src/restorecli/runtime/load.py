@@ -1,0 +1,146 @@
+"""From a model name to a ready engine: registry spec -> weights -> engine.
+
+This is the one module that joins the weights package (registry, bundles,
+cache, downloads) with the engines: converting an official file needs the
+method's `Engine.canonicalize`, and building an engine needs the weights, so
+both meet here and nowhere else. The functions that convert take the engine's
+canonicaliser from here; the engine modules are imported only when a file is
+really converted or a model really runs, so finding a cached bundle (or
+failing offline) stays quick and free of torch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import WeightsError
+from ..weights import convert, fetch
+from ..weights.bundle import StateDict, read_bundle, spec_for_weights
+from ..weights.convert import Canonicalize
+from ..weights.registry import ModelSpec, load_registry
+
+if TYPE_CHECKING:
+    import torch
+
+    from ..engines.base import Engine
+
+
+def canonicalizer(method: str) -> Canonicalize:
+    """The method's `Engine.canonicalize`, looked up (and its engine module imported) only when called."""
+
+    def canonicalize(comp: Any, obj: Any) -> StateDict:
+        from ..engines import engine_class
+
+        return engine_class(method).canonicalize(comp, obj)
+
+    return canonicalize
+
+
+def resolve_spec(
+    model: str | None,
+    task: str,
+    weights: Sequence[str] | None = None,
+    registry_files: Sequence[Path | str] = (),
+) -> ModelSpec:
+    """The spec a command runs: the registered model (or the task's default), or the spec a single
+    `restore train` bundle given as `weights` carries (network size, sampler, accepted steps)."""
+    registered = load_registry(tuple(Path(p) for p in registry_files)).resolve(model, task)
+    return spec_for_weights(registered, list(weights) if weights else None)
+
+
+def load_component_file(spec: ModelSpec, comp_name: str, path: Path | str) -> StateDict:
+    """One official (.pth) or safetensors file, canonicalised for component `comp_name` of `spec`."""
+    return convert.load_component_file(spec, comp_name, Path(path), canonicalizer(spec.method))
+
+
+def convert_files(spec: ModelSpec, files: Mapping[str, Path]) -> tuple[dict[str, StateDict], dict[str, str]]:
+    """Official files -> per-component state dicts, plus the sha256 of each source file (`restore convert`)."""
+    return convert.convert_files(spec, files, canonicalizer(spec.method))
+
+
+def ensure_bundle(spec: ModelSpec, **options: Any) -> Path:
+    """`restorecli.weights.fetch.ensure_bundle` with the model's own canonicaliser (same options)."""
+    return fetch.ensure_bundle(spec, canonicalize=canonicalizer(spec.method), **options)
+
+
+def fetch_models(
+    specs: Sequence[ModelSpec], **options: Any
+) -> list[tuple[ModelSpec, Path | None, WeightsError | None]]:
+    """`restore fetch`: ensure each model's bundle; one model's failure does not stop the others."""
+    results: list[tuple[ModelSpec, Path | None, WeightsError | None]] = []
+    for spec in specs:
+        try:
+            results.append((spec, ensure_bundle(spec, **options), None))
+        except WeightsError as exc:
+            results.append((spec, None, exc))
+    return results
+
+
+def load_weights(
+    spec: ModelSpec,
+    weights: Sequence[str] | None,
+    *,
+    offline: bool = False,
+    cache_dir: Path | None = None,
+    bundle: Path | None = None,
+) -> dict[str, StateDict]:
+    """The weights a model runs on: `--weights` if given, else `bundle` (the model's bundle, already
+    found by `ensure_bundle`), else the cached (or downloaded) bundle."""
+    if weights:
+        parsed = convert.parse_weight_args(spec, list(weights))
+        if isinstance(parsed, Path):
+            return read_bundle(parsed, spec)
+        states, _ = convert_files(spec, parsed)
+        return states
+    return read_bundle(bundle or ensure_bundle(spec, offline=offline, cache_dir=cache_dir), spec)
+
+
+def engine_for_spec(
+    spec: ModelSpec,
+    *,
+    weights: Sequence[str] | None = None,
+    device: str = "auto",
+    precision: str = "auto",
+    offline: bool = False,
+    cache_dir: Path | None = None,
+    bundle: Path | None = None,
+) -> Engine:
+    """The engine of a resolved spec: device, precision, weights (given, found, cached or downloaded)."""
+    from ..engines import engine_class
+    from .device import pick_device, pick_dtype
+
+    dev = pick_device(device)
+    dtype = pick_dtype(precision, dev)
+    states = load_weights(spec, weights, offline=offline, cache_dir=cache_dir, bundle=bundle)
+    return engine_class(spec.method)(spec, states, device=dev, dtype=dtype)
+
+
+def load_engine(
+    model_name: str | None,
+    task: str,
+    *,
+    weights: Sequence[str] | None = None,
+    device: str = "auto",
+    precision: str = "auto",
+    registry_files: Sequence[Path] = (),
+    offline: bool = False,
+    cache_dir: Path | None = None,
+) -> Engine:
+    """Registry lookup (or a trained bundle's own spec), weights, device, precision -> engine."""
+    spec = resolve_spec(model_name, task, weights, registry_files)
+    return engine_for_spec(spec, weights=weights, device=device, precision=precision, offline=offline,
+                           cache_dir=cache_dir)
+
+
+def random_engine(spec: ModelSpec, device: torch.device, dtype: torch.dtype) -> Engine:
+    """An engine with randomly initialised networks of the spec's architecture (seeded, so runs repeat)."""
+    import torch
+
+    from ..engines import engine_class
+
+    cls = engine_class(spec.method)
+    torch.manual_seed(0)
+    states = {name: cls.build_component(comp, device="cpu").state_dict() for name, comp in spec.components.items()}
+    return cls(spec, states, device=device, dtype=dtype)

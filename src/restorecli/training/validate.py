@@ -1,0 +1,137 @@
+"""Held-out scoring during training, with the sampler the RDDM engine runs.
+
+The trained networks are wrapped in a `predict(state, t)` callable and handed
+to `restorecli.engines.rddm.schedule.sample`, the engine's own sampler, so the
+validation numbers are those `restore TASK --weights BUNDLE` would give (per
+image, one noise draw from a generator seeded with `seed + k`).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from ..engines.rddm.schedule import Predict, Prediction, Schedule, gated_prediction, interpret
+from ..engines.rddm.schedule import sample as rddm_sample
+from ..errors import UsageError
+from ..quality.evaluate import read_rgb8
+from ..quality.metrics import all_metrics, to_255
+from .config import TrainConfig
+from .datasets import CropSampler, Pair, collect_images, fixed_pairs, is_held_out, load_pairs, split_files
+
+
+def predictor(
+    nets: dict[str, nn.Module], objective: str, sched: Schedule, x_in: Tensor, *, use_gate: bool = True
+) -> Predict:
+    """The trained UNets as the sampler's `predict(state, t)`: state and input in, residual / noise / clean out.
+
+    As the engine's predictor for these models: integer times, the state concatenated
+    with the input, a fourth noise-head channel read as the gate logit.
+    """
+
+    def predict(img: Tensor, t: int) -> Prediction:
+        tt = torch.full((img.shape[0],), t, dtype=torch.long, device=img.device)
+        abar, bbar = sched.at("alphas_cumsum", tt, img.dim()), sched.at("betas_cumsum", tt, img.dim())
+        inp = torch.cat((img, x_in), dim=1)
+        out0 = nets["unet0"](inp, tt).float()
+        out1 = nets["unet1"](inp, tt).float() if objective == "pred_res_noise" else None
+        logit = None
+        if out1 is not None and out1.shape[1] == img.shape[1] + 1:
+            out1, logit = out1[:, :-1], out1[:, -1:]
+        res, eps, x0 = interpret(objective, out0, out1, img, x_in, abar, bbar,
+                                 sched.at("one_minus_alphas_cumsum", tt, img.dim()))
+        if logit is not None and use_gate:
+            x0, eps = gated_prediction(img, x_in, res, eps, logit, abar, bbar)
+        return Prediction(res, eps, x0)
+
+    return predict
+
+
+@torch.no_grad()
+def sample(
+    nets: dict[str, nn.Module],
+    objective: str,
+    sched: Schedule,
+    degraded: Tensor,
+    *,
+    steps: int,
+    generator: torch.Generator,
+    sum_scale: float = 1.0,
+    use_gate: bool = True,
+) -> Tensor:
+    """The engine's RDDM sampler on the trained networks, [0, 1] in and out.
+
+    The start state is the input plus sqrt(sum_scale) * noise, one draw of the batch's
+    shape from `generator`; with a gate, the clean estimate is the gated mix
+    (`use_gate=False` runs the heads as plain RDDM).
+    """
+    x_in = degraded * 2 - 1
+    noise = torch.randn(x_in.shape, generator=generator).to(x_in.device)
+    x_t = x_in + math.sqrt(sum_scale) * noise
+
+    def noise_fn(like: Tensor) -> Tensor:  # only the full-length (steps == T) chain draws again
+        return torch.randn(like.shape, generator=generator).to(like.device)
+
+    out = rddm_sample(predictor(nets, objective, sched, x_in, use_gate=use_gate), x_t, sched, steps,
+                      noise_fn=noise_fn)
+    return ((out + 1) / 2).clamp(0, 1)
+
+
+def build_data(cfg: TrainConfig) -> tuple[CropSampler, list[Pair]]:
+    """Training sampler and held-out validation pairs from the config's --clean and --pairs sources."""
+    clean_imgs: list[np.ndarray] = []
+    val_pairs: list[Pair] = []
+    if cfg.clean:
+        files = collect_images([Path(p) for p in cfg.clean])
+        train_files, val_files = split_files(files, cfg.held_out)
+        if not train_files:
+            raise UsageError("every clean image was held out", "lower --held-out or add images")
+        clean_imgs = [read_rgb8(f) for f in train_files]
+        if val_files:
+            val_pairs += fixed_pairs(val_files[: cfg.val_count], cfg.degradation or "rain", seed=cfg.seed + 1,
+                                     size=cfg.val_size, degrade_params=cfg.degrade_params)
+    pairs: list[Pair] = []
+    for degraded_dir, clean_dir in cfg.pairs:
+        loaded = load_pairs(Path(degraded_dir), Path(clean_dir))
+        pairs += [p for p in loaded if not is_held_out(p.name, cfg.held_out)]
+        held = [p for p in loaded if is_held_out(p.name, cfg.held_out)]
+        val_pairs += [_centre(p, cfg.val_size) for p in held[: cfg.val_count]]
+    sampler = CropSampler(clean=clean_imgs, pairs=pairs, degradation=cfg.degradation if cfg.clean else None,
+                          degrade_params=cfg.degrade_params, crop=cfg.crop, pair_fraction=cfg.pair_fraction)
+    return sampler, val_pairs
+
+
+def _centre(pair: Pair, size: int) -> Pair:
+    h, w = pair.clean.shape[:2]
+    s_h, s_w = (min(size, h), min(size, w)) if size else (h, w)
+    y, x = (h - s_h) // 2, (w - s_w) // 2
+    s_h, s_w = s_h - s_h % 8, s_w - s_w % 8
+    return Pair(pair.name, pair.degraded[y:y + s_h, x:x + s_w].copy(), pair.clean[y:y + s_h, x:x + s_w].copy())
+
+
+def validate(nets: dict[str, nn.Module], cfg: TrainConfig, sched: Schedule, pairs: list[Pair], device: torch.device,
+             steps: int | None = None, use_gate: bool = True) -> dict[str, float]:
+    """Mean PSNR/SSIM (Y and RGB) of the sampler's output on the held-out pairs, seed fixed per image."""
+    if not pairs:
+        return {}
+    scores = []
+    for k, pair in enumerate(pairs):
+        deg = torch.from_numpy(pair.degraded.astype(np.float32) / 255.0).permute(2, 0, 1)[None].to(device)
+        gen = torch.Generator().manual_seed(cfg.seed + k)
+        out = sample(nets, cfg.objective, sched, deg, steps=steps or cfg.steps, generator=gen,
+                     sum_scale=cfg.sum_scale, use_gate=use_gate)
+        restored = to_255(out[0].permute(1, 2, 0).cpu().numpy())
+        scores.append(all_metrics(restored, pair.clean))
+    return {m: float(np.mean([s[m] for s in scores])) for m in scores[0]}
+
+
+def input_scores(pairs: list[Pair]) -> dict[str, float]:
+    """The same metrics for the degraded inputs themselves: the baseline a model must beat."""
+    if not pairs:
+        return {}
+    scores = [all_metrics(p.degraded, p.clean) for p in pairs]
+    return {m: float(np.mean([s[m] for s in scores])) for m in scores[0]}

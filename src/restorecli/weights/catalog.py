@@ -1,0 +1,107 @@
+"""`restore models`: what is registered, how each model's weights are had, and whether they are cached."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .cache import bundle_path, packaged_bundle
+from .download import describe
+from .registry import ModelSpec, Registry
+
+
+def availability(spec: ModelSpec) -> str:
+    """'download' if every component has a source a program can fetch, 'manual' if some need a person, else 'none'."""
+    kinds = [{s.kind for s in c.sources} for c in spec.components.values()]
+    if packaged_bundle(spec) is not None:
+        return "bundled"
+    if kinds and all(k & {"hub", "url"} for k in kinds):
+        return "download"
+    if any("manual" in k for k in kinds):
+        return "manual"
+    return "none"
+
+
+def model_rows(registry: Registry, cache_dir: Path | None = None) -> list[dict[str, Any]]:
+    """One record per registered model: what `restore models` shows (and prints with --json)."""
+    rows = []
+    for spec in registry.models.values():
+        sizes = [c.size for c in spec.components.values()]
+        path = bundle_path(spec, cache_dir)
+        rows.append(
+            {
+                "name": spec.name,
+                "task": spec.task,
+                "method": spec.method,
+                "scale": spec.scale,
+                "default_for": list(spec.default_for),
+                "trained_steps": spec.trained_steps,
+                "default_steps": spec.default_steps,
+                "min_steps": spec.min_steps,
+                "max_steps": spec.max_steps,
+                "download_bytes": sum(s for s in sizes if s) if sizes and all(sizes) else None,
+                "download_bytes_known": sum(s for s in sizes if s),
+                "license": spec.license,
+                "origin": spec.origin,
+                "availability": availability(spec),
+                "cached": path.is_file(),
+                "bundle": str(path),
+                "components": {
+                    n: {
+                        "file": c.file,
+                        "size": c.size,
+                        "sha256": c.sha256,
+                        "sources": [describe(s, c) for s in c.sources],
+                    }
+                    for n, c in spec.components.items()
+                },
+            }
+        )
+    return rows
+
+
+def _human(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if size < 999.5 or unit == "TB":
+            return f"{size:.3g} {unit}"
+        size /= 1000
+    return f"{n} B"
+
+
+def models_table(rows: list[dict[str, Any]], root: Path) -> Any:
+    """The rich table of `restore models` (* marks a task's default model; steps: default (accepted))."""
+    from rich import box
+    from rich.table import Table
+
+    table = Table(
+        title="Registered models (* = default for its task)", caption=f"cache: {root}",
+        caption_justify="left", box=box.SIMPLE_HEAD, pad_edge=False,
+    )
+    longest = max((len(r["name"]) + 2 for r in rows), default=4)
+    table.add_column("name", no_wrap=True, min_width=longest)
+    table.add_column("task", no_wrap=True)
+    table.add_column("method", no_wrap=True)
+    table.add_column("steps", no_wrap=True)
+    table.add_column("download", no_wrap=True, justify="right")
+    table.add_column("license", overflow="fold", min_width=10)
+    table.add_column("cached", no_wrap=True, min_width=6)
+    for r in rows:
+        lo, hi = r["min_steps"], r["max_steps"]
+        steps = f"{r['default_steps']} ({lo})" if lo == hi else f"{r['default_steps']} ({lo}-{hi})"
+        if r["availability"] == "manual":
+            size = "by hand"
+        elif r["availability"] == "none":
+            size = "none"
+        elif r["download_bytes"] is not None:
+            size = _human(r["download_bytes"])
+        elif r["download_bytes_known"]:
+            size = f">{_human(r['download_bytes_known'])}"
+        else:
+            size = "?"
+        name = r["name"] + (" *" if r["default_for"] else "")
+        table.add_row(
+            name, r["task"], r["method"], steps, size, r["license"] or "-",
+            "[green]yes[/]" if r["cached"] else "no",
+        )
+    return table

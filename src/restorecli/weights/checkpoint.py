@@ -1,0 +1,115 @@
+"""Official checkpoint files, read safely, and the state-dict wrappers they come in.
+
+Official `.pth` files are only ever opened with `torch.load(weights_only=True)`,
+which refuses to execute pickled code; training containers that pickle config
+objects beside the weights are read with those objects replaced by inert
+placeholders (see `read_torch_file`). What a method's official layout looks
+like is the engine's business (`Engine.canonicalize`); the common wrappers
+(`state_dict`, `module.`, `_orig_mod.`) are unwrapped here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from ..errors import WeightsError
+
+StateDict = dict[str, Tensor]
+WRAPPER_PREFIXES = ("module.", "_orig_mod.")
+
+
+def read_torch_file(path: Path) -> Any:
+    """Open an official checkpoint without running pickled code."""
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"checkpoint not found: {path}", "check the path")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several types for corrupt or unsafe files
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if "Weights only load failed" in str(exc) and _unsafe_globals(path):
+            return _load_with_inert_configs(path)
+        raise WeightsError(
+            f"cannot read checkpoint {path}: {first}",
+            "the file is corrupt, truncated, or not a PyTorch weights file",
+        ) from None
+
+
+# Training containers (e.g. Lightning `hyper_parameters`) pickle config objects
+# beside the weights. Their classes are not importable here and must never run,
+# so these names are read as `InertObject`s; any other unknown global is refused.
+INERT_GLOBAL_PREFIXES = ("omegaconf.", "typing.")
+INERT_GLOBAL_NAMES = frozenset(
+    f"builtins.{t}" for t in ("dict", "list", "tuple", "set", "int", "float", "str", "bool", "bytes", "object")
+) | {"collections.defaultdict"}
+
+
+class InertObject:
+    """Stand-in for a pickled config object: takes any arguments and state, keeps nothing, runs nothing."""
+
+    __slots__ = ()
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> InertObject:
+        return object.__new__(cls)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def __setstate__(self, state: Any) -> None:
+        pass
+
+
+def _unsafe_globals(path: Path) -> list[str]:
+    """Names of the globals a checkpoint pickles that torch's restricted unpickler does not allow."""
+    try:
+        return list(torch.serialization.get_unsafe_globals_in_checkpoint(str(path)))
+    except Exception:
+        return []
+
+
+def _load_with_inert_configs(path: Path) -> Any:
+    """`torch.load(weights_only=True)` with pickled config classes mapped to `InertObject`.
+
+    torch's restricted unpickler still decides everything else (tensor rebuilds
+    only, APPEND/SETITEM only on real lists and dicts); the mapping only names
+    which inert placeholder a config global becomes, so no code from the file runs.
+    """
+    fix = (
+        "if you trust the file, load it once where its training code is installed and save only the weights: "
+        "ck = torch.load(IN, weights_only=False); torch.save({'state_dict': ck['state_dict']}, OUT)"
+    )
+    names = _unsafe_globals(path)
+    refused = [n for n in names if not (n.startswith(INERT_GLOBAL_PREFIXES) or n in INERT_GLOBAL_NAMES)]
+    if refused:
+        raise WeightsError(f"refusing checkpoint {path}: it pickles {refused[0]}, which is code, not weights", fix)
+    try:
+        with torch.serialization.safe_globals([(InertObject, name) for name in names]):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise WeightsError(f"cannot read checkpoint {path} safely: {first}", fix) from None
+
+
+def strip_prefix(state: Mapping[str, Any], prefix: str) -> dict[str, Any]:
+    return {k[len(prefix):] if k.startswith(prefix) else k: v for k, v in state.items()}
+
+
+def unwrap_state_dict(obj: Any) -> StateDict:
+    """Plain state dict from the wrappers official files use: {'state_dict': ...}, 'module.', '_orig_mod.'."""
+    if isinstance(obj, Mapping) and "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
+        obj = obj["state_dict"]
+    if not isinstance(obj, Mapping) or not all(isinstance(v, Tensor) for v in obj.values()):
+        raise WeightsError(
+            "checkpoint does not hold a state dict of tensors",
+            "pass the official weights file of this model",
+        )
+    state = dict(obj)
+    for prefix in WRAPPER_PREFIXES:
+        if state and all(k.startswith(prefix) for k in state):
+            state = strip_prefix(state, prefix)
+    return state

@@ -1,0 +1,291 @@
+"""The model registry: `weights.toml` read into small typed specs.
+
+A model is one published variant (e.g. ResShift real-world x4 v3). It names the
+method that runs it, the task command it serves, and its components (networks
+stored in separate official files, e.g. `unet` and `autoencoder`). Each
+component names an architecture from the `[arch.*]` tables, so full-size
+network configs are written once and shared by the models that use them.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from ..errors import UsageError
+
+REGISTRY_ENV = "RESTORECLI_REGISTRY"
+
+
+@dataclass(frozen=True)
+class Source:
+    """One place a component file can be fetched from, tried in registry order."""
+
+    kind: str  # "hub" | "url" | "manual" | "bundled"
+    url: str | None = None
+    repo: str | None = None
+    filename: str | None = None
+    revision: str | None = None
+    note: str | None = None
+    endpoint: str | None = None  # hub only: a Hub-compatible server other than $HF_ENDPOINT
+    path: str | None = None  # bundled only: a bundle shipped inside the package, relative to restorecli/
+
+
+@dataclass(frozen=True)
+class ComponentSpec:
+    """One network of a model and the official file that holds its weights."""
+
+    name: str
+    kind: str  # network builder, e.g. "resshift.unet"
+    config: dict[str, Any]
+    file: str | None = None
+    url: str | None = None
+    size: int | None = None
+    sha256: str | None = None
+    sources: tuple[Source, ...] = ()
+    container: str | None = None  # how the official file wraps the state dict
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One registered model variant."""
+
+    name: str
+    method: str
+    task: str
+    scale: int
+    components: dict[str, ComponentSpec]
+    sampler: dict[str, Any]
+    trained_steps: int
+    default_steps: int
+    min_steps: int
+    max_steps: int
+    license: str = ""
+    citation: str = ""
+    description: str = ""
+    origin: str = "official"
+    default_for: tuple[str, ...] = ()
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def check_steps(self, steps: int | None) -> int:
+        """Return the step count to use, or raise a usage error listing the accepted ones."""
+        if steps is None:
+            return self.default_steps
+        if not self.min_steps <= steps <= self.max_steps:
+            accepted = (
+                str(self.min_steps)
+                if self.min_steps == self.max_steps
+                else f"{self.min_steps} to {self.max_steps}"
+            )
+            raise UsageError(
+                f"--steps {steps} is not accepted by model '{self.name}' "
+                f"(trained with {self.trained_steps} steps)",
+                f"use --steps {accepted}",
+            )
+        return steps
+
+
+@dataclass(frozen=True)
+class Registry:
+    models: dict[str, ModelSpec]
+
+    def get(self, name: str) -> ModelSpec:
+        try:
+            return self.models[name]
+        except KeyError:
+            raise UsageError(
+                f"unknown model '{name}'",
+                "run 'restore models' to list the registered models",
+            ) from None
+
+    def resolve(self, model: str | None, task: str) -> ModelSpec:
+        """The model a task command runs: `model` if given (it must serve `task`), else the task's default.
+
+        Needs no torch, so a command can check its weights before the heavy imports.
+        """
+        if model is None:
+            return self.default_for(task)
+        spec = self.get(model)
+        if spec.task != task:
+            others = ", ".join(m.name for m in self.for_task(task)) or "none"
+            raise UsageError(
+                f"model '{model}' does the '{spec.task}' task, not '{task}'",
+                f"use 'restore {spec.task}', or one of: {others}",
+            )
+        return spec
+
+    def default_for(self, task: str) -> ModelSpec:
+        for spec in self.models.values():
+            if task in spec.default_for:
+                return spec
+        for spec in self.models.values():
+            if spec.task == task:
+                return spec
+        raise UsageError(f"no model is registered for task '{task}'", "pass --model")
+
+    def for_task(self, task: str) -> list[ModelSpec]:
+        return [m for m in self.models.values() if m.task == task]
+
+
+def builtin_registry_path() -> Path:
+    """The packaged weights.toml; in a source checkout, the one at the repository root."""
+    package = Path(__file__).resolve().parent.parent  # the restorecli folder
+    packaged = package / "weights.toml"
+    if packaged.is_file():
+        return packaged
+    return package.parent.parent / "weights.toml"
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """Deep-merge `over` into a copy of `base` (tables merge, other values replace)."""
+    out = copy.deepcopy(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+SOURCE_KINDS = ("hub", "url", "manual", "bundled")
+_HEX40 = re.compile(r"[0-9a-f]{40}")
+
+
+def _parse_sources(where: str, raw: dict[str, Any]) -> tuple[Source, ...]:
+    """`sources = [...]` (tried in order), or the `url = ...` shorthand for one release URL.
+
+    A hub source needs a repo and a pinned revision: a 40-hex commit, or a branch
+    or tag only when the component has a sha256 that pins the content anyway.
+    """
+    sources = []
+    for i, s in enumerate(raw.get("sources", [])):
+        kind = s.get("kind")
+        bad = f"registry: {where} source {i + 1}"
+        if kind not in SOURCE_KINDS:
+            raise UsageError(f"{bad} has kind {kind!r}", f"use one of {', '.join(SOURCE_KINDS)}")
+        if kind == "hub":
+            if not s.get("repo") or not s.get("revision"):
+                raise UsageError(f"{bad} (hub) needs repo and revision", "pin revision to a 40-hex commit id")
+            if not _HEX40.fullmatch(s["revision"]) and not raw.get("sha256"):
+                raise UsageError(
+                    f"{bad} (hub) revision {s['revision']!r} is not a 40-hex commit id",
+                    "pin the commit, or give the component a sha256",
+                )
+        elif kind == "bundled":
+            if not s.get("path"):
+                raise UsageError(f"{bad} (bundled) needs path", "the bundle's path inside the restorecli package")
+        elif not s.get("url") and not (kind == "manual" and s.get("note")):
+            raise UsageError(f"{bad} ({kind}) needs url")
+        sources.append(
+            Source(
+                kind=kind,
+                url=s.get("url"),
+                repo=s.get("repo"),
+                filename=s.get("filename"),
+                revision=s.get("revision"),
+                note=s.get("note"),
+                endpoint=s.get("endpoint"),
+                path=s.get("path"),
+            )
+        )
+    if not sources and raw.get("url"):
+        sources.append(Source(kind="url", url=raw["url"]))
+    return tuple(sources)
+
+
+def _parse_component(name: str, raw: dict[str, Any], archs: dict[str, Any], model: str = "") -> ComponentSpec:
+    arch_name = raw["arch"]
+    if arch_name not in archs:
+        raise UsageError(f"registry: component '{name}' names unknown arch '{arch_name}'")
+    arch = dict(archs[arch_name])
+    kind = arch.pop("kind")
+    config = _merge(arch, raw.get("config", {}))
+    return ComponentSpec(
+        name=name,
+        kind=kind,
+        config=config,
+        file=raw.get("file"),
+        url=raw.get("url"),
+        size=raw.get("size"),
+        sha256=raw.get("sha256"),
+        sources=_parse_sources(f"model '{model}' component '{name}'" if model else f"component '{name}'", raw),
+        container=raw.get("container"),
+    )
+
+
+def parse_registry(data: dict[str, Any]) -> Registry:
+    archs = data.get("arch", {})
+    models: dict[str, ModelSpec] = {}
+    known = {
+        "method", "task", "scale", "components", "sampler", "trained_steps",
+        "default_steps", "min_steps", "max_steps", "license", "citation",
+        "description", "origin", "default_for",
+    }
+    for name, raw in data.get("models", {}).items():
+        try:
+            trained = int(raw["trained_steps"])
+            components = {
+                cname: _parse_component(cname, craw, archs, name)
+                for cname, craw in raw.get("components", {}).items()
+            }
+            models[name] = ModelSpec(
+                name=name,
+                method=raw["method"],
+                task=raw["task"],
+                scale=int(raw.get("scale", 1)),
+                components=components,
+                sampler=dict(raw.get("sampler", {})),
+                trained_steps=trained,
+                default_steps=int(raw.get("default_steps", trained)),
+                min_steps=int(raw.get("min_steps", 1)),
+                max_steps=int(raw.get("max_steps", trained)),
+                license=raw.get("license", ""),
+                citation=raw.get("citation", ""),
+                description=raw.get("description", ""),
+                origin=raw.get("origin", "official"),
+                default_for=tuple(raw.get("default_for", ())),
+                extra={k: v for k, v in raw.items() if k not in known},
+            )
+        except KeyError as exc:
+            raise UsageError(f"registry: model '{name}' lacks required field {exc}") from None
+    return Registry(models)
+
+
+def user_registry_paths() -> list[Path]:
+    """Overlay files: $RESTORECLI_REGISTRY (os.pathsep-separated), then the user config one."""
+    paths = [Path(p) for p in os.environ.get(REGISTRY_ENV, "").split(os.pathsep) if p]
+    config_home = Path(os.environ.get("XDG_CONFIG_HOME", Path.home() / ".config"))
+    user = config_home / "restorecli" / "weights.toml"
+    if user.is_file():
+        paths.append(user)
+    return paths
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise UsageError(f"registry file not found: {path}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"registry file {path} is not valid TOML: {exc}") from None
+
+
+@lru_cache(maxsize=8)
+def _load_cached(paths: tuple[Path, ...]) -> Registry:
+    data: dict[str, Any] = {}
+    for path in paths:
+        data = _merge(data, _read_toml(path))
+    return parse_registry(data)
+
+
+def load_registry(extra: list[Path] | tuple[Path, ...] = ()) -> Registry:
+    """The built-in registry with user overlays merged on top (later files win)."""
+    paths = (builtin_registry_path(), *user_registry_paths(), *extra)
+    return _load_cached(tuple(Path(p) for p in paths))
