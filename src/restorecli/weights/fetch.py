@@ -27,7 +27,7 @@ from .cache import bundle_path, cache_key, cache_root, component_key, offline_re
 from .convert import Canonicalize, load_component_file
 from .download import SourceFailed, describe, hub_download, url_download
 from .progress import ByteProgress, Reporter
-from .registry import ComponentSpec, ModelSpec, Source
+from .registry import ComponentSpec, ModelSpec, Source, load_registry
 
 # ---- the entry point -----------------------------------------------------------------
 
@@ -279,12 +279,31 @@ def _convert_line(spec: ModelSpec) -> str:
     return f"restore convert {spec.name} {pairs} -o {spec.name}.safetensors"
 
 
+def offline_tasks() -> list[str]:
+    """Tasks whose default model ships inside the package, so they run with no network and no cache."""
+    try:
+        registry = load_registry()
+    except Exception:  # never let a hint hide the real error
+        return []
+    return sorted({
+        task
+        for model in registry.models.values()
+        if all(any(s.kind == "bundled" for s in c.sources) for c in model.components.values())
+        for task in model.default_for
+    })
+
+
+def _offline_hint() -> str:
+    tasks = offline_tasks()
+    return f"; without network these tasks work: {', '.join(tasks)} (bundled models)" if tasks else ""
+
+
 def _offline_error(spec: ModelSpec, names: list[str], root: Path, why: str) -> WeightsUnavailable:
     return WeightsUnavailable(
         f"weights of model '{spec.name}' are not cached in {root} and the network is off ({why}); "
         f"it needs {_needs(spec, names)}",
         f"run 'restore fetch {spec.name}' on a machine with network and copy {root / 'bundles'} here, "
-        f"or pass --weights FILE",
+        f"or pass --weights FILE" + _offline_hint(),
     )
 
 
@@ -324,5 +343,5 @@ def _unavailable_error(spec: ModelSpec, failures: dict[str, list[SourceFailed]])
         "pass --weights FILE (see docs/weights.md)"
         if no_source
         else f"check the network (and HTTPS_PROXY) and retry 'restore fetch {spec.name}', "
-        "or point the model at a mirror with a registry overlay (docs/weights.md)",
+        "or point the model at a mirror with a registry overlay (docs/weights.md)" + _offline_hint(),
     )
