@@ -37,6 +37,7 @@ from urllib.parse import urlsplit
 from . import __version__
 from .errors import WeightsError, WeightsUnavailable
 from .registry import ComponentSpec, ModelSpec, Registry, Source
+from .safepaths import inside, is_inside
 
 CACHE_ENV = "RESTORECLI_CACHE"
 OFFLINE_ENVS = ("RESTORECLI_OFFLINE", "HF_HUB_OFFLINE")
@@ -138,7 +139,8 @@ def resolve_cached(spec: ModelSpec, cache_dir: Path | str | None = None) -> Path
 
 
 def _staged_path(root: Path, comp: ComponentSpec, name: str) -> Path:
-    return root / "downloads" / component_key(comp) / (comp.file or f"{name}.bin")
+    # issue #13: the registry's file name may never lead outside CACHE/downloads/KEY/ (restorecli.safepaths)
+    return inside(root / "downloads" / component_key(comp), comp.file or f"{name}.bin")
 
 
 # ---- the entry point -----------------------------------------------------------------
@@ -375,7 +377,8 @@ def _verify_hub(comp: ComponentSpec, path: Path, src: Source) -> str:
     except WeightsError as exc:
         blob = Path(os.path.realpath(path))
         path.unlink(missing_ok=True)
-        blob.unlink(missing_ok=True)
+        if is_inside(hub_cache_dir(), blob):  # issue #13: never delete outside the Hub cache
+            blob.unlink(missing_ok=True)
         raise WeightsError(exc.message + "; the file was deleted from the Hub cache", exc.hint) from None
 
 

@@ -1,0 +1,182 @@
+"""Issue #13: reliability and security, each case through the real `restore` entry point.
+
+Every test runs the command in a subprocess (`tests/fake_engines.py` is the CLI with
+the tiny "fake" method registered) against an empty cache in tmp_path, with every
+proxy pointed at a closed loopback port; network cases use `rogueserver.RogueServer`
+on 127.0.0.1, whose answers are bounded in count and time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import fake_engines as fe
+from rogueserver import RogueServer
+
+TESTS = Path(__file__).resolve().parent
+REPO = TESTS.parent
+CLOSED = "http://127.0.0.1:9"
+
+
+# ---- helpers ----------------------------------------------------------------------------
+
+def env_for(tmp_path: Path, **extra: str) -> dict[str, str]:
+    """A subprocess environment that cannot leave the machine and uses this test's own cache."""
+    env = dict(os.environ)
+    env.update({
+        "PYTHONPATH": str(REPO / "src"), "NO_COLOR": "1", "COLUMNS": "200",
+        "RESTORECLI_CACHE": str(tmp_path / "cache"), "XDG_CONFIG_HOME": str(tmp_path / "config"),
+        "HF_HOME": str(tmp_path / "hf"), "HF_HUB_CACHE": str(tmp_path / "hf" / "hub"),
+        "HF_ENDPOINT": CLOSED, "HF_HUB_DISABLE_TELEMETRY": "1",
+        "HTTP_PROXY": CLOSED, "HTTPS_PROXY": CLOSED, "ALL_PROXY": CLOSED,
+        "http_proxy": CLOSED, "https_proxy": CLOSED, "all_proxy": CLOSED,
+        "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost",
+        "HF_HUB_OFFLINE": "", "RESTORECLI_OFFLINE": "", "RESTORECLI_REGISTRY": "",
+        "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+    })
+    env.update(extra)
+    return env
+
+
+def restore(tmp_path: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 180,
+            popen: bool = False, preexec=None):
+    """`restore ARGS` (with the fake method available) in a subprocess."""
+    cmd = [sys.executable, str(TESTS / "fake_engines.py"), *args]
+    full = env_for(tmp_path, **(env or {}))
+    if popen:
+        return subprocess.Popen(cmd, env=full, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                preexec_fn=preexec)
+    return subprocess.run(cmd, env=full, capture_output=True, timeout=timeout, preexec_fn=preexec)
+
+
+def err_of(res) -> str:
+    return res.stderr.decode(errors="replace").strip()
+
+
+def one_line(res) -> str:
+    err = err_of(res)
+    assert len(err.splitlines()) == 1, err
+    assert "Traceback" not in err
+    return err
+
+
+def pth_bytes(state: dict[str, torch.Tensor] | None = None) -> bytes:
+    buf = io.BytesIO()
+    torch.save(state if state is not None else fe.identity_state(), buf)
+    return buf.getvalue()
+
+
+NET = pth_bytes()
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+ARCH = '[arch.fake-conv]\nkind = "fake.conv"\n\n'
+
+
+def model_toml(name: str = "fakenet", *, file: str = "fake_net.pth", sources: str = "[]", extra: str = "",
+               comp_extra: str = "") -> str:
+    return (
+        f'[models.{name}]\nmethod = "fake"\ntask = "sr"\nscale = 2\ntrained_steps = 1\nmax_steps = 4\n'
+        f'sampler = {{ noise = 0.0 }}\n{extra}\n'
+        f'[models.{name}.components.net]\narch = "fake-conv"\nfile = {json.dumps(file)}\n'
+        f"sources = {sources}\n{comp_extra}\n"
+    )
+
+
+def url_source(url: str) -> str:
+    return f'[{{ kind = "url", url = {json.dumps(url)} }}]'
+
+
+def write_overlay(tmp_path: Path, body: str, name: str = "ov.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(ARCH + body)
+    return path
+
+
+def png(path: Path, size=(8, 8), seed=0) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arr = np.random.default_rng(seed).integers(0, 256, (*size, 3)).astype(np.uint8)
+    Image.fromarray(arr).save(path)
+    return path
+
+
+def files_under(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file()) if folder.exists() else []
+
+
+# ---- 1. registry paths never leave the cache ----------------------------------------------
+
+def test_item1_absolute_file_is_refused_and_never_deleted_offline(tmp_path):
+    precious = tmp_path / "precious.txt"
+    precious.write_text("keep me")
+    ov = write_overlay(tmp_path, model_toml(file=str(precious), sources=url_source(CLOSED + "/x.pth"),
+                                            comp_extra="size = 1\n"))
+    res = restore(tmp_path, "--offline", "--registry", str(ov), "fetch", "fakenet")
+    assert precious.read_text() == "keep me"
+    assert res.returncode == 2, err_of(res)
+    err = one_line(res)
+    assert str(ov) in err and "fakenet" in err and "'file'" in err
+
+
+def test_item1_dotdot_file_is_refused_online_and_never_written(tmp_path):
+    victim = tmp_path / "victim" / "y.txt"
+    victim.parent.mkdir()
+    victim.write_text("original")
+    with RogueServer() as srv:
+        url = srv.add("/fake_net.pth", NET)
+        # CACHE/downloads/KEY/../../../victim/y.txt is tmp_path/victim/y.txt
+        ov = write_overlay(tmp_path, model_toml(file="../../../victim/y.txt", sources=url_source(url)))
+        res = restore(tmp_path, "--registry", str(ov), "fetch", "fakenet")
+        assert not srv.hits()
+    assert victim.read_text() == "original"
+    assert res.returncode == 2, err_of(res)
+    assert "'file'" in one_line(res)
+
+
+def test_item1_task_command_never_deletes_outside_the_cache(tmp_path):
+    precious = tmp_path / "precious.txt"
+    precious.write_text("keep me")
+    with RogueServer() as srv:
+        url = srv.add("/fake_net.pth", NET)
+        ov = write_overlay(tmp_path, model_toml(file=str(precious), sources=url_source(url), comp_extra="size = 1\n"))
+        res = restore(tmp_path, "--registry", str(ov), "sr", str(png(tmp_path / "a.png")), str(tmp_path / "out"),
+                      "--model", "fakenet")
+    assert precious.read_text() == "keep me"
+    assert res.returncode == 2, err_of(res)
+    one_line(res)
+
+
+@pytest.mark.parametrize("case", ["hub-filename", "bundled-path", "model-name", "component-name", "backslash"])
+def test_item1_every_path_like_value_is_a_plain_relative_name(tmp_path, case):
+    if case == "hub-filename":
+        body = model_toml(sources='[{ kind = "hub", repo = "org/x", filename = "../../../etc/passwd", '
+                                  'revision = "0123456789abcdef0123456789abcdef01234567" }]')
+    elif case == "bundled-path":
+        body = model_toml(sources='[{ kind = "bundled", path = "../../../../etc/passwd" }]')
+    elif case == "model-name":
+        body = model_toml('"../../escape"', sources=url_source(CLOSED + "/x.pth"))
+    elif case == "component-name":
+        body = model_toml(sources=url_source(CLOSED + "/x.pth")).replace("components.net]", 'components."../n"]')
+    else:
+        body = model_toml(file="..\\..\\x.pth", sources=url_source(CLOSED + "/x.pth"))
+    ov = write_overlay(tmp_path, body)
+    res = restore(tmp_path, "--registry", str(ov), "models", "--json")
+    assert res.returncode == 2, err_of(res)
+    assert str(ov) in one_line(res)
+    assert not (tmp_path / "cache").exists()
