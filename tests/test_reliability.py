@@ -180,3 +180,35 @@ def test_item1_every_path_like_value_is_a_plain_relative_name(tmp_path, case):
     assert res.returncode == 2, err_of(res)
     assert str(ov) in one_line(res)
     assert not (tmp_path / "cache").exists()
+
+
+# ---- 5. concurrent first use of one cache -------------------------------------------------
+
+def test_item5_concurrent_first_use_of_an_empty_cache_all_succeed(tmp_path):
+    """Three `--shard k/3` jobs and a `restore fetch` start together on an empty cache; the server
+    holds its answers until all four asked, so they download at the same moment (the race)."""
+    for i in range(9):
+        png(tmp_path / "in" / f"{i}.png", seed=i)
+    out = tmp_path / "out"
+    with RogueServer() as srv:
+        # a 32 MB file (padding beside the state dict), so checking and loading it takes a while
+        big = pth_bytes({"state_dict": fe.identity_state(), "padding": torch.zeros(8 << 20)})
+        url = srv.add("/fake_net.pth", big, gather=4, gather_s=10)
+        ov = str(write_overlay(tmp_path, model_toml(sources=url_source(url))))
+        procs = [restore(tmp_path, "--registry", ov, "sr", str(tmp_path / "in"), str(out), "--model", "fakenet",
+                         "--shard", f"{k}/3", "--json", popen=True) for k in range(3)]
+        procs.append(restore(tmp_path, "--registry", ov, "fetch", "fakenet", popen=True))
+        results = []
+        for p in procs:
+            try:
+                stdout, stderr = p.communicate(timeout=300)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                stdout, stderr = p.communicate()
+            results.append((p.returncode, stdout, stderr.decode(errors="replace")))
+    assert [rc for rc, _, _ in results] == [0, 0, 0, 0], [err for _, _, err in results]
+    done = sum(json.loads(o)["done"] for _, o, _ in results[:3])
+    assert done == 9 and len([p for p in out.iterdir() if not p.name.startswith(".")]) == 9
+    cache = tmp_path / "cache"
+    assert [p.name for p in (cache / "bundles").iterdir()] == [p.name for p in files_under(cache / "bundles")]
+    assert not [p for p in files_under(cache) if p.suffix in (".part", ".tmp")]

@@ -35,6 +35,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from . import __version__
+from .cachelock import cache_entry_locks
 from .errors import WeightsError, WeightsUnavailable
 from .registry import ComponentSpec, ModelSpec, Registry, Source
 from .safepaths import inside, is_inside
@@ -206,6 +207,18 @@ def ensure_bundle(
     target = bundle_path(spec, root)
     if target.is_file() and not force and not files:
         return target
+    # issue #13: one lock per cache entry (this bundle, each component); look again once they are held
+    names = [f"bundle-{target.stem}", *(f"component-{component_key(c)}" for c in spec.components.values())]
+    with cache_entry_locks(root, names, note=_Reporter(console, quiet).say):
+        if target.is_file() and not force and not files:
+            return target  # another process made it while we waited
+        return _fetch_and_build(spec, root, target, offline=offline, console=console, force=force, files=files,
+                                quiet=quiet)
+
+
+def _fetch_and_build(spec: ModelSpec, root: Path, target: Path, *, offline: bool, console: Any, force: bool,
+                     files: Mapping[str, Path] | None, quiet: bool) -> Path:
+    """The work of ensure_bundle once the cache entry is locked."""
     why_offline = offline_reason(offline)
     report = _Reporter(console, quiet)
     files = dict(files or {})
