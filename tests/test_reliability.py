@@ -212,3 +212,32 @@ def test_item5_concurrent_first_use_of_an_empty_cache_all_succeed(tmp_path):
     cache = tmp_path / "cache"
     assert [p.name for p in (cache / "bundles").iterdir()] == [p.name for p in files_under(cache / "bundles")]
     assert not [p for p in files_under(cache) if p.suffix in (".part", ".tmp")]
+
+
+# ---- 10. registry overlays are validated on load --------------------------------------------
+
+BAD_OVERLAYS = {
+    "sources-string": ("sources", lambda url: model_toml(sources=json.dumps(url))),
+    "trained-steps-text": ("trained_steps", lambda url: model_toml(sources=url_source(url)).replace(
+        "trained_steps = 1", 'trained_steps = "two"')),
+    "sha256-short": ("sha256", lambda url: model_toml(sources=url_source(url), comp_extra='sha256 = "abc123"\n')),
+    "size-negative": ("size", lambda url: model_toml(sources=url_source(url), comp_extra="size = -5\n")),
+    "file-url": ("url", lambda url: model_toml(sources=url_source("file:///etc/passwd"))),
+    "malformed-url": ("url", lambda url: model_toml(sources=url_source("http//127.0.0.1/x.pth"))),
+    "url-without-host": ("url", lambda url: model_toml(sources=url_source("http:///x.pth"))),
+    "source-not-a-table": ("sources", lambda url: model_toml(sources=f"[{json.dumps(url)}]")),
+    "default-for-string": ("default_for", lambda url: model_toml(sources=url_source(url), extra='default_for = "sr"\n')),
+    "unknown-source-field": ("filname", lambda url: model_toml(
+        sources=f'[{{ kind = "url", url = {json.dumps(url)}, filname = "x.pth" }}]')),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_OVERLAYS))
+def test_item10_overlay_mistakes_are_one_line_usage_errors(tmp_path, case):
+    field, make = BAD_OVERLAYS[case]
+    ov = write_overlay(tmp_path, make(CLOSED + "/fake_net.pth"))
+    for args in (["models", "--json"], ["fetch", "fakenet"]):
+        res = restore(tmp_path, "--registry", str(ov), *args, timeout=120)
+        assert res.returncode == 2, (args, err_of(res))
+        err = one_line(res)
+        assert str(ov) in err and "'fakenet'" in err and f"'{field}'" in err, err
