@@ -241,3 +241,50 @@ def test_item10_overlay_mistakes_are_one_line_usage_errors(tmp_path, case):
         assert res.returncode == 2, (args, err_of(res))
         err = one_line(res)
         assert str(ov) in err and "'fakenet'" in err and f"'{field}'" in err, err
+
+
+# ---- 7. a corrupt unpinned download never stays in the cache ----------------------------------
+
+def legacy_pth(state) -> bytes:
+    buf = io.BytesIO()
+    torch.save(state, buf, _use_new_zipfile_serialization=False)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("body", ["short", "html", "legacy-truncated"])
+def test_item7_corrupt_unpinned_download_is_removed_and_retried(tmp_path, body):
+    bad = {"short": NET[:200], "html": b"<!doctype html><html><body>Sign in to continue</body></html>",
+           "legacy-truncated": legacy_pth(fe.identity_state())[:-40]}[body]
+    with RogueServer() as srv:
+        url = srv.add("/fake_net.pth", bad, mode="octet")  # no size or sha256 in the registry
+        ov = str(write_overlay(tmp_path, model_toml(sources=url_source(url))))
+        res = restore(tmp_path, "--registry", ov, "fetch", "-q", "fakenet")
+        assert res.returncode == 3, err_of(res)
+        err = one_line(res)
+        assert "removed" in err and "fake_net.pth" in err and "restore fetch" in err, err
+        assert not files_under(tmp_path / "cache" / "downloads")
+        srv.add("/fake_net.pth", NET)  # the source is healthy again: the next run downloads it afresh
+        res = restore(tmp_path, "--registry", ov, "fetch", "fakenet")
+        assert res.returncode == 0, err_of(res)
+        assert len(srv.hits("/fake_net.pth")) == 2
+
+
+def test_item7_weights_file_problem_judges_structure(tmp_path):
+    from safetensors.torch import save_file
+
+    from restorecli.downloadguard import weights_file_problem
+
+    def write(name, data):
+        (tmp_path / name).write_bytes(data)
+        return tmp_path / name
+
+    save_file(fe.identity_state(), str(tmp_path / "ok.safetensors"))
+    st = (tmp_path / "ok.safetensors").read_bytes()
+    good = [write("zip.pth", NET), write("legacy.pth", legacy_pth(fe.identity_state())), tmp_path / "ok.safetensors",
+            write("plain.pkl", __import__("pickle").dumps({"a": [1, 2]}))]
+    assert [weights_file_problem(p) for p in good] == [None] * 4
+    bad = {"empty": b"", "zip": NET[:300], "st": st[:-10], "html": b"\n <HTML><body>x</body></html>",
+           "text": b"Not Found\n", "pickle": __import__("pickle").dumps(list(range(100)))[:-5], "bin": bytes(range(1, 40))}
+    problems = {k: weights_file_problem(write(k, v)) for k, v in bad.items()}
+    assert all(problems.values()), problems
+    assert "web page" in problems["html"] and "truncated" in problems["st"] and "zip" in problems["zip"]

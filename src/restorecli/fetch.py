@@ -36,6 +36,7 @@ from urllib.parse import urlsplit
 
 from . import __version__
 from .cachelock import cache_entry_locks
+from .downloadguard import weights_file_problem
 from .errors import WeightsError, WeightsUnavailable
 from .registry import ComponentSpec, ModelSpec, Registry, Source
 from .safepaths import inside, is_inside
@@ -49,6 +50,11 @@ RETRY_WAIT_S = 1.0  # pause before resuming a cut download or retrying a 5xx ans
 MAX_TRIES = 4  # requests for one URL in a row that bring no new byte before giving up
 RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 USER_AGENT = f"restorecli/{__version__}"
+DOWNLOAD_RETRY_HINT = (
+    "run 'restore fetch MODEL' again to download it afresh; if that fails the same way the source serves "
+    "something else: report it, or pin size and sha256 or point the sources at a mirror in a registry "
+    "overlay (docs/weights.md)"
+)
 
 
 # ---- where things live ------------------------------------------------------------
@@ -364,6 +370,10 @@ def _verify(comp: ComponentSpec, path: Path, origin: str, *, delete: bool) -> st
 
     A mismatching download is deleted: it is the wrong file and must never be converted.
     """
+    if delete and (bad := weights_file_problem(path)) is not None:  # issue #13: check our own download first
+        path.unlink(missing_ok=True)
+        raise WeightsError(f"{comp.file or path.name} from {origin} is not a weights file: {bad}; "
+                           "the download was removed", DOWNLOAD_RETRY_HINT)
     size = path.stat().st_size
     digest = sha256_of(path)
     problems = []
@@ -636,7 +646,13 @@ def _build_bundle(spec: ModelSpec, have: dict[str, _Have], target: Path, report:
             states[name], sources[name] = _component_from_bundle(h.bundle, h.prefix)
         else:
             assert h.path is not None
-            states[name] = load_component_file(spec, name, h.path)
+            try:
+                states[name] = load_component_file(spec, name, h.path)
+            except WeightsError as exc:  # issue #13: a download that does not load never stays in the cache
+                if not h.staged:
+                    raise
+                h.path.unlink(missing_ok=True)
+                raise WeightsError(f"{exc.message}; the download was removed", DOWNLOAD_RETRY_HINT) from None
             sources[name] = f"{spec.components[name].file or h.path.name}:{h.sha256}"
     report.say(f"converting {spec.name} into {target}")
     write_bundle(
