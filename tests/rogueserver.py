@@ -3,7 +3,8 @@
 Each path is a `Route`: bytes served in one of these modes:
 
 - `ok`: the bytes, with Range support (206), like a release host;
-- `endless`: a 200 that never ends (zeros), with `declared` as Content-Length or none at all;
+- `endless`: a 200 that never ends (zeros, at most `rate` bytes/s and `limit` bytes), with `declared`
+  as Content-Length or none at all;
 - `lie`: declares `declared` bytes, sends only the route's bytes, then closes; ignores Range;
 - `octet`: the bytes as `application/octet-stream`, whatever they are (an HTML page, a short body).
 
@@ -30,6 +31,8 @@ class Route:
     gather: int = 0
     gather_s: float = 8.0
     stream_s: float = 20.0
+    rate: int | None = None
+    limit: int = 64 << 20
     arrived: int = 0
 
 
@@ -116,10 +119,15 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.close_connection = True
         chunk = bytes(1 << 16)
-        end = time.monotonic() + route.stream_s
+        start = time.monotonic()
+        sent = 0
         try:
-            while time.monotonic() < end and not self.state.closing.is_set():
+            while time.monotonic() < start + route.stream_s and sent < route.limit and not self.state.closing.is_set():
+                if route.rate and sent > route.rate * (time.monotonic() - start):
+                    time.sleep(0.01)
+                    continue
                 self.wfile.write(chunk)
+                sent += len(chunk)
         except OSError:
             pass  # the client went away
 

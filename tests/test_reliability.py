@@ -288,3 +288,91 @@ def test_item7_weights_file_problem_judges_structure(tmp_path):
     problems = {k: weights_file_problem(write(k, v)) for k, v in bad.items()}
     assert all(problems.values()), problems
     assert "web page" in problems["html"] and "truncated" in problems["st"] and "zip" in problems["zip"]
+
+
+# ---- 6. downloads are bounded, interruptible and cleaned up -----------------------------------
+
+def run_bounded(tmp_path: Path, *args: str, timeout: float, env: dict[str, str] | None = None):
+    """Run, but fail the test (rather than hang) when the command does not finish in time."""
+    proc = restore(tmp_path, *args, env=env, popen=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        pytest.fail(f"'restore {' '.join(args)}' still running after {timeout} s")
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def parts_in(cache: Path) -> list[Path]:
+    return [p for p in files_under(cache) if p.name.endswith(".part")]
+
+
+@pytest.mark.parametrize("declared", [None, 10**12])
+def test_item6_unpinned_download_has_a_ceiling(tmp_path, declared):
+    with RogueServer() as srv:
+        url = srv.add("/fake_net.pth", mode="endless", declared=declared, stream_s=30, limit=48 << 20)
+        ov = str(write_overlay(tmp_path, model_toml(sources=url_source(url))))
+        t0 = time.monotonic()
+        res = run_bounded(tmp_path, "--registry", ov, "fetch", "-q", "fakenet", timeout=60,
+                          env={"RESTORECLI_MAX_DOWNLOAD": "4M"})
+        assert time.monotonic() - t0 < 30
+        assert len(srv.hits()) == 1
+    assert res.returncode == 3, err_of(res)
+    err = one_line(res)
+    assert "RESTORECLI_MAX_DOWNLOAD" in err and "4" in err
+    assert not parts_in(tmp_path / "cache")
+
+
+def test_item6_bad_ceiling_value_is_a_usage_error(tmp_path):
+    with RogueServer() as srv:
+        url = srv.add("/fake_net.pth", NET)
+        ov = str(write_overlay(tmp_path, model_toml(sources=url_source(url))))
+        res = run_bounded(tmp_path, "--registry", ov, "fetch", "-q", "fakenet", timeout=60,
+                          env={"RESTORECLI_MAX_DOWNLOAD": "lots"})
+    assert res.returncode == 2 and "RESTORECLI_MAX_DOWNLOAD" in one_line(res)
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_item6_sigterm_during_a_download_removes_the_part_file_and_stale_parts_are_cleaned(tmp_path, sig, code):
+    cache = tmp_path / "cache"
+    with RogueServer() as srv:
+        url = srv.add("/fake_net.pth", mode="endless", rate=2 << 20, stream_s=40, limit=100 << 20)
+        ov = str(write_overlay(tmp_path, model_toml(sources=url_source(url))))
+        proc = restore(tmp_path, "--registry", ov, "fetch", "-q", "fakenet", popen=True)
+        try:
+            end = time.monotonic() + 60
+            while not parts_in(cache) and time.monotonic() < end and proc.poll() is None:
+                time.sleep(0.05)
+            assert parts_in(cache), "no download started"
+            time.sleep(0.3)
+            proc.send_signal(sig)
+            got = proc.wait(timeout=15)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        err = proc.stderr.read().decode()
+        assert got == code, err
+        assert "Traceback" not in err and ("interrupted" in err or sig == signal.SIGINT)
+        assert not parts_in(cache)
+        # a .part left by a hard kill (kill -9, power loss) is removed by the next download of that entry
+        folder = next((cache / "downloads").iterdir())
+        stale = folder / ".fake_net.pth.999999999.part"
+        stale.write_bytes(bytes(1000))
+        srv.add("/fake_net.pth", NET)
+        res = run_bounded(tmp_path, "--registry", ov, "fetch", "-q", "fakenet", timeout=120)
+        assert res.returncode == 0, err_of(res)
+    assert not stale.exists() and not parts_in(cache)
+
+
+def test_item6_a_server_that_restarts_from_zero_is_given_up(tmp_path):
+    with RogueServer() as srv:
+        # announces twice the bytes it sends, and answers every Range request from byte 0
+        url = srv.add("/fake_net.pth", NET, mode="lie", declared=2 * len(NET))
+        ov = str(write_overlay(tmp_path, model_toml(sources=url_source(url))))
+        res = run_bounded(tmp_path, "--registry", ov, "fetch", "-q", "fakenet", timeout=45)
+        assert 2 <= len(srv.hits()) <= 5
+    assert res.returncode == 4, err_of(res)
+    assert "fake_net.pth" in one_line(res)
+    assert not parts_in(tmp_path / "cache")

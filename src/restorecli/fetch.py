@@ -36,7 +36,7 @@ from urllib.parse import urlsplit
 
 from . import __version__
 from .cachelock import cache_entry_locks
-from .downloadguard import weights_file_problem
+from .downloadguard import DownloadGuard, remove_stale_parts, weights_file_problem
 from .errors import WeightsError, WeightsUnavailable
 from .registry import ComponentSpec, ModelSpec, Registry, Source
 from .safepaths import inside, is_inside
@@ -425,6 +425,8 @@ def _url_download(url: str, dest: Path, *, expected_size: int | None, label: str
         raise _SourceFailed(f"{url}: not an http(s) URL")
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(f".{dest.name}.{os.getpid()}.part")
+    remove_stale_parts(dest.parent, keep=part)  # issue #13: left by a hard kill (we hold this entry's lock)
+    guard = DownloadGuard(url, label, expected_size)  # issue #13: size ceiling, restarts counted
     opener = urllib.request.build_opener()  # reads the proxy variables now, not at first use
     received, total, tries = 0, None, 0
     bar: _Bar | None = None
@@ -461,6 +463,9 @@ def _url_download(url: str, dest: Path, *, expected_size: int | None, label: str
                         fh.seek(0)  # the server ignored Range: start over
                         fh.truncate()
                         received = before = 0
+                        if guard.restarted():  # issue #13
+                            raise _SourceFailed(f"{url} ignores Range and keeps breaking off: restarted from "
+                                                f"byte 0 {guard.restarts - 1} times")
                     total = full if full is not None else total
                     if expected_size is not None and total is not None and total != expected_size:
                         raise WeightsError(
@@ -468,6 +473,7 @@ def _url_download(url: str, dest: Path, *, expected_size: int | None, label: str
                             "the source serves a different file: report it, or correct size/sources in a "
                             "registry overlay (docs/weights.md)",
                         )
+                    guard.check_declared(total)  # issue #13
                     bar = bar or progress.bar(label, total)
                     bar.reset(received, total)
                     while True:
@@ -480,10 +486,11 @@ def _url_download(url: str, dest: Path, *, expected_size: int | None, label: str
                             break
                         fh.write(chunk)  # a full disk raises here, not as a network cut
                         received += len(chunk)
+                        guard.check_received(received)  # issue #13
                         bar.advance(len(chunk))
                 if not cut and (total is None or received >= total):
                     break
-                if received > before:
+                if guard.progressed(received):  # issue #13: only bytes never received before count
                     tries = 0  # progress was made: the budget of tries starts again
                 if tries + 1 >= MAX_TRIES:
                     raise _SourceFailed(
