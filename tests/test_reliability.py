@@ -376,3 +376,39 @@ def test_item6_a_server_that_restarts_from_zero_is_given_up(tmp_path):
     assert res.returncode == 4, err_of(res)
     assert "fake_net.pth" in one_line(res)
     assert not parts_in(tmp_path / "cache")
+
+
+# ---- 2. a bundle's declared network is checked against its tensors before it is built -----------
+
+def packaged(name: str) -> Path:
+    return REPO / "src" / "restorecli" / "models" / f"{name}.safetensors"
+
+
+def rewrite_spec(src: Path, dst: Path, **config) -> Path:
+    """A copy of a `restore train` bundle whose metadata declares a different network config."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    with safe_open(str(src), "pt") as fh:
+        meta = dict(fh.metadata())
+        tensors = {k: fh.get_tensor(k) for k in fh.keys()}
+    spec = json.loads(meta["spec"])
+    for comp in spec["components"].values():
+        comp["config"].update(config)
+    meta["spec"] = json.dumps(spec)
+    save_file(tensors, str(dst), metadata=meta)
+    return dst
+
+
+@pytest.mark.parametrize("dim", [10**6, 10**4])
+def test_item2_declared_network_larger_than_the_tensors_fails_at_once(tmp_path, dim):
+    evil = rewrite_spec(packaged("rddm-derain-small"), tmp_path / "evil.safetensors", dim=dim)
+    t0 = time.monotonic()
+    res = run_bounded(tmp_path, "derain", str(png(tmp_path / "a.png", size=(16, 16))), str(tmp_path / "out.png"),
+                      "--weights", str(evil), "--device", "cpu", timeout=120)
+    elapsed = time.monotonic() - t0
+    assert res.returncode == 3, err_of(res)
+    err = one_line(res)
+    assert "declare" in err and str(dim) in err, err
+    assert elapsed < 60 and not (tmp_path / "out.png").exists()
+

@@ -22,6 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import UsageError, WeightsError
+from ..netcheck import check_declared_network
 from ..registry import ComponentSpec, ModelSpec
 
 StateDict = dict[str, Tensor]
@@ -56,6 +57,8 @@ class Engine(ABC):
         for name, comp in spec.components.items():
             if name not in states:
                 raise WeightsError(f"model '{spec.name}' needs weights for component '{name}'")
+            # issue #13: compare the declared network with the tensors before allocating it (restorecli.netcheck)
+            check_declared_network(type(self).build_component, comp, states[name], f"{spec.name}:{name}")
             net = self.build_component(comp, device="cpu")
             load_strict(net, states[name], f"{spec.name}:{name}")
             net.eval().requires_grad_(False)
