@@ -412,3 +412,42 @@ def test_item2_declared_network_larger_than_the_tensors_fails_at_once(tmp_path, 
     assert "declare" in err and str(dim) in err, err
     assert elapsed < 60 and not (tmp_path / "out.png").exists()
 
+
+# ---- 8. non-finite network output fails the file ------------------------------------------------
+
+def fake_bundle(path: Path, state: dict[str, torch.Tensor]) -> Path:
+    from safetensors.torch import save_file
+
+    save_file({f"net.{k}": v.contiguous() for k, v in state.items()}, str(path))
+    return path
+
+
+def test_item8_nan_weights_fail_each_file_and_write_nothing(tmp_path):
+    overlay, _ = fe.write_model(tmp_path / "model")
+    state = fe.identity_state()
+    state["weight"][0, 0, 1, 1] = float("nan")
+    weights = fake_bundle(tmp_path / "nan.safetensors", state)
+    for i in range(2):
+        png(tmp_path / "in" / f"{i}.png", seed=i)
+    out = tmp_path / "out"
+    for _ in range(2):  # and a rerun does not skip anything: no black image was left behind
+        res = restore(tmp_path, "--registry", str(overlay), "sr", str(tmp_path / "in"), str(out),
+                      "--model", "fake-x2", "--weights", str(weights), "--json")
+        err = err_of(res)
+        assert res.returncode == 1, err
+        doc = json.loads(res.stdout)
+        assert doc["done"] == 0 and doc["skipped"] == 0 and doc["failed"] == 2
+        assert all("NaN" in f["reason"] for f in doc["files"]), doc
+        assert "RuntimeWarning" not in err and "Traceback" not in err
+        assert not files_under(out)
+
+
+def test_item8_output_problem_counts_nan_and_inf():
+    from restorecli.finite import output_problem
+
+    x = torch.zeros(1, 3, 4, 4)
+    assert output_problem(x) is None
+    x[0, 0, 0, 0] = float("nan")
+    x[0, 1, 0, 1] = float("inf")
+    problem = output_problem(x)
+    assert "NaN" in problem and "Inf" in problem and "2 of 48" in problem
