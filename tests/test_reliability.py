@@ -451,3 +451,59 @@ def test_item8_output_problem_counts_nan_and_inf():
     x[0, 1, 0, 1] = float("inf")
     problem = output_problem(x)
     assert "NaN" in problem and "Inf" in problem and "2 of 48" in problem
+
+
+# ---- 3. pickles with code are refused for what they are ---------------------------------------
+
+class _Payload:
+    """Unpickling this would run a shell command (it never may)."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def evil_file(path: Path, how: str, marker: Path) -> Path:
+    import pickle
+
+    obj = {"weight": torch.zeros(3, 3, 3, 3), "bias": _Payload(marker)}
+    if how == "raw-pickle":
+        path.write_bytes(pickle.dumps(obj, protocol=2))
+    else:
+        buf = io.BytesIO()
+        torch.save(obj, buf, _use_new_zipfile_serialization=(how == "zip"))
+        path.write_bytes(buf.getvalue())
+    return path
+
+
+@pytest.mark.parametrize("how", ["legacy-torch-save", "raw-pickle", "zip"])
+def test_item3_pickled_code_is_named_and_never_run(tmp_path, how):
+    overlay, _ = fe.write_model(tmp_path / "model")
+    marker = tmp_path / "pwned"
+    evil = evil_file(tmp_path / "evil.pth", how, marker)
+    for args in (["convert", "fake-x2", f"net={evil}", "-o", str(tmp_path / "b.safetensors")],
+                 ["sr", str(png(tmp_path / "a.png")), str(tmp_path / "out.png"), "--model", "fake-x2",
+                  "--weights", f"net={evil}"]):
+        res = restore(tmp_path, "--registry", str(overlay), *args)
+        assert res.returncode == 3, err_of(res)
+        err = one_line(res)
+        assert "code" in err and "system" in err, err
+        assert "weights_only" not in err and "Warning" not in err, err
+    assert not marker.exists()
+    assert not (tmp_path / "b.safetensors").exists() and not (tmp_path / "out.png").exists()
+
+
+def test_item3_plain_pickle_without_code_says_what_it_holds(tmp_path):
+    import pickle
+
+    overlay, _ = fe.write_model(tmp_path / "model")
+    data = tmp_path / "list.pth"
+    data.write_bytes(pickle.dumps([1, 2, 3], protocol=2))
+    res = restore(tmp_path, "--registry", str(overlay), "convert", "fake-x2", f"net={data}",
+                  "-o", str(tmp_path / "b.safetensors"))
+    assert res.returncode == 3, err_of(res)
+    err = one_line(res)
+    assert "weights_only" not in err and "Warning" not in err
+    assert "plain pickle" in err and "not a PyTorch" in err, err
