@@ -507,3 +507,23 @@ def test_item3_plain_pickle_without_code_says_what_it_holds(tmp_path):
     err = one_line(res)
     assert "weights_only" not in err and "Warning" not in err
     assert "plain pickle" in err and "not a PyTorch" in err, err
+
+
+# ---- 4. cache files follow the umask ------------------------------------------------------------
+
+@pytest.mark.parametrize("umask", [0o022, 0o002])
+def test_item4_bundles_follow_the_umask(tmp_path, umask):
+    overlay, _ = fe.write_model(tmp_path / "model")
+    with RogueServer() as srv:
+        url = srv.add("/fake_net.pth", NET)
+        ov = str(write_overlay(tmp_path, model_toml(sources=url_source(url))))
+        res = restore(tmp_path, "--registry", ov, "fetch", "-q", "fakenet", preexec=lambda: os.umask(umask))
+        assert res.returncode == 0, err_of(res)
+    (tmp_path / "net.pth").write_bytes(NET)
+    res = restore(tmp_path, "--registry", str(overlay), "convert", "fake-x2", f"net={tmp_path / 'net.pth'}",
+                  "-o", str(tmp_path / "mine.safetensors"), preexec=lambda: os.umask(umask))
+    assert res.returncode == 0, err_of(res)
+    bundles = list((tmp_path / "cache" / "bundles").glob("*.safetensors"))
+    assert len(bundles) == 1
+    for path in (bundles[0], tmp_path / "mine.safetensors"):
+        assert path.stat().st_mode & 0o777 == 0o666 & ~umask, (path, oct(path.stat().st_mode))

@@ -31,6 +31,7 @@ from torch import Tensor
 
 from .bundlespec import BUNDLE_FORMAT, read_bundle_metadata
 from .errors import UsageError, WeightsError
+from .filemode import follow_umask
 from .picklescan import REFUSAL_HINT, pickle_refusal
 from .registry import ModelSpec
 
@@ -181,6 +182,7 @@ def write_bundle(
     os.close(fd)
     try:
         save_file(tensors, tmp, metadata=meta)
+        follow_umask(tmp)  # issue #13: mkstemp's 0600 would lock other users out of a shared cache
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
