@@ -527,3 +527,33 @@ def test_item4_bundles_follow_the_umask(tmp_path, umask):
     assert len(bundles) == 1
     for path in (bundles[0], tmp_path / "mine.safetensors"):
         assert path.stat().st_mode & 0o777 == 0o666 & ~umask, (path, oct(path.stat().st_mode))
+
+
+# ---- 12. outputs are checked before the model is loaded ------------------------------------------
+
+def unwritable_folder(tmp_path: Path, how: str) -> Path:
+    if how == "under-a-file":  # missing and impossible to create, even for root
+        (tmp_path / "blocker").write_text("a file where a folder would be")
+        return tmp_path / "blocker" / "out"
+    if os.geteuid() == 0:
+        pytest.skip("root writes into read-only folders")
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o555)
+    return folder
+
+
+@pytest.mark.parametrize("how", ["under-a-file", "read-only"])
+def test_item12_unwritable_output_folder_fails_before_the_model_loads(tmp_path, how):
+    overlay, _ = fe.write_model(tmp_path / "model")
+    for i in range(3):
+        png(tmp_path / "in" / f"{i}.png", seed=i)
+    out = unwritable_folder(tmp_path, how)
+    # weights that do not exist: loading the model would fail with exit 3, so exit 1 proves it never loaded
+    res = restore(tmp_path, "--registry", str(overlay), "sr", str(tmp_path / "in"), str(out), "--model", "fake-x2",
+                  "--weights", str(tmp_path / "missing.safetensors"), "--json")
+    err = err_of(res)
+    assert res.returncode == 1, err
+    doc = json.loads(res.stdout)
+    assert doc["failed"] == 3 and all("cannot write" in f["reason"] and str(out) in f["reason"] for f in doc["files"])
+    assert err.count("failed: ") == 3 and "Traceback" not in err

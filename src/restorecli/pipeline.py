@@ -34,6 +34,7 @@ from .discovery import Item, MaskFinder, discover, plan_outputs, take_shard
 from .engines.base import Engine
 from .errors import ImageFailed, InputError
 from .imageio import FORMAT_EXT, Picture, encode_image, format_for_ext, read_image, read_mask, remove_temp_files, write_atomic
+from .outcheck import OutputFolders
 from .pixels import from_tensor, mask_tensor, to_tensor
 from .report import (DONE, EXIT_INTERRUPTED, EXIT_TERMINATED, FAILED, SKIPPED, FileRecord, Progress, Report)
 from .restorer import Restorer
@@ -128,12 +129,15 @@ def run_job(make_engine: MakeEngine, opts: JobOptions, console_err: Console | No
     items, notes = prepare(opts)
     report = Report(task=opts.task)
     todo: list[Item] = []
+    writable = OutputFolders()  # issue #13
     for item in items:
         out = str(item.output) if item.output is not None else None
         if item.error is not None:
             report.records.append(FileRecord(item.display, out, FAILED, item.error, index=item.index))
         elif item.output is not None and item.output.exists() and not opts.overwrite:
             report.records.append(FileRecord(item.display, out, SKIPPED, "output exists", index=item.index))
+        elif (unwritable := writable.problem(item.output)) is not None:  # issue #13: before any model loads
+            report.records.append(FileRecord(item.display, out, FAILED, unwritable, index=item.index))
         else:
             todo.append(item)
     progress = Progress(console, len(todo), quiet=opts.quiet, verbose=opts.verbose)
