@@ -557,3 +557,23 @@ def test_item12_unwritable_output_folder_fails_before_the_model_loads(tmp_path, 
     doc = json.loads(res.stdout)
     assert doc["failed"] == 3 and all("cannot write" in f["reason"] and str(out) in f["reason"] for f in doc["files"])
     assert err.count("failed: ") == 3 and "Traceback" not in err
+
+
+# ---- 9. a symlink loop is one failed file, not a crashed run --------------------------------------
+
+def test_item9_symlink_loop_in_an_input_folder_is_reported_per_file(tmp_path):
+    overlay, bundle = fe.write_model(tmp_path / "model")
+    src = tmp_path / "in"
+    png(src / "good.png")
+    (src / "a.png").symlink_to("b.png")
+    (src / "b.png").symlink_to("a.png")
+    res = restore(tmp_path, "--registry", str(overlay), "sr", str(src), str(tmp_path / "out"), "--model", "fake-x2",
+                  "--weights", str(bundle), "--json")
+    err = err_of(res)
+    assert res.returncode == 1, err
+    doc = json.loads(res.stdout)
+    status = {Path(f["path"]).name: f for f in doc["files"]}
+    assert status["good.png"]["status"] == "done"
+    for name in ("a.png", "b.png"):
+        assert status[name]["status"] == "failed" and "symbolic link" in status[name]["reason"], status
+    assert "Traceback" not in err and (tmp_path / "out" / "good.png").is_file()
