@@ -577,3 +577,59 @@ def test_item9_symlink_loop_in_an_input_folder_is_reported_per_file(tmp_path):
     for name in ("a.png", "b.png"):
         assert status[name]["status"] == "failed" and "symbolic link" in status[name]["reason"], status
     assert "Traceback" not in err and (tmp_path / "out" / "good.png").is_file()
+
+
+# ---- 11. clear errors: convert onto a full disk, a mask that is not an image, newlines in names ----
+
+def _full_disk(limit: int = 300):
+    def apply() -> None:
+        import resource
+
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the limit fail with EFBIG, as on a full disk
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    return apply
+
+
+@pytest.mark.parametrize("how", ["full-disk", "under-a-file", "read-only"])
+def test_item11_convert_onto_an_unwritable_place_is_one_line(tmp_path, how):
+    overlay, _ = fe.write_model(tmp_path / "model")
+    (tmp_path / "net.pth").write_bytes(NET)
+    preexec = None
+    if how == "full-disk":
+        out, preexec = tmp_path / "b.safetensors", _full_disk()
+    else:
+        out = unwritable_folder(tmp_path, how) / "b.safetensors"
+    res = restore(tmp_path, "--registry", str(overlay), "convert", "fake-x2", f"net={tmp_path / 'net.pth'}",
+                  "-o", str(out), preexec=preexec)
+    assert res.returncode == 3, err_of(res)
+    err = one_line(res)
+    assert "cannot write" in err and str(out) in err, err
+    assert not out.exists() and not [p for p in out.parent.glob(".*.tmp")] if out.parent.is_dir() else True
+
+
+def test_item11_a_mask_that_is_not_an_image_is_named(tmp_path):
+    overlay, _ = fe.write_model(tmp_path / "model")
+    (tmp_path / "inpaint.safetensors").write_bytes((tmp_path / "model" / "fake.safetensors").read_bytes())
+    mask = tmp_path / "mask.png"
+    mask.write_text("not an image")
+    res = restore(tmp_path, "--registry", str(overlay), "inpaint", str(png(tmp_path / "a.png")),
+                  str(tmp_path / "out.png"), "--mask", str(mask), "--model", "fake-inpaint",
+                  "--weights", str(tmp_path / "inpaint.safetensors"), "--json")
+    assert res.returncode == 1, err_of(res)
+    reason = json.loads(res.stdout)["files"][0]["reason"]
+    assert f"mask {mask}" in reason and "not an image" in reason, reason
+
+
+def test_item11_newlines_in_file_names_stay_on_one_line(tmp_path):
+    overlay, bundle = fe.write_model(tmp_path / "model")
+    src = tmp_path / "in"
+    png(src / "a\nb.png")
+    (src / "c\nd.png").write_text("not an image")
+    res = restore(tmp_path, "--registry", str(overlay), "sr", str(src), str(tmp_path / "out"), "--model", "fake-x2",
+                  "--weights", str(bundle))
+    assert res.returncode == 1, err_of(res)
+    lines = err_of(res).splitlines()
+    assert len(lines) == 3, lines  # one progress line, one failure, the summary
+    assert any(line.startswith("failed: ") and "c\\nd.png" in line for line in lines), lines
+    assert any(line.startswith("[1/") and "a\\nb.png" in line for line in lines), lines
+    assert (tmp_path / "out" / "a\nb.png").is_file()

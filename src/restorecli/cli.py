@@ -276,7 +276,12 @@ def convert(
     if isinstance(parsed, Path):
         parsed = {next(iter(spec.components)): parsed}
     states, sources = convert_files(spec, parsed)
-    write_bundle(out, spec, states, sources)
+    try:
+        write_bundle(out, spec, states, sources)
+    except Exception as exc:  # issue #13: a full disk or an unwritable folder is one line, not a traceback
+        from .outcheck import write_error
+
+        raise write_error(out, exc) from None
     err_console.print(f"wrote {out} ({sum(len(s) for s in states.values())} tensors, model {spec.name})")
 
 
@@ -528,7 +533,12 @@ def main() -> None:
     try:
         app()
     except RestoreError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        from rich.markup import escape
+
+        from .printable import printable
+
+        # issue #13: one line whatever the message quotes (control characters escaped, no markup)
+        err_console.print(f"[bold red]error:[/] {escape(printable(str(exc)))}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except Terminated:  # issue #13
         err_console.print("interrupted (SIGTERM): stopped; no partial file was kept", highlight=False)

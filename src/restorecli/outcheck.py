@@ -6,6 +6,9 @@ loaded and every image computed. `OutputFolders.problem` creates the folder if
 needed and writes (and removes) a hidden probe file in it; the answer is kept
 per folder, so a batch of thousands of files costs one probe per folder.
 
+`write_error` turns the failure to write one output file (a bundle from
+`restore convert -o`) into a one-line WeightsError.
+
 No imports from other restorecli modules except `errors`, so the module can move freely.
 """
 
@@ -14,6 +17,8 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
+
+from .errors import WeightsError
 
 
 class OutputFolders:
@@ -42,3 +47,18 @@ def folder_problem(folder: Path) -> str | None:
     except OSError as exc:
         return f"cannot write to {folder}: {exc.strerror or exc}"
     return None
+
+
+def write_error(path: Path | str, exc: BaseException) -> BaseException:
+    """The one-line error for a failed write of `path` (a full disk, a read-only or missing folder);
+    any other exception is returned as it is, to be raised unchanged."""
+    if isinstance(exc, OSError):
+        reason = exc.strerror or str(exc)
+    elif type(exc).__name__ == "SafetensorError" and "error" in str(exc).lower():
+        reason = str(exc).rsplit("I/O error: ", 1)[-1]
+    else:
+        return exc
+    return WeightsError(
+        f"cannot write {path}: {reason}",
+        "free some disk space, or write to a folder you can write to (another -o)",
+    )

@@ -273,7 +273,10 @@ class _Job:
                              max_pixels=self.opts.max_pixels)
             mask = None
             if item.mask is not None:
-                bits = read_mask(item.mask, max_pixels=self.opts.max_pixels)
+                try:
+                    bits = read_mask(item.mask, max_pixels=self.opts.max_pixels)
+                except InputError as exc:  # issue #13: say it is the mask that cannot be read
+                    raise InputError(f"mask {item.mask}: {exc}") from None
                 if bits.shape != pic.size:
                     raise InputError(f"mask {item.mask} is {bits.shape[1]}x{bits.shape[0]} but the image is "
                                      f"{pic.size[1]}x{pic.size[0]}", "give a mask of the same size")
