@@ -633,3 +633,27 @@ def test_item11_newlines_in_file_names_stay_on_one_line(tmp_path):
     assert any(line.startswith("failed: ") and "c\\nd.png" in line for line in lines), lines
     assert any(line.startswith("[1/") and "a\\nb.png" in line for line in lines), lines
     assert (tmp_path / "out" / "a\nb.png").is_file()
+
+
+# ---- 13. multi-frame inputs are not silently cut to their first frame --------------------------------
+
+def test_item13_multi_frame_inputs_are_flagged_in_stderr_and_json(tmp_path):
+    overlay, bundle = fe.write_model(tmp_path / "model")
+    src = tmp_path / "in"
+    src.mkdir()
+    frames = [Image.fromarray(np.full((8, 8, 3), v, np.uint8)) for v in (10, 128, 250)]
+    frames[0].save(src / "pages.tif", save_all=True, append_images=frames[1:])
+    frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:], duration=100, loop=0)
+    png(src / "single.png")
+    out = tmp_path / "out"
+    for inp in (str(src), str(tmp_path / "anim.gif")):
+        res = restore(tmp_path, "--registry", str(overlay), "sr", inp, str(out), "--model", "fake-x2",
+                      "--weights", str(bundle), "--json")
+        err = err_of(res)
+        assert res.returncode == 0, err
+        files = {Path(f["path"]).name: f for f in json.loads(res.stdout)["files"]}
+        for name, f in files.items():
+            flagged = [w for w in f["warnings"] if "first of 3" in w]
+            assert bool(flagged) == (name != "single.png"), files
+            if flagged:
+                assert f"warning: {f['path']}: {flagged[0]}" in err

@@ -309,6 +309,7 @@ class _Job:
                 sys.stdout.buffer.flush()
             else:
                 write_atomic(d.item.output, data)
+            lost = [*(d.pic.warnings if d.pic is not None else []), *lost]  # issue #13: e.g. frames not restored
             self._record(d.item, DONE, None, d.seconds + restore_s + time.monotonic() - t0, lost)
         except Exception as exc:
             where = d.item.output or "stdout"
