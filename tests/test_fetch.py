@@ -184,7 +184,7 @@ def test_release_url_follows_redirect_and_keeps_only_the_bundle(tmp_path, server
                      "/releases/download/v1/tiny_enc.pth", "/files/tiny_enc.pth"]
     assert servers.requests()[0].headers["user-agent"].startswith("restorecli/")
     cache = tmp_path / "cache"
-    assert [p.name for p in cache.rglob("*") if p.is_file()] == [bundle_path(spec).name]
+    assert [p.name for p in cache.rglob("*") if p.is_file() and ".locks" not in p.parts] == [bundle_path(spec).name]
 
 
 def test_sources_are_tried_in_order(tmp_path, servers):
@@ -209,7 +209,7 @@ def test_wrong_checksum_deletes_the_file_and_fails(tmp_path, servers, kind):
     msg = str(err.value)
     assert "fails its check" in msg and sha(NET) in msg and sha(OTHER) in msg and "deleted" in msg
     assert not is_cached(spec)
-    assert not [p for p in (tmp_path / "cache").rglob("*") if p.is_file()]
+    assert not [p for p in (tmp_path / "cache").rglob("*") if p.is_file() and ".locks" not in p.parts]
     assert not [p for p in (tmp_path / "hf").rglob("tiny_net.pth")] + [
         p for p in (tmp_path / "hf").rglob("blobs/*") if p.is_file()]
 
@@ -219,7 +219,7 @@ def test_wrong_size_is_refused_before_the_body(tmp_path, servers):
     spec = spec_of(overlay(tmp_path, model("tiny", body.replace("sources", "size = 12\nsources"))), "tiny")
     with pytest.raises(WeightsError, match=f"serves {len(NET)} bytes but the registry expects 12"):
         load.ensure_bundle(spec, console=quiet())
-    assert not [p for p in (tmp_path / "cache").rglob("*") if p.is_file()]
+    assert not [p for p in (tmp_path / "cache").rglob("*") if p.is_file() and ".locks" not in p.parts]
 
 
 def test_cut_connection_resumes_with_range(tmp_path, servers):
@@ -248,7 +248,7 @@ def test_connection_cut_every_time_fails_cleanly_then_a_retry_works(tmp_path, se
     with pytest.raises(WeightsUnavailable) as err:
         load.ensure_bundle(spec, console=quiet())
     assert err.value.exit_code == 4 and "kept closing" in str(err.value) and "/v1/tiny_net.pth" in str(err.value)
-    assert not [p for p in (tmp_path / "cache").rglob("*") if p.is_file()]  # no partial file left
+    assert not [p for p in (tmp_path / "cache").rglob("*") if p.is_file() and ".locks" not in p.parts]  # no partial file left
     assert not servers.state.faults["/files/tiny_net.pth"]  # the server is healthy again
     torch.testing.assert_close(the_bundle(spec)["net"], NET_STATE, rtol=0, atol=0)
 
@@ -398,7 +398,7 @@ def test_a_web_page_instead_of_the_file_is_refused(tmp_path, servers):
                                                        [url_src(servers.url, "tiny_net.pth")], NET))), "tiny")
     with pytest.raises(WeightsUnavailable, match="returned a web page, not tiny_net.pth"):
         load.ensure_bundle(spec, console=quiet())
-    assert not [p for p in (tmp_path / "cache").rglob("*") if p.is_file()]
+    assert not [p for p in (tmp_path / "cache").rglob("*") if p.is_file() and ".locks" not in p.parts]
 
 
 def test_an_unwritable_cache_is_a_weights_error(tmp_path, servers, monkeypatch):

@@ -59,8 +59,21 @@ tools.register(app)
 def main() -> None:
     """Console-script entry point. Click handles its own usage errors (exit 2) and typer.Exit;
     a RestoreError becomes one line on stderr and its own exit code."""
+    from .interrupts import Terminated, exit_code_after, install_sigterm
+
+    install_sigterm()  # issue #13: SIGTERM stops every command like Ctrl-C (cleanup runs, exit 143)
     try:
         app()
     except RestoreError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        from rich.markup import escape
+
+        from ..jobs.printable import printable
+
+        # issue #13: one line whatever the message quotes (control characters escaped, no markup)
+        err_console.print(f"[bold red]error:[/] {escape(printable(str(exc)))}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
+    except Terminated:  # issue #13
+        err_console.print("interrupted (SIGTERM): stopped; no partial file was kept", highlight=False)
+        sys.exit(Terminated.code)
+    except SystemExit as exc:  # issue #13: click's "Aborted!" after Ctrl-C exits 130, not 1
+        sys.exit(exit_code_after(exc))

@@ -92,7 +92,12 @@ def convert(
     if isinstance(parsed, Path):
         parsed = {next(iter(spec.components)): parsed}
     states, sources = convert_files(spec, parsed)
-    write_bundle(out, spec, states, sources)
+    try:
+        write_bundle(out, spec, states, sources)
+    except Exception as exc:  # issue #13: a full disk or an unwritable folder is one line, not a traceback
+        from ..jobs.outcheck import write_error
+
+        raise write_error(out, exc) from None
     err_console.print(f"wrote {out} ({sum(len(s) for s in states.values())} tensors, model {spec.name})")
 
 

@@ -27,6 +27,7 @@ from ..errors import UsageError, WeightsError
 from ..memory import memory_budget
 from ..weights.checkpoint import unwrap_state_dict
 from ..weights.registry import ComponentSpec, ModelSpec
+from .netcheck import check_declared_network
 
 StateDict = dict[str, Tensor]
 Trace = Callable[[str, Tensor], None]  # an observer of named intermediates (the conformance tests set one)
@@ -69,6 +70,8 @@ class Engine(ABC):
         for name, comp in spec.components.items():
             if name not in states:
                 raise WeightsError(f"model '{spec.name}' needs weights for component '{name}'")
+            # issue #13: compare the declared network with the tensors before allocating it (engines.netcheck)
+            check_declared_network(type(self).build_component, comp, states[name], f"{spec.name}:{name}")
             net = self.build_component(comp, device="cpu")
             load_strict(net, states[name], f"{spec.name}:{name}")
             net.eval().requires_grad_(False)

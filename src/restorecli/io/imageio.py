@@ -24,6 +24,7 @@ import numpy as np
 from PIL import Image, ImageFile
 
 from ..errors import InputError
+from .frames import frame_warning
 
 ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file is an error, never silently padded with grey
 # The pixel limit below is our decompression-bomb guard; Pillow's warning would only repeat it.
@@ -107,7 +108,11 @@ def read_image(source: str | Path | bytes, *, max_pixels: int | None = None) -> 
                     "(decompression-bomb guard)",
                     "set RESTORECLI_MAX_PIXELS higher if the image is genuine",
                 )
-            return _decode(im, data)
+            frames = frame_warning(im)  # issue #13: several frames or pages: say that only the first is kept
+            pic = _decode(im, data)
+            if frames:
+                pic.warnings.append(frames)
+            return pic
     except InputError:
         raise
     except Image.DecompressionBombError as exc:

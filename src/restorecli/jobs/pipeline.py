@@ -38,6 +38,7 @@ from ..io.pixels import from_tensor, mask_tensor, to_tensor
 from ..runtime.restorer import Restorer
 from .discovery import Item, MaskFinder, discover, plan_outputs, take_shard
 from .options import JobOptions
+from .outcheck import OutputFolders
 from .report import DONE, EXIT_INTERRUPTED, EXIT_TERMINATED, FAILED, SKIPPED, FileRecord, Progress, Report
 
 __all__ = ["JobOptions", "Report", "FileRecord", "run_job"]
@@ -100,12 +101,15 @@ def run_job(make_engine: MakeEngine, opts: JobOptions, console_err: Console | No
     items, notes = prepare(opts)
     report = Report(task=opts.task)
     todo: list[Item] = []
+    writable = OutputFolders()  # issue #13
     for item in items:
         out = str(item.output) if item.output is not None else None
         if item.error is not None:
             report.records.append(FileRecord(item.display, out, FAILED, item.error, index=item.index))
         elif item.output is not None and item.output.exists() and not opts.overwrite:
             report.records.append(FileRecord(item.display, out, SKIPPED, "output exists", index=item.index))
+        elif (unwritable := writable.problem(item.output)) is not None:  # issue #13: before any model loads
+            report.records.append(FileRecord(item.display, out, FAILED, unwritable, index=item.index))
         else:
             todo.append(item)
     progress = Progress(console, len(todo), quiet=opts.quiet, verbose=opts.verbose)
@@ -242,7 +246,10 @@ class _Job:
                              max_pixels=self.opts.max_pixels)
             mask = None
             if item.mask is not None:
-                bits = read_mask(item.mask, max_pixels=self.opts.max_pixels)
+                try:
+                    bits = read_mask(item.mask, max_pixels=self.opts.max_pixels)
+                except InputError as exc:  # issue #13: say it is the mask that cannot be read
+                    raise InputError(f"mask {item.mask}: {exc}") from None
                 if bits.shape != pic.size:
                     raise InputError(f"mask {item.mask} is {bits.shape[1]}x{bits.shape[0]} but the image is "
                                      f"{pic.size[1]}x{pic.size[0]}", "give a mask of the same size")
@@ -275,6 +282,7 @@ class _Job:
                 sys.stdout.buffer.flush()
             else:
                 write_atomic(d.item.output, data)
+            lost = [*(d.pic.warnings if d.pic is not None else []), *lost]  # issue #13: e.g. frames not restored
             self._record(d.item, DONE, None, d.seconds + restore_s + time.monotonic() - t0, lost)
         except Exception as exc:
             where = d.item.output or "stdout"

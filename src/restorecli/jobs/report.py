@@ -17,6 +17,8 @@ from typing import Any
 from rich.console import Console
 from rich.text import Text
 
+from .printable import printable
+
 DONE, SKIPPED, FAILED = "done", "skipped", "failed"
 EXIT_INTERRUPTED = 130  # SIGINT (Ctrl-C)
 EXIT_TERMINATED = 143   # SIGTERM (a scheduler stopping the job)
@@ -113,6 +115,7 @@ class Progress:
         """level: 'error' (always shown), 'info' (not with -q), 'debug' (only with -v)."""
         if level == "info" and self.quiet or level == "debug" and not self.verbose:
             return
+        text = printable(text)  # issue #13: a newline in a file name never splits a line
         with self.lock:
             self.console.print(Text(text, style=style or ""), highlight=False, soft_wrap=True)
 

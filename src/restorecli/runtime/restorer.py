@@ -19,6 +19,7 @@ from torch import Tensor
 
 from ..engines.base import Engine
 from ..errors import DeviceError, ImageFailed, RestoreError, WeightsError
+from .finite import guard as guard_finite
 
 Note = Callable[[str], None]
 
@@ -78,6 +79,9 @@ class Restorer:
 
     def run(self, images: list[Tensor], masks: list[Tensor | None]) -> list[Tensor | ImageFailed]:
         """images: (1, 3, H, W) each, all the same size; returns (1, 3, H', W') or the reason it failed."""
+        return [guard_finite(r) for r in self._run(images, masks)]  # issue #13: NaN/Inf output fails the image
+
+    def _run(self, images: list[Tensor], masks: list[Tensor | None]) -> list[Tensor | ImageFailed]:
         height, width = images[0].shape[-2:]
         tile = self.tile_for(height, width)
         if len(images) > 1 and tile == 0:

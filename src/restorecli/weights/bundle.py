@@ -27,6 +27,7 @@ from safetensors import SafetensorError
 
 from ..errors import WeightsError
 from ..io.files import atomic_target
+from .filemode import follow_umask
 from .registry import ComponentSpec, ModelSpec
 
 if TYPE_CHECKING:
@@ -130,6 +131,7 @@ def write_bundle(
 
     with atomic_target(path) as tmp:
         save_file(tensors, str(tmp), metadata=meta)
+        follow_umask(tmp)  # issue #13: a private temporary file would lock other users out of a shared cache
     return path
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .registry import ComponentSpec, ModelSpec
+from .safepaths import inside
 
 CACHE_ENV = "RESTORECLI_CACHE"
 OFFLINE_ENVS = ("RESTORECLI_OFFLINE", "HF_HUB_OFFLINE")
@@ -104,7 +105,8 @@ def is_cached(spec: ModelSpec, cache_dir: Path | str | None = None) -> bool:
 
 
 def staged_path(root: Path, comp: ComponentSpec, name: str) -> Path:
-    return root / "downloads" / component_key(comp) / (comp.file or f"{name}.bin")
+    # issue #13: the registry's file name may never lead outside CACHE/downloads/KEY/ (weights.safepaths)
+    return inside(root / "downloads" / component_key(comp), comp.file or f"{name}.bin")
 
 
 def packaged_bundle(spec: ModelSpec) -> Path | None:

@@ -10,6 +10,7 @@ like is the engine's business (`Engine.canonicalize`); the common wrappers
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ import torch
 from torch import Tensor
 
 from ..errors import WeightsError
+from .picklescan import REFUSAL_HINT, pickle_refusal
 
 StateDict = dict[str, Tensor]
 WRAPPER_PREFIXES = ("module.", "_orig_mod.")
@@ -29,11 +31,18 @@ def read_torch_file(path: Path) -> Any:
     if not path.is_file():
         raise WeightsError(f"checkpoint not found: {path}", "check the path")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # issue #13: no torch warnings on stderr
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for corrupt or unsafe files
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         if "Weights only load failed" in str(exc) and _unsafe_globals(path):
             return _load_with_inert_configs(path)
+        held = pickle_refusal(path)  # issue #13: say what a non-zip pickle holds (weights.picklescan)
+        if held is not None:
+            raise WeightsError(f"refusing checkpoint {path}: {held}", REFUSAL_HINT) from None
+        if "weights_only" in str(exc) or "Weights only" in first:  # never pass on torch's advice to disable it
+            first = "it holds objects the safe loader does not accept"
         raise WeightsError(
             f"cannot read checkpoint {path}: {first}",
             "the file is corrupt, truncated, or not a PyTorch weights file",
@@ -79,16 +88,14 @@ def _load_with_inert_configs(path: Path) -> Any:
     only, APPEND/SETITEM only on real lists and dicts); the mapping only names
     which inert placeholder a config global becomes, so no code from the file runs.
     """
-    fix = (
-        "if you trust the file, load it once where its training code is installed and save only the weights: "
-        "ck = torch.load(IN, weights_only=False); torch.save({'state_dict': ck['state_dict']}, OUT)"
-    )
+    fix = REFUSAL_HINT  # issue #13: never suggest disabling the safe loader
     names = _unsafe_globals(path)
     refused = [n for n in names if not (n.startswith(INERT_GLOBAL_PREFIXES) or n in INERT_GLOBAL_NAMES)]
     if refused:
         raise WeightsError(f"refusing checkpoint {path}: it pickles {refused[0]}, which is code, not weights", fix)
     try:
-        with torch.serialization.safe_globals([(InertObject, name) for name in names]):
+        with torch.serialization.safe_globals([(InertObject, name) for name in names]), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
             return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 from ..errors import WeightsError
 from ..version import __version__
 from .cache import hub_cache_dir
+from .downloadguard import DownloadGuard, remove_stale_parts
 from .progress import ByteBar, ByteProgress
 from .registry import ComponentSpec, Source
 
@@ -54,6 +55,8 @@ def url_download(url: str, dest: Path, *, expected_size: int | None, label: str,
         raise SourceFailed(f"{url}: not an http(s) URL")
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(f".{dest.name}.{os.getpid()}.part")
+    remove_stale_parts(dest.parent, keep=part)  # issue #13: left by a hard kill (we hold this entry's lock)
+    guard = DownloadGuard(url, label, expected_size)  # issue #13: size ceiling, restarts counted
     opener = urllib.request.build_opener()  # reads the proxy variables now, not at first use
     received, total, tries = 0, None, 0
     bar: ByteBar | None = None
@@ -78,7 +81,7 @@ def url_download(url: str, dest: Path, *, expected_size: int | None, label: str,
                         time.sleep(RETRY_WAIT_S)
                         continue
                     raise SourceFailed(f"{url}: {_net_reason(exc, host, parts.scheme)}") from None
-                before, cut = received, False
+                cut = False
                 with resp:
                     kind = resp.headers.get("Content-Type", "")
                     if kind.startswith("text/html") and not label.endswith((".html", ".htm")):
@@ -89,7 +92,12 @@ def url_download(url: str, dest: Path, *, expected_size: int | None, label: str,
                             raise SourceFailed(f"{url} answered bytes from {start} when asked from {received}")
                         fh.seek(0)  # the server ignored Range: start over
                         fh.truncate()
-                        received = before = 0
+                        received = 0
+                        if guard.restarted():  # issue #13
+                            raise SourceFailed(
+                                f"{url} ignores Range and keeps breaking off: restarted from "
+                                f"byte 0 {guard.restarts - 1} times"
+                            )
                     total = full if full is not None else total
                     if expected_size is not None and total is not None and total != expected_size:
                         raise WeightsError(
@@ -97,6 +105,7 @@ def url_download(url: str, dest: Path, *, expected_size: int | None, label: str,
                             "the source serves a different file: report it, or correct size/sources in a "
                             "registry overlay (docs/weights.md)",
                         )
+                    guard.check_declared(total)  # issue #13
                     bar = bar or progress.bar(label, total)
                     bar.reset(received, total)
                     while True:
@@ -109,10 +118,11 @@ def url_download(url: str, dest: Path, *, expected_size: int | None, label: str,
                             break
                         fh.write(chunk)  # a full disk raises here, not as a network cut
                         received += len(chunk)
+                        guard.check_received(received)  # issue #13
                         bar.advance(len(chunk))
                 if not cut and (total is None or received >= total):
                     break
-                if received > before:
+                if guard.progressed(received):  # issue #13: only bytes never received before count
                     tries = 0  # progress was made: the budget of tries starts again
                 if tries + 1 >= MAX_TRIES:
                     raise SourceFailed(

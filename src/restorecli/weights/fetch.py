@@ -23,11 +23,29 @@ from typing import Any
 from ..errors import WeightsError, WeightsUnavailable
 from ..io.files import sha256_file
 from .bundle import read_bundle_metadata, write_bundle
-from .cache import bundle_path, cache_key, cache_root, component_key, offline_reason, packaged_bundle, staged_path
+from .cache import (
+    bundle_path,
+    cache_key,
+    cache_root,
+    component_key,
+    hub_cache_dir,
+    offline_reason,
+    packaged_bundle,
+    staged_path,
+)
+from .cachelock import cache_entry_locks
 from .convert import Canonicalize, load_component_file
 from .download import SourceFailed, describe, hub_download, url_download
+from .downloadguard import weights_file_problem
 from .progress import ByteProgress, Reporter
 from .registry import ComponentSpec, ModelSpec, Source, load_registry
+from .safepaths import is_inside
+
+DOWNLOAD_RETRY_HINT = (
+    "run 'restore fetch MODEL' again to download it afresh; if that fails the same way the source serves "
+    "something else: report it, or pin size and sha256 or point the sources at a mirror in a registry "
+    "overlay (docs/weights.md)"
+)
 
 # ---- the entry point -----------------------------------------------------------------
 
@@ -71,6 +89,30 @@ def ensure_bundle(
     target = bundle_path(spec, root)
     if target.is_file() and not force and not files:
         return target
+    # issue #13: one lock per cache entry (this bundle, each component); look again once they are held
+    names = [f"bundle-{target.stem}", *(f"component-{component_key(c)}" for c in spec.components.values())]
+    with cache_entry_locks(root, names, note=Reporter(console, quiet).say):
+        if target.is_file() and not force and not files:
+            return target  # another process made it while we waited
+        return _fetch_and_build(
+            spec, root, target, canonicalize=canonicalize, offline=offline, console=console, force=force,
+            files=files, quiet=quiet,
+        )
+
+
+def _fetch_and_build(
+    spec: ModelSpec,
+    root: Path,
+    target: Path,
+    *,
+    canonicalize: Canonicalize,
+    offline: bool,
+    console: Any,
+    force: bool,
+    files: Mapping[str, Path] | None,
+    quiet: bool,
+) -> Path:
+    """The work of ensure_bundle once the cache entry is locked."""
     why_offline = offline_reason(offline)
     report = Reporter(console, quiet)
     files = dict(files or {})
@@ -183,6 +225,12 @@ def _verify(comp: ComponentSpec, path: Path, origin: str, *, delete: bool) -> st
 
     A mismatching download is deleted: it is the wrong file and must never be converted.
     """
+    if delete and (bad := weights_file_problem(path)) is not None:  # issue #13: check our own download first
+        path.unlink(missing_ok=True)
+        raise WeightsError(
+            f"{comp.file or path.name} from {origin} is not a weights file: {bad}; the download was removed",
+            DOWNLOAD_RETRY_HINT,
+        )
     size = path.stat().st_size
     digest = sha256_file(path)
     problems = []
@@ -209,7 +257,8 @@ def _verify_hub(comp: ComponentSpec, path: Path, src: Source) -> str:
     except WeightsError as exc:
         blob = Path(os.path.realpath(path))
         path.unlink(missing_ok=True)
-        blob.unlink(missing_ok=True)
+        if is_inside(hub_cache_dir(), blob):  # issue #13: never delete outside the Hub cache
+            blob.unlink(missing_ok=True)
         raise WeightsError(exc.message + "; the file was deleted from the Hub cache", exc.hint) from None
 
 
@@ -226,7 +275,13 @@ def _build_bundle(
             states[name], sources[name] = _component_from_bundle(h.bundle, h.prefix)
         else:
             assert h.path is not None
-            states[name] = load_component_file(spec, name, h.path, canonicalize)
+            try:
+                states[name] = load_component_file(spec, name, h.path, canonicalize)
+            except WeightsError as exc:  # issue #13: a download that does not load never stays in the cache
+                if not h.staged:
+                    raise
+                h.path.unlink(missing_ok=True)
+                raise WeightsError(f"{exc.message}; the download was removed", DOWNLOAD_RETRY_HINT) from None
             sources[name] = f"{spec.components[name].file or h.path.name}:{h.sha256}"
     report.say(f"converting {spec.name} into {target}")
     write_bundle(

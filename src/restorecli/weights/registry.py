@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
+from .regcheck import check_registry_file
 
 REGISTRY_ENV = "RESTORECLI_REGISTRY"
 
@@ -281,7 +282,9 @@ def _read_toml(path: Path) -> dict[str, Any]:
 def _load_cached(paths: tuple[Path, ...]) -> Registry:
     data: dict[str, Any] = {}
     for path in paths:
-        data = _merge(data, _read_toml(path))
+        raw = _read_toml(path)
+        check_registry_file(path, raw)  # issue #13: names, paths and types, per file (weights.regcheck)
+        data = _merge(data, raw)
     return parse_registry(data)
 
 
