@@ -30,8 +30,15 @@ from restorecli.training.datasets import collect_images, split_files
 
 DATA = Path(os.environ.get("RESTORECLI_SHARED", Path(__file__).resolve().parent.parent.parent / "shared")) / "data"
 DEGRADATION = {"derain": "rain", "lowlight": "lowlight"}
-TRAIN_FOLDERS = ["denoise/CBSD68", "denoise/Kodak24", "denoise/McMaster", "sr/Set5/HR", "sr/Set14/HR",
-                 "sr/Val_SR/gt", "sr/ImageNet-val-x4/gt"]
+TRAIN_FOLDERS = [
+    "denoise/CBSD68",
+    "denoise/Kodak24",
+    "denoise/McMaster",
+    "sr/Set5/HR",
+    "sr/Set14/HR",
+    "sr/Val_SR/gt",
+    "sr/ImageNet-val-x4/gt",
+]
 
 
 def cli(*args: str) -> None:
@@ -62,11 +69,21 @@ def main() -> None:
     extra = (["--weights", args.weights] if args.weights else []) + (["--steps", str(args.steps)] if args.steps else [])
     sets = {f"held-out synthetic {DEGRADATION[args.task]}": (degraded, clean_dir)}
     if args.task == "derain":
-        sets["Rain100L sample"] = (DATA / "derain" / "Rain100L-sample" / "input",
-                                   DATA / "derain" / "Rain100L-sample" / "target")
+        sets["Rain100L sample"] = (
+            DATA / "derain" / "Rain100L-sample" / "input",
+            DATA / "derain" / "Rain100L-sample" / "target",
+        )
     else:  # no ground truth: restored for looking at only
-        cli(args.task, str(DATA / "lowlight" / "LOL-eval-low"), str(work / "out" / "LOL"), "--device", "cpu",
-            "--quiet", "--overwrite", *extra)
+        cli(
+            args.task,
+            str(DATA / "lowlight" / "LOL-eval-low"),
+            str(work / "out" / "LOL"),
+            "--device",
+            "cpu",
+            "--quiet",
+            "--overwrite",
+            *extra,
+        )
     rows = []
     summary = {}
     for label, (inputs, clean) in sets.items():
@@ -76,14 +93,17 @@ def main() -> None:
         cli(args.task, str(inputs), str(out), "--device", "cpu", "--quiet", *extra)
         before = evaluate_pairs(inputs, clean)
         after = evaluate_pairs(out, clean)
-        summary[label] = {"count": len(after.files), "input": before.mean, "restored": after.mean,
-                          "files": after.files}
+        summary[label] = {"count": len(after.files), "input": before.mean, "restored": after.mean, "files": after.files}
         b, a = before.mean, after.mean
-        rows.append(f"| {label} ({len(after.files)}) | {b['psnr_y']:.2f} / {b['ssim_y']:.4f} | "
-                    f"{a['psnr_y']:.2f} / {a['ssim_y']:.4f} | {a['psnr_y'] - b['psnr_y']:+.2f} | "
-                    f"{b['psnr_rgb']:.2f} / {b['ssim_rgb']:.4f} | {a['psnr_rgb']:.2f} / {a['ssim_rgb']:.4f} |")
+        rows.append(
+            f"| {label} ({len(after.files)}) | {b['psnr_y']:.2f} / {b['ssim_y']:.4f} | "
+            f"{a['psnr_y']:.2f} / {a['ssim_y']:.4f} | {a['psnr_y'] - b['psnr_y']:+.2f} | "
+            f"{b['psnr_rgb']:.2f} / {b['ssim_rgb']:.4f} | {a['psnr_rgb']:.2f} / {a['ssim_rgb']:.4f} |"
+        )
     (work / "summary.json").write_text(json.dumps(summary, indent=1))
-    print("| set | input PSNR-Y / SSIM-Y | restored PSNR-Y / SSIM-Y | gain (dB) | input PSNR / SSIM (RGB) | restored PSNR / SSIM (RGB) |")
+    print(
+        "| set | input PSNR-Y / SSIM-Y | restored PSNR-Y / SSIM-Y | gain (dB) | input PSNR / SSIM (RGB) | restored PSNR / SSIM (RGB) |"
+    )
     print("|---|---|---|---|---|---|")
     print("\n".join(rows))
 
