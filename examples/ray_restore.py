@@ -35,10 +35,10 @@ def list_images(root: Path, *, recursive: bool, exclude: Path | None = None) -> 
     found = []
     skip = exclude.resolve() if exclude is not None else None
     for here, dirs, files in os.walk(root):
-        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and (Path(here) / d).resolve() != skip) \
-            if recursive else []
-        found += [str(Path(here) / f) for f in files
-                  if not f.startswith(".") and Path(f).suffix.lower() in IMAGE_EXTS]
+        dirs[:] = (
+            sorted(d for d in dirs if not d.startswith(".") and (Path(here) / d).resolve() != skip) if recursive else []
+        )
+        found += [str(Path(here) / f) for f in files if not f.startswith(".") and Path(f).suffix.lower() in IMAGE_EXTS]
     return sorted(found)
 
 
@@ -48,20 +48,25 @@ def from_items(items: list[dict], blocks: int):
 
     import ray.data
 
-    key = "override_num_blocks" if "override_num_blocks" in inspect.signature(ray.data.from_items).parameters \
+    key = (
+        "override_num_blocks"
+        if "override_num_blocks" in inspect.signature(ray.data.from_items).parameters
         else "parallelism"
+    )
     return ray.data.from_items(items, **{key: max(1, min(blocks, len(items)))})
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("input", type=Path, help="folder of images")
     p.add_argument("output", type=Path, help="output folder (the input tree is mirrored)")
     p.add_argument("--task", default="sr", help="sr, derain, deblur, lowlight, face, ... (default: sr)")
     p.add_argument("--model", "-m", default=None, help="registered model (default: the task's default)")
-    p.add_argument("--weights", "-w", action="append", default=None,
-                   help="a bundle .safetensors, or COMPONENT=PATH (repeatable)")
+    p.add_argument(
+        "--weights", "-w", action="append", default=None, help="a bundle .safetensors, or COMPONENT=PATH (repeatable)"
+    )
     p.add_argument("--steps", "-s", type=int, default=None, help="sampling steps (default: the model's)")
     p.add_argument("--seed", type=int, default=None, help="random seed (default: the model's)")
     p.add_argument("--device", "-d", default="auto", help="auto, cpu, cuda, cuda:N (default: auto)")
@@ -69,13 +74,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--recursive", "-r", action="store_true", help="descend into sub-folders")
     p.add_argument("--batch-size", "-b", type=int, default=1, help="same-size images per engine call")
     p.add_argument("--paths-per-call", type=int, default=32, help="file paths handed to an actor at a time")
-    p.add_argument("--actors", type=int, default=None,
-                   help="number of actors (default: one per GPU of the cluster, else one per 2 CPUs)")
-    p.add_argument("--gpus-per-actor", type=float, default=None,
-                   help="GPUs per actor (default: 1 when the cluster has GPUs and --device is not cpu, else 0)")
+    p.add_argument(
+        "--actors",
+        type=int,
+        default=None,
+        help="number of actors (default: one per GPU of the cluster, else one per 2 CPUs)",
+    )
+    p.add_argument(
+        "--gpus-per-actor",
+        type=float,
+        default=None,
+        help="GPUs per actor (default: 1 when the cluster has GPUs and --device is not cpu, else 0)",
+    )
     p.add_argument("--cpus-per-actor", type=float, default=1, help="CPUs per actor (default: 1)")
-    p.add_argument("--address", default=None,
-                   help="Ray cluster to join (default: $RAY_ADDRESS, else a new local instance)")
+    p.add_argument(
+        "--address", default=None, help="Ray cluster to join (default: $RAY_ADDRESS, else a new local instance)"
+    )
     p.add_argument("--num-cpus", type=int, default=None, help="CPUs of a new local instance (default: all)")
     p.add_argument("--overwrite", action="store_true", help="redo files whose output exists")
     p.add_argument("--json", action="store_true", help="print every file's record as JSON on stdout")
@@ -111,8 +125,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     address = args.address or os.environ.get("RAY_ADDRESS")
-    init = dict(include_dashboard=False, log_to_driver=not args.quiet,
-                logging_level=logging.WARNING if args.quiet else logging.INFO)
+    init = dict(
+        include_dashboard=False,
+        log_to_driver=not args.quiet,
+        logging_level=logging.WARNING if args.quiet else logging.INFO,
+    )
     if address:
         ray.init(address=address, **init)
     else:
@@ -141,17 +158,34 @@ def main(argv: list[str] | None = None) -> int:
         results = ds.map_batches(
             Restorer,
             fn_constructor_kwargs=dict(
-                output=str(args.output), input_root=str(args.input), task=args.task, model=args.model,
-                weights=args.weights, device=device, precision=args.precision, steps=args.steps,
-                seed=args.seed, batch_size=args.batch_size, overwrite=args.overwrite),
+                output=str(args.output),
+                input_root=str(args.input),
+                task=args.task,
+                model=args.model,
+                weights=args.weights,
+                device=device,
+                precision=args.precision,
+                steps=args.steps,
+                seed=args.seed,
+                batch_size=args.batch_size,
+                overwrite=args.overwrite,
+            ),
             batch_size=args.paths_per_call,
             compute=ray.data.ActorPoolStrategy(size=actors),
             num_gpus=gpus,
             num_cpus=args.cpus_per_actor,
             batch_format="numpy",
         )
-        records = [{"path": str(r["path"]), "output": str(r["output"]) or None, "status": str(r["status"]),
-                    "reason": str(r["reason"]) or None, "worker": str(r["worker"])} for r in results.iter_rows()]
+        records = [
+            {
+                "path": str(r["path"]),
+                "output": str(r["output"]) or None,
+                "status": str(r["status"]),
+                "reason": str(r["reason"]) or None,
+                "worker": str(r["worker"]),
+            }
+            for r in results.iter_rows()
+        ]
     finally:
         ray.shutdown()
 
@@ -161,11 +195,25 @@ def main(argv: list[str] | None = None) -> int:
         if r["status"] == "failed":
             print(f"failed: {r['path']}: {r['reason']}", file=sys.stderr)
     if args.json:
-        print(json.dumps({"task": args.task, "device": device, "actors": actors, "gpus_per_actor": gpus,
-                          **counts, "files": records}, indent=1))
+        print(
+            json.dumps(
+                {
+                    "task": args.task,
+                    "device": device,
+                    "actors": actors,
+                    "gpus_per_actor": gpus,
+                    **counts,
+                    "files": records,
+                },
+                indent=1,
+            )
+        )
     if not args.quiet or counts["failed"]:
-        print(f"{counts['done']} restored, {counts['skipped']} skipped, {counts['failed']} failed "
-              f"({actors} actor(s), {gpus:g} GPU each)", file=sys.stderr)
+        print(
+            f"{counts['done']} restored, {counts['skipped']} skipped, {counts['failed']} failed "
+            f"({actors} actor(s), {gpus:g} GPU each)",
+            file=sys.stderr,
+        )
     return 1 if counts["failed"] else 0
 
 

@@ -29,18 +29,21 @@ from pathlib import Path
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("input", help="folder (or glob, or @list.txt) of images")
     p.add_argument("output", type=Path, help="output folder (the input tree is mirrored)")
     p.add_argument("--task", default="sr", help="sr, derain, deblur, lowlight, face, ... (default: sr)")
     p.add_argument("--model", "-m", default=None, help="registered model (default: the task's default)")
-    p.add_argument("--weights", "-w", action="append", default=None,
-                   help="a bundle .safetensors, or COMPONENT=PATH (repeatable)")
+    p.add_argument(
+        "--weights", "-w", action="append", default=None, help="a bundle .safetensors, or COMPONENT=PATH (repeatable)"
+    )
     p.add_argument("--steps", "-s", type=int, default=None, help="sampling steps (default: the model's)")
     p.add_argument("--seed", type=int, default=None, help="random seed (default: the model's)")
-    p.add_argument("--device", "-d", default="auto",
-                   help="auto (cuda:LOCAL_RANK when CUDA is available, else cpu), cpu or cuda:N")
+    p.add_argument(
+        "--device", "-d", default="auto", help="auto (cuda:LOCAL_RANK when CUDA is available, else cpu), cpu or cuda:N"
+    )
     p.add_argument("--precision", "-p", default="auto", help="auto, fp32, fp16, bf16 (default: auto)")
     p.add_argument("--recursive", "-r", action="store_true", help="descend into sub-folders")
     p.add_argument("--batch-size", "-b", type=int, default=1, help="same-size images per engine call")
@@ -79,13 +82,34 @@ def main(argv: list[str] | None = None) -> int:
         dist.init_process_group("nccl" if on_gpu else "gloo", timeout=datetime.timedelta(hours=2))
     try:
         report = restorecli.restore(
-            args.input, str(args.output), task=args.task, model=args.model, weights=args.weights,
-            steps=args.steps, seed=args.seed, device=device, precision=args.precision,
-            recursive=args.recursive, batch_size=args.batch_size, overwrite=args.overwrite,
-            shard=(rank, world), quiet=args.quiet)
-        records = [{"path": r.path, "output": r.output, "status": r.status, "reason": r.reason,
-                    "seconds": round(r.seconds, 3), "warnings": r.warnings, "rank": rank, "device": device}
-                   for r in report.records]
+            args.input,
+            str(args.output),
+            task=args.task,
+            model=args.model,
+            weights=args.weights,
+            steps=args.steps,
+            seed=args.seed,
+            device=device,
+            precision=args.precision,
+            recursive=args.recursive,
+            batch_size=args.batch_size,
+            overwrite=args.overwrite,
+            shard=(rank, world),
+            quiet=args.quiet,
+        )
+        records = [
+            {
+                "path": r.path,
+                "output": r.output,
+                "status": r.status,
+                "reason": r.reason,
+                "seconds": round(r.seconds, 3),
+                "warnings": r.warnings,
+                "rank": rank,
+                "device": device,
+            }
+            for r in report.records
+        ]
         per_rank = [records]
         if distributed:
             per_rank = [None] * world
@@ -100,8 +124,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.json:
             print(json.dumps({"task": args.task, "ranks": world, **counts, "files": files}, indent=1))
         if not args.quiet or counts["failed"]:
-            print(f"all ranks: {counts['done']} restored, {counts['skipped']} skipped, "
-                  f"{counts['failed']} failed ({world} rank(s))", file=sys.stderr)
+            print(
+                f"all ranks: {counts['done']} restored, {counts['skipped']} skipped, "
+                f"{counts['failed']} failed ({world} rank(s))",
+                file=sys.stderr,
+            )
     return 1 if counts["failed"] else 0
 
 

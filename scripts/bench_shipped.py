@@ -37,14 +37,34 @@ def main() -> None:
     for src in sources:
         Image.open(src).convert("RGB").resize((width, height), Image.BICUBIC).save(inputs / f"{src.stem}.png")
     out = args.work / f"out-{args.task}-{args.size}"
-    cmd = [sys.executable, "-m", "restorecli", args.task, str(inputs), str(out), "--json", "--overwrite",
-           "--quiet", *args.extra.split()]
+    cmd = [
+        sys.executable,
+        "-m",
+        "restorecli",
+        args.task,
+        str(inputs),
+        str(out),
+        "--json",
+        "--overwrite",
+        "--quiet",
+        *args.extra.split(),
+    ]
     report = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
     seconds = sum(f["seconds"] for f in report["files"] if f["status"] == "done")
     megapixels = report["done"] * width * height / 1e6
-    print(json.dumps({"task": args.task, "images": report["done"], "size": args.size,
-                      "seconds": round(seconds, 2), "megapixels": round(megapixels, 2),
-                      "s_per_mp": round(seconds / megapixels, 3), "job_seconds": report["seconds"]}))
+    print(
+        json.dumps(
+            {
+                "task": args.task,
+                "images": report["done"],
+                "size": args.size,
+                "seconds": round(seconds, 2),
+                "megapixels": round(megapixels, 2),
+                "s_per_mp": round(seconds / megapixels, 3),
+                "job_seconds": report["seconds"],
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -28,8 +28,14 @@ from restorecli.training.loop import build_nets, train
 from restorecli.training.validate import build_data, input_scores, validate
 
 DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
-CLEAN = [DATA / "denoise" / "CBSD68", DATA / "denoise" / "Kodak24", DATA / "denoise" / "McMaster",
-         DATA / "sr" / "Set14" / "HR", DATA / "sr" / "Val_SR" / "gt", DATA / "sr" / "ImageNet-val-x4" / "gt"]
+CLEAN = [
+    DATA / "denoise" / "CBSD68",
+    DATA / "denoise" / "Kodak24",
+    DATA / "denoise" / "McMaster",
+    DATA / "sr" / "Set14" / "HR",
+    DATA / "sr" / "Val_SR" / "gt",
+    DATA / "sr" / "ImageNet-val-x4" / "gt",
+]
 
 
 def main() -> None:
@@ -48,10 +54,26 @@ def main() -> None:
     results: dict[str, dict] = {}
     for variant, dual in (("plain", False), ("gated", True)):
         cfg = TrainConfig(
-            name=f"dual-exp-{variant}", task="derain", objective="pred_res_noise", dual_output=dual,
-            dim=args.dim, dim_mults=tuple(int(m) for m in args.dim_mults.split(",")), batch_size=args.batch_size,
-            iters=args.iters, crop=args.crop, lr=4e-4, lr_min=4e-5, ema_decay=0.995, steps=5, seed=args.seed,
-            degradation="rain", held_out=0.1, val_every=0, save_every=0, val_size=128, val_count=args.val_count,
+            name=f"dual-exp-{variant}",
+            task="derain",
+            objective="pred_res_noise",
+            dual_output=dual,
+            dim=args.dim,
+            dim_mults=tuple(int(m) for m in args.dim_mults.split(",")),
+            batch_size=args.batch_size,
+            iters=args.iters,
+            crop=args.crop,
+            lr=4e-4,
+            lr_min=4e-5,
+            ema_decay=0.995,
+            steps=5,
+            seed=args.seed,
+            degradation="rain",
+            held_out=0.1,
+            val_every=0,
+            save_every=0,
+            val_size=128,
+            val_count=args.val_count,
             clean=[str(c) for c in CLEAN],
         )
         start = time.monotonic()
@@ -64,12 +86,14 @@ def main() -> None:
         for steps in (1, 2, 5):
             row[f"steps{steps}"] = validate(nets, cfg, sched, val_pairs, torch.device("cpu"), steps=steps)
             if dual:
-                row[f"steps{steps}_nogate"] = validate(nets, cfg, sched, val_pairs, torch.device("cpu"),
-                                                          steps=steps, use_gate=False)
+                row[f"steps{steps}_nogate"] = validate(
+                    nets, cfg, sched, val_pairs, torch.device("cpu"), steps=steps, use_gate=False
+                )
         results[variant] = row
         print(variant, json.dumps(row, indent=1))
-    (args.out / "results.json").write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
-                                                       "results": results}, indent=1))
+    (args.out / "results.json").write_text(
+        json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "results": results}, indent=1)
+    )
     print(table(results))
 
 
@@ -80,19 +104,27 @@ def _load_ema(bundle: Path, cfg: TrainConfig) -> dict[str, torch.nn.Module]:
     nets = build_nets(spec, torch.device("cpu"))
     tensors = load_file(str(bundle))
     for name, net in nets.items():
-        net.load_state_dict({k[len(name) + 1:]: v.float() for k, v in tensors.items() if k.startswith(name + ".")})
+        net.load_state_dict({k[len(name) + 1 :]: v.float() for k, v in tensors.items() if k.startswith(name + ".")})
         net.eval()
     return nets
 
 
 def table(results: dict[str, dict]) -> str:
     base = results["plain"]["baseline"]
-    lines = ["| model | 1 step | 2 steps | 5 steps |", "|---|---|---|---|",
-             f"| rainy input | {base['psnr_y']:.2f} / {base['ssim_y']:.4f} | | |"]
-    for label, key, suffix in (("plain RDDM (res + noise)", "plain", ""), ("gated (DDO mix)", "gated", ""),
-                               ("gated model, gate off", "gated", "_nogate")):
-        cells = [f"{results[key][f'steps{s}{suffix}']['psnr_y']:.2f} / {results[key][f'steps{s}{suffix}']['ssim_y']:.4f}"
-                 for s in (1, 2, 5)]
+    lines = [
+        "| model | 1 step | 2 steps | 5 steps |",
+        "|---|---|---|---|",
+        f"| rainy input | {base['psnr_y']:.2f} / {base['ssim_y']:.4f} | | |",
+    ]
+    for label, key, suffix in (
+        ("plain RDDM (res + noise)", "plain", ""),
+        ("gated (DDO mix)", "gated", ""),
+        ("gated model, gate off", "gated", "_nogate"),
+    ):
+        cells = [
+            f"{results[key][f'steps{s}{suffix}']['psnr_y']:.2f} / {results[key][f'steps{s}{suffix}']['ssim_y']:.4f}"
+            for s in (1, 2, 5)
+        ]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

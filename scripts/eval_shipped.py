@@ -53,17 +53,28 @@ def score(label: str, task: str, inputs: Path, refs: Path, work: Path, extra: li
         shutil.rmtree(out)
     cli(task, str(inputs), str(out), "--device", "cpu", "--quiet", *extra)
     before, after = evaluate_pairs(inputs, refs), evaluate_pairs(out, refs)
-    gains = {name: after.files[name]["psnr_y"] - before.files[name]["psnr_y"] for name in after.files
-             if name in before.files}
-    return {"label": label, "count": len(after.files), "input": before.mean, "restored": after.mean,
-            "worst_gain_y": min(gains.values()) if gains else None, "gains_y": gains}
+    base = {f["name"]: f for f in before.files}
+    gains = {f["name"]: f["psnr_y"] - base[f["name"]]["psnr_y"] for f in after.files if f["name"] in base}
+    identity = inputs == refs  # well-exposed photos scored against themselves: input PSNR is infinite
+    return {
+        "label": label,
+        "count": len(after.files),
+        "input": before.mean,
+        "restored": after.mean,
+        "worst_gain_y": None if identity or not gains else min(gains.values()),
+        "gains_y": {} if identity else gains,
+        "per_file_psnr": {f["name"]: f["psnr_rgb"] for f in after.files},
+        "worst_psnr_rgb": min(f["psnr_rgb"] for f in after.files),
+    }
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--task", choices=("derain", "lowlight"), default="derain")
     ap.add_argument("--work", type=Path, required=True, help="Scratch folder for the pairs and outputs.")
-    ap.add_argument("--lol", type=Path, default=None, help="LOL dataset folder holding train/{low,normal} and test/{low,normal}.")
+    ap.add_argument(
+        "--lol", type=Path, default=None, help="LOL dataset folder holding train/{low,normal} and test/{low,normal}."
+    )
     ap.add_argument("--weights", default=None)
     ap.add_argument("--steps", type=int, default=None)
     args = ap.parse_args()
@@ -73,33 +84,60 @@ def main() -> None:
     results = []
     if args.task == "derain":
         rain = DATA / "train" / "Rain100L-train"
-        results.append(score("Rain100L held-out train pairs", "derain",
-                             *held_out_copy(rain / "input", rain / "target", work / "heldout"), work, extra))
+        results.append(
+            score(
+                "Rain100L held-out train pairs",
+                "derain",
+                *held_out_copy(rain / "input", rain / "target", work / "heldout"),
+                work,
+                extra,
+            )
+        )
         sample = DATA / "derain" / "Rain100L-sample"
         results.append(score("Rain100L test sample", "derain", sample / "input", sample / "target", work, extra))
     else:
         if args.lol is not None:
-            results.append(score("LOL eval15", "lowlight", args.lol / "test" / "low", args.lol / "test" / "normal",
-                                 work, extra))
-            results.append(score("LOL held-out train pairs", "lowlight",
-                                 *held_out_copy(args.lol / "train" / "low", args.lol / "train" / "normal",
-                                                work / "heldout"), work, extra))
+            results.append(
+                score("LOL eval15", "lowlight", args.lol / "test" / "low", args.lol / "test" / "normal", work, extra)
+            )
+            results.append(
+                score(
+                    "LOL held-out train pairs",
+                    "lowlight",
+                    *held_out_copy(args.lol / "train" / "low", args.lol / "train" / "normal", work / "heldout"),
+                    work,
+                    extra,
+                )
+            )
         exposed = work / "well-exposed"
         exposed.mkdir(exist_ok=True)
         for path in sorted((DATA / "denoise" / "Kodak24").iterdir()):
             shutil.copy(path, exposed / path.name)
         shutil.copy(DATA / "io" / "low-light-FiveK-a4501-DSC_0354.jpg", exposed)
         results.append(score("well-exposed photos (output vs input)", "lowlight", exposed, exposed, work, extra))
-        cli("lowlight", str(DATA / "lowlight" / "LOL-eval-low"), str(work / "out" / "LOL-eval-low"), "--device", "cpu",
-            "--quiet", "--overwrite", *extra)
+        cli(
+            "lowlight",
+            str(DATA / "lowlight" / "LOL-eval-low"),
+            str(work / "out" / "LOL-eval-low"),
+            "--device",
+            "cpu",
+            "--quiet",
+            "--overwrite",
+            *extra,
+        )
     (work / "summary.json").write_text(json.dumps(results, indent=1))
-    print("| set | input PSNR-Y / PSNR (RGB) | restored PSNR-Y / SSIM-Y | restored PSNR / SSIM (RGB) | gain Y | worst gain Y |")
+    print(
+        "| set | input PSNR-Y / PSNR (RGB) | restored PSNR-Y / SSIM-Y | restored PSNR / SSIM (RGB) | gain Y | worst gain Y |"
+    )
     print("|---|---|---|---|---|---|")
     for r in results:
         b, a = r["input"], r["restored"]
-        print(f"| {r['label']} ({r['count']}) | {b['psnr_y']:.2f} / {b['psnr_rgb']:.2f} | {a['psnr_y']:.2f} / "
-              f"{a['ssim_y']:.4f} | {a['psnr_rgb']:.2f} / {a['ssim_rgb']:.4f} | {a['psnr_y'] - b['psnr_y']:+.2f} | "
-              f"{r['worst_gain_y']:+.2f} |")
+        gain = "-" if r["worst_gain_y"] is None else f"{a['psnr_y'] - b['psnr_y']:+.2f}"
+        worst = f"worst RGB {r['worst_psnr_rgb']:.2f}" if r["worst_gain_y"] is None else f"{r['worst_gain_y']:+.2f}"
+        print(
+            f"| {r['label']} ({r['count']}) | {b['psnr_y']:.2f} / {b['psnr_rgb']:.2f} | {a['psnr_y']:.2f} / "
+            f"{a['ssim_y']:.4f} | {a['psnr_rgb']:.2f} / {a['ssim_rgb']:.4f} | {gain} | {worst} |"
+        )
 
 
 if __name__ == "__main__":

@@ -53,16 +53,24 @@ RAIN = DATA / "derain/Rain100L-sample"
 
 # model -> (fixture folder, {component: file}, configs from case.json) for --weights fixture
 FIXTURES: dict[str, tuple[str, dict[str, str], Callable[[dict], dict]]] = {
-    "resshift-realsr-x4-v3": ("resshift/sr_x4", {"unet": "unet.pth", "autoencoder": "autoencoder.pth"},
-                              lambda c: {"unet": c["unet"], "autoencoder": c["autoencoder"]}),
+    "resshift-realsr-x4-v3": (
+        "resshift/sr_x4",
+        {"unet": "unet.pth", "autoencoder": "autoencoder.pth"},
+        lambda c: {"unet": c["unet"], "autoencoder": c["autoencoder"]},
+    ),
     # the one-step case reuses the sr_x4 checkpoints
-    "sinsr-realsr-x4": ("resshift/sr_x4_onestep",
-                        {"unet": "../sr_x4/unet.pth", "autoencoder": "../sr_x4/autoencoder.pth"},
-                        lambda c: {"unet": c["unet"], "autoencoder": c["autoencoder"]}),
+    "sinsr-realsr-x4": (
+        "resshift/sr_x4_onestep",
+        {"unet": "../sr_x4/unet.pth", "autoencoder": "../sr_x4/autoencoder.pth"},
+        lambda c: {"unet": c["unet"], "autoencoder": c["autoencoder"]},
+    ),
     "diffir-srgan-x4": ("diffir/sr_x4", {"g": "checkpoint.pth"}, lambda c: {"g": c}),
     "diffir-deblur": ("diffir/deblur", {"g": "checkpoint.pth"}, lambda c: {"g": c}),
-    "ddo-cifar10": ("ddo/ddim10", {"unet": "checkpoint.pth"},
-                    lambda c: {"unet": {k: c["model"][k] for k in ("channels", "n_res_blocks")}}),
+    "ddo-cifar10": (
+        "ddo/ddim10",
+        {"unet": "checkpoint.pth"},
+        lambda c: {"unet": {k: c["model"][k] for k in ("channels", "n_res_blocks")}},
+    ),
 }
 
 
@@ -86,7 +94,7 @@ def load_rgb(path: Path) -> np.ndarray:
 def center_crop(img: np.ndarray, size: int) -> np.ndarray:
     h, w = img.shape[:2]
     top, left = max(0, (h - size) // 2), max(0, (w - size) // 2)
-    return img[top:top + size, left:left + size]
+    return img[top : top + size, left : left + size]
 
 
 def to_tensor(img: np.ndarray) -> Tensor:
@@ -110,6 +118,7 @@ def cpu_name() -> str:
 
 # ---- weights ---------------------------------------------------------------------------------
 
+
 def random_states(spec: ModelSpec, seed: int = 0) -> dict[str, StateDict]:
     """Full-size networks of the registered architecture, default torch init after manual_seed(seed)."""
     cls = engine_class(spec.method)
@@ -129,9 +138,13 @@ def fixture_states(spec: ModelSpec) -> tuple[ModelSpec, dict[str, StateDict]]:
 
 # ---- runs ------------------------------------------------------------------------------------
 
-def compare(make: Callable[[torch.dtype], Engine], run: Callable[[Engine, int], Tensor], count: int,
-            targets: list[Tensor] | None = None) -> tuple[list[float], float, dict[str, float], dict[str, float] | None,
-                                                           list[Tensor]]:
+
+def compare(
+    make: Callable[[torch.dtype], Engine],
+    run: Callable[[Engine, int], Tensor],
+    count: int,
+    targets: list[Tensor] | None = None,
+) -> tuple[list[float], float, dict[str, float], dict[str, float] | None, list[Tensor]]:
     """Run items 0..count-1 in fp32 then bf16: PSNR per item, max |diff|, seconds, PSNR vs targets, fp32 outputs."""
     outs: dict[torch.dtype, list[Tensor]] = {}
     seconds = {}
@@ -144,10 +157,16 @@ def compare(make: Callable[[torch.dtype], Engine], run: Callable[[Engine, int], 
     pairs = list(zip(outs[torch.float32], outs[torch.bfloat16]))
     gt = None
     if targets is not None:
-        gt = {str(d).replace("torch.", ""): float(np.mean([psnr(o, t) for o, t in zip(outs[d], targets)]))
-              for d in outs}
-    return ([psnr(a, b) for a, b in pairs], max(float((a - b).abs().max()) for a, b in pairs), seconds, gt,
-            outs[torch.float32])
+        gt = {
+            str(d).replace("torch.", ""): float(np.mean([psnr(o, t) for o, t in zip(outs[d], targets)])) for d in outs
+        }
+    return (
+        [psnr(a, b) for a, b in pairs],
+        max(float((a - b).abs().max()) for a, b in pairs),
+        seconds,
+        gt,
+        outs[torch.float32],
+    )
 
 
 def net_change(outputs: list[Tensor], images: list[Tensor], scale: int) -> float:
@@ -194,24 +213,38 @@ def rddm_row(steps: int, crop: int) -> Row:
     images = [to_tensor(center_crop(load_rgb(RAIN / "input" / n), crop)) for n in names]
     targets = [to_tensor(center_crop(load_rgb(RAIN / "target" / n), crop)) for n in names]
     with tempfile.TemporaryDirectory() as cache:
+
         def make(dtype: torch.dtype) -> Engine:
             precision = "fp32" if dtype == torch.float32 else "bf16"
-            return load_engine("rddm-derain-small", "derain", device="cpu", precision=precision,
-                               offline=True, cache_dir=Path(cache))
+            return load_engine(
+                "rddm-derain-small", "derain", device="cpu", precision=precision, offline=True, cache_dir=Path(cache)
+            )
 
         def run(engine: Engine, k: int) -> Tensor:
             return engine.restore(images[k], steps=steps, generators=[torch.Generator().manual_seed(k)])
 
         values, max_abs, seconds, gt, outs = compare(make, run, len(images), targets)
-    return Row("rddm-derain-small", "bundled project-trained (models/rddm-derain-small.safetensors)",
-               f"Rain100L-sample inputs 1-3, center {crop}x{crop}", steps, values, max_abs, seconds, gt,
-               change=net_change(outs, images, 1))
+    return Row(
+        "rddm-derain-small",
+        "bundled project-trained (models/rddm-derain-small.safetensors)",
+        f"Rain100L-sample inputs 1-3, center {crop}x{crop}",
+        steps,
+        values,
+        max_abs,
+        seconds,
+        gt,
+        change=net_change(outs, images, 1),
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--weights", choices=("random", "fixture"), default="random",
-                        help="weights of the methods with no checkpoint available offline")
+    parser.add_argument(
+        "--weights",
+        choices=("random", "fixture"),
+        default="random",
+        help="weights of the methods with no checkpoint available offline",
+    )
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
     parser.add_argument("--crop", type=int, default=64, help="side of the SR / deblur input crops")
     args = parser.parse_args()
@@ -220,8 +253,9 @@ def main() -> None:
     registry = load_registry()
     sr = [to_tensor(center_crop(load_rgb(p), args.crop)) for p in SR_INPUTS]
     rng = np.random.default_rng(0)
-    blurred = [to_tensor(motion_blur(center_crop(load_rgb(p), args.crop), rng, length=9, angle=45))
-               for p in BLUR_SOURCES]
+    blurred = [
+        to_tensor(motion_blur(center_crop(load_rgb(p), args.crop), rng, length=9, angle=45)) for p in BLUR_SOURCES
+    ]
     sr_what = f"Set5 LR x4 baby, bird, butterfly, center {args.crop}x{args.crop}"
     blur_what = f"Kodak24 kodim01-03, center {args.crop}x{args.crop}, motion blur 9 px at 45 deg"
 
@@ -239,17 +273,23 @@ def main() -> None:
     rows.append(ddo_row(registry.get("ddo-cifar10"), args.weights))
 
     print()
-    print(f"Date {datetime.date.today().isoformat()}, torch {torch.__version__}, CPU {cpu_name()}, "
-          f"{torch.get_num_threads()} thread(s); bf16 = torch.autocast(cpu, bfloat16).")
+    print(
+        f"Date {datetime.date.today().isoformat()}, torch {torch.__version__}, CPU {cpu_name()}, "
+        f"{torch.get_num_threads()} thread(s); bf16 = torch.autocast(cpu, bfloat16)."
+    )
     print()
-    print("| model | weights | inputs | steps | PSNR bf16 vs fp32, mean (min) dB | max abs diff | "
-          "net change: PSNR fp32 out vs input dB | PSNR vs GT fp32 / bf16 dB | s fp32 / bf16 |")
+    print(
+        "| model | weights | inputs | steps | PSNR bf16 vs fp32, mean (min) dB | max abs diff | "
+        "net change: PSNR fp32 out vs input dB | PSNR vs GT fp32 / bf16 dB | s fp32 / bf16 |"
+    )
     print("|---|---|---|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         gt = "-" if r.gt is None else f"{r.gt['float32']:.2f} / {r.gt['bfloat16']:.2f}"
         change = "-" if r.change is None else f"{r.change:.2f}"
-        print(f"| {r.model} | {r.weights} | {r.inputs} | {r.steps} | {np.mean(r.psnr):.2f} ({min(r.psnr):.2f}) | "
-              f"{r.max_abs:.4f} | {change} | {gt} | {r.seconds['float32']:.1f} / {r.seconds['bfloat16']:.1f} |")
+        print(
+            f"| {r.model} | {r.weights} | {r.inputs} | {r.steps} | {np.mean(r.psnr):.2f} ({min(r.psnr):.2f}) | "
+            f"{r.max_abs:.4f} | {change} | {gt} | {r.seconds['float32']:.1f} / {r.seconds['bfloat16']:.1f} |"
+        )
 
 
 if __name__ == "__main__":

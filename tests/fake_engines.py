@@ -35,10 +35,10 @@ from restorecli.weights.registry import ComponentSpec, ModelSpec  # noqa: E402
 class FakeEngine(Engine):
     method = "fake"
     min_tile = 8
-    calls: list[tuple[int, ...]] = []   # shapes of every restore() call, across instances
+    calls: list[tuple[int, ...]] = []  # shapes of every restore() call, across instances
     delay = float(os.environ.get("FAKE_ENGINE_DELAY", "0"))
-    oom_above: int | None = None        # raise CUDA OOM when an input side is larger than this
-    fail_width: int | None = None       # raise RuntimeError for inputs of this width
+    oom_above: int | None = None  # raise CUDA OOM when an input side is larger than this
+    fail_width: int | None = None  # raise RuntimeError for inputs of this width
     interrupt_after: int | None = None  # raise KeyboardInterrupt on the call after this many
     auto_tile_size = 0
 
@@ -86,8 +86,18 @@ def identity_state(blur: bool = False) -> dict[str, torch.Tensor]:
 
 def fake_spec(name: str = "fake-x2", task: str = "sr", scale: int = 2, noise: float = 0.0) -> ModelSpec:
     comp = ComponentSpec(name="net", kind="fake.conv", config={})
-    return ModelSpec(name=name, method="fake", task=task, scale=scale, components={"net": comp},
-                     sampler={"noise": noise}, trained_steps=1, default_steps=1, min_steps=1, max_steps=4)
+    return ModelSpec(
+        name=name,
+        method="fake",
+        task=task,
+        scale=scale,
+        components={"net": comp},
+        sampler={"noise": noise},
+        trained_steps=1,
+        default_steps=1,
+        min_steps=1,
+        max_steps=4,
+    )
 
 
 def make_engine(scale: int = 2, *, noise: float = 0.0, blur: bool = False, task: str = "sr") -> FakeEngine:

@@ -81,10 +81,10 @@ class _Handler(BaseHTTPRequestHandler):
             if name not in st.files:
                 return self._plain(404, "Not Found", head)
             return self._redirect(f"/files/{name}", {}, head)
-        if path.startswith("/files/") and path[len("/files/"):] in st.files:
-            return self._bytes(st.files[path[len("/files/"):]], head, fault)
-        if path.startswith("/cdn/") and path[len("/cdn/"):] in st.blobs:
-            return self._bytes(st.blobs[path[len("/cdn/"):]], head, fault)
+        if path.startswith("/files/") and path[len("/files/") :] in st.files:
+            return self._bytes(st.files[path[len("/files/") :]], head, fault)
+        if path.startswith("/cdn/") and path[len("/cdn/") :] in st.blobs:
+            return self._bytes(st.blobs[path[len("/cdn/") :]], head, fault)
         return self._plain(404, "Not Found", head)
 
     def _resolve(self, path: str, head: bool) -> None:
@@ -134,7 +134,7 @@ class _Handler(BaseHTTPRequestHandler):
         start = 0
         rng = self.headers.get("Range", "")
         if rng.startswith("bytes=") and rng.endswith("-"):
-            start = int(rng[len("bytes="):-1])
+            start = int(rng[len("bytes=") : -1])
         body = data[start:]
         if start:
             self.send_response(206)

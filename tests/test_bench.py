@@ -24,8 +24,14 @@ def test_every_registered_method_has_a_tiny_workload() -> None:
     registry = load_registry()
     timed = {registry.get(model).method for model in EXPECTED.values()}
     assert timed == {spec.method for spec in registry.models.values()}
-    assert {"resshift-realsr-x4-v3", "sinsr-realsr-x4", "diffir-srgan-x4", "diffir-deblur", "rddm-derain",
-            "ddo-cifar10"} <= set(EXPECTED.values())
+    assert {
+        "resshift-realsr-x4-v3",
+        "sinsr-realsr-x4",
+        "diffir-srgan-x4",
+        "diffir-deblur",
+        "rddm-derain",
+        "ddo-cifar10",
+    } <= set(EXPECTED.values())
 
 
 @pytest.fixture(scope="module")

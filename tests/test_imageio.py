@@ -168,8 +168,12 @@ def bomb_png(width: int = 60000, height: int = 60000) -> bytes:
     def chunk(kind: bytes, body: bytes) -> bytes:
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(b"\x00" * 100)) + chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(b"\x00" * 100))
+        + chunk(b"IEND", b"")
+    )
 
 
 def test_bomb_sized_header_is_refused_before_decoding():
@@ -211,8 +215,6 @@ def test_every_format_round_trips(fmt, gray):
     tolerance = 0 if fmt in ("PNG", "TIFF", "BMP") or (fmt == "WEBP" and not gray) else 8
     got = pic.color[..., :1] if gray else pic.color
     assert np.abs(got.astype(int) - color.astype(int)).max() <= tolerance
-
-
 
 
 def test_alpha_is_never_dropped_silently():
@@ -286,8 +288,8 @@ def test_write_atomic_failure_leaves_no_file(tmp_path, monkeypatch):
 
 def test_transparent_colour_does_not_reach_the_visible_edge():
     rgb = np.zeros((16, 16, 3), np.uint8)
-    rgb[..., 1] = 255                  # hidden green under the transparent area
-    rgb[4:12, 4:12] = (255, 0, 0)      # visible red square
+    rgb[..., 1] = 255  # hidden green under the transparent area
+    rgb[4:12, 4:12] = (255, 0, 0)  # visible red square
     alpha = np.zeros((16, 16), np.uint8)
     alpha[4:12, 4:12] = 255
     x = to_tensor(Picture(rgb, alpha))

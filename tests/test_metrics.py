@@ -65,7 +65,7 @@ def reference_ssim_plane(x: np.ndarray, y: np.ndarray) -> float:
     vals = []
     for i in range(x.shape[0] - 10):
         for j in range(x.shape[1] - 10):
-            px, py = x[i:i + 11, j:j + 11], y[i:i + 11, j:j + 11]
+            px, py = x[i : i + 11, j : j + 11], y[i : i + 11, j : j + 11]
             mx, my = (w * px).sum(), (w * py).sum()
             vx = (w * (px - mx) ** 2).sum()
             vy = (w * (py - my) ** 2).sum()

@@ -55,8 +55,9 @@ def run(inputs, output=None, *, engine=None, con=None, **kw):
         made.append(device)
         return engine
 
-    opts = JobOptions(task=kw.pop("task", "sr"), inputs=[str(i) for i in inputs],
-                      output=None if output is None else str(output), **kw)
+    opts = JobOptions(
+        task=kw.pop("task", "sr"), inputs=[str(i) for i in inputs], output=None if output is None else str(output), **kw
+    )
     return run_job(make, opts, con or console()), engine, made
 
 
@@ -219,8 +220,8 @@ def test_two_shards_cover_the_folder_exactly_once(tmp_path):
 
 def test_alpha_is_kept_resized_and_free_of_fringes(tmp_path):
     rgba = np.zeros((16, 16, 4), np.uint8)
-    rgba[..., 1] = 255                    # green hidden under full transparency
-    rgba[4:12, 4:12] = (255, 0, 0, 255)   # an opaque red square
+    rgba[..., 1] = 255  # green hidden under full transparency
+    rgba[4:12, 4:12] = (255, 0, 0, 255)  # an opaque red square
     Image.fromarray(rgba, "RGBA").save(tmp_path / "a.png")
     run([tmp_path / "a.png"], tmp_path / "o.png", engine=fe.make_engine(blur=True))
     out = np.asarray(Image.open(tmp_path / "o.png"))
@@ -260,8 +261,9 @@ def test_results_do_not_depend_on_batching(tmp_path):
     for f in sorted((tmp_path / "one").iterdir()):
         assert np.array_equal(np.asarray(Image.open(f)), np.asarray(Image.open(tmp_path / "three" / f.name))), f
     run([tmp_path / "in" / "s0.png"], tmp_path / "other.png", engine=engine, seed=8)
-    assert not np.array_equal(np.asarray(Image.open(tmp_path / "other.png")),
-                              np.asarray(Image.open(tmp_path / "one" / "s0.png")))  # the seed matters
+    assert not np.array_equal(
+        np.asarray(Image.open(tmp_path / "other.png")), np.asarray(Image.open(tmp_path / "one" / "s0.png"))
+    )  # the seed matters
 
 
 # ---- failures -----------------------------------------------------------------------------
@@ -274,8 +276,9 @@ def test_out_of_memory_retries_with_smaller_tiles(tmp_path):
     fe.FakeEngine.oom_above = 20
     fe.FakeEngine.calls = []
     con = console()
-    report, _, _ = run([tmp_path / "big.png"], tmp_path / "tiled.png", engine=engine, verbose=True, tile_overlap=4,
-                       con=con)
+    report, _, _ = run(
+        [tmp_path / "big.png"], tmp_path / "tiled.png", engine=engine, verbose=True, tile_overlap=4, con=con
+    )
     assert report.done == 1
     sides = [max(c[-2:]) for c in fe.FakeEngine.calls]
     assert sides[0] == 48 and sides[1] == 24 and max(sides[2:]) <= 12  # whole, then 24, then 12-pixel tiles
@@ -418,8 +421,7 @@ def test_one_worker_per_device(tmp_path):
             made.append(device)
         return fe.make_engine()
 
-    opts = JobOptions(task="sr", inputs=[str(tmp_path / "in")], output=str(tmp_path / "out"),
-                      devices=["cpu", "cpu:1"])
+    opts = JobOptions(task="sr", inputs=[str(tmp_path / "in")], output=str(tmp_path / "out"), devices=["cpu", "cpu:1"])
     report = run_job(make, opts, console())
     assert report.done == 8 and len(fe.FakeEngine.calls) == 8
     assert sorted(made) == ["cpu", "cpu:1"]
@@ -429,13 +431,22 @@ def test_one_worker_per_device(tmp_path):
 # ---- the real CLI entry point ------------------------------------------------------------------
 
 
-def cli(tmp_path: Path, *args: str, stdin: bytes | None = None, env: dict | None = None,
-        popen: bool = False):
+def cli(tmp_path: Path, *args: str, stdin: bytes | None = None, env: dict | None = None, popen: bool = False):
     overlay, bundle = fe.write_model(tmp_path / "model")
-    cmd = [sys.executable, str(TESTS / "fake_engines.py"), "--registry", str(overlay), *args,
-           "--model", "fake-x2", "--weights", str(bundle)]
-    full = dict(os.environ, PYTHONPATH=str(REPO / "src"), NO_COLOR="1", COLUMNS="200",
-                RESTORECLI_CACHE=str(tmp_path / "cache"))
+    cmd = [
+        sys.executable,
+        str(TESTS / "fake_engines.py"),
+        "--registry",
+        str(overlay),
+        *args,
+        "--model",
+        "fake-x2",
+        "--weights",
+        str(bundle),
+    ]
+    full = dict(
+        os.environ, PYTHONPATH=str(REPO / "src"), NO_COLOR="1", COLUMNS="200", RESTORECLI_CACHE=str(tmp_path / "cache")
+    )
     full.update(env or {})
     if popen:
         return subprocess.Popen(cmd, env=full, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -525,8 +536,13 @@ def test_api_restore_images_keeps_layout_and_dtype():
     pil = Image.fromarray(np.zeros((5, 7, 3), np.uint8))
     outs = restorecli.restore_images([gray16, rgba, pil], engine=engine, seed=3)
     assert outs[0].shape == (12, 16) and outs[0].dtype == np.uint16
-    alpha = torch.nn.functional.interpolate(torch.from_numpy(rgba[..., 3] / 255.0)[None, None].float(),
-                                            scale_factor=2, mode="bicubic").clamp(0, 1)[0, 0].numpy()
+    alpha = (
+        torch.nn.functional.interpolate(
+            torch.from_numpy(rgba[..., 3] / 255.0)[None, None].float(), scale_factor=2, mode="bicubic"
+        )
+        .clamp(0, 1)[0, 0]
+        .numpy()
+    )
     assert outs[1].shape == (12, 16, 4) and np.abs(outs[1][..., 3] / 255.0 - alpha).max() <= 1 / 255
     assert outs[2].shape == (10, 14, 3) and outs[2].dtype == np.uint8
     alone = restorecli.restore_images([rgba], engine=engine, seed=3)

@@ -59,22 +59,46 @@ class Case:
 
 CASES = {
     # measured 20.95 dB (seeds 0-3: 19.3-20.6); code flips in the VQ snap dominate, see the docstring
-    "resshift-sr_x4": Case("resshift-realsr-x4-v3", ("resshift", "sr_x4"),
-                           {"unet": "unet.pth", "autoencoder": "autoencoder.pth"},
-                           lambda c: {"unet": c["unet"], "autoencoder": c["autoencoder"]}, "lq_01", 4, 10, 17.0),
+    "resshift-sr_x4": Case(
+        "resshift-realsr-x4-v3",
+        ("resshift", "sr_x4"),
+        {"unet": "unet.pth", "autoencoder": "autoencoder.pth"},
+        lambda c: {"unet": c["unet"], "autoencoder": c["autoencoder"]},
+        "lq_01",
+        4,
+        10,
+        17.0,
+    ),
     # measured 61.92 dB
-    "diffir-sr_x4": Case("diffir-srgan-x4", ("diffir", "sr_x4"), {"g": "checkpoint.pth"},
-                         lambda c: {"g": c}, "lq", 4, 0, 54.0),
+    "diffir-sr_x4": Case(
+        "diffir-srgan-x4", ("diffir", "sr_x4"), {"g": "checkpoint.pth"}, lambda c: {"g": c}, "lq", 4, 0, 54.0
+    ),
     # measured 60.60 dB
-    "diffir-deblur": Case("diffir-deblur", ("diffir", "deblur"), {"g": "checkpoint.pth"},
-                          lambda c: {"g": c}, "lq", 4, 0, 53.0),
+    "diffir-deblur": Case(
+        "diffir-deblur", ("diffir", "deblur"), {"g": "checkpoint.pth"}, lambda c: {"g": c}, "lq", 4, 0, 53.0
+    ),
     # measured 55.29 dB (seeds 0-3: 55.1-55.4)
-    "rddm-derain": Case("rddm-derain", ("rddm", "derain"), {"model": "checkpoint.pth"},
-                        lambda c: {"model": {"dim": c["UnetRes"]["dim"]}}, "input_01", 5, 10, 49.0),
+    "rddm-derain": Case(
+        "rddm-derain",
+        ("rddm", "derain"),
+        {"model": "checkpoint.pth"},
+        lambda c: {"model": {"dim": c["UnetRes"]["dim"]}},
+        "input_01",
+        5,
+        10,
+        49.0,
+    ),
     # measured 34.26 dB for 4 images (seeds 0-3 and 10: 32.9-34.6)
-    "ddo-ddim10": Case("ddo-cifar10", ("ddo", "ddim10"), {"unet": "checkpoint.pth"},
-                       lambda c: {"unet": {"channels": c["model"]["channels"],
-                                           "n_res_blocks": c["model"]["n_res_blocks"]}}, None, 10, 42, 29.0),
+    "ddo-ddim10": Case(
+        "ddo-cifar10",
+        ("ddo", "ddim10"),
+        {"unet": "checkpoint.pth"},
+        lambda c: {"unet": {"channels": c["model"]["channels"], "n_res_blocks": c["model"]["n_res_blocks"]}},
+        None,
+        10,
+        42,
+        29.0,
+    ),
 }
 
 
@@ -99,8 +123,12 @@ def count_bf16_layers(engine: Engine) -> tuple[list[Any], list[int]]:
         if isinstance(out, Tensor) and out.dtype == torch.bfloat16:
             seen[0] += 1
 
-    handles = [m.register_forward_hook(hook) for net in engine.nets.values() for m in net.modules()
-               if isinstance(m, (nn.Conv2d, nn.Linear))]
+    handles = [
+        m.register_forward_hook(hook)
+        for net in engine.nets.values()
+        for m in net.modules()
+        if isinstance(m, (nn.Conv2d, nn.Linear))
+    ]
     return handles, seen
 
 

@@ -79,7 +79,7 @@ def test_full_size_network_has_the_official_keys(shared, model):
     info = json.loads(rddm(shared, "keys", FULL[model]).read_text())
     net = RDDMEngine.build_component(load_registry().get(model).components["model"], device="meta")
     prefix = "ema_model.model."
-    want = {k[len(prefix):]: v["shape"] for k, v in info["keys"].items() if k.startswith(prefix)}
+    want = {k[len(prefix) :]: v["shape"] for k, v in info["keys"].items() if k.startswith(prefix)}
     have = {k: list(v.shape) for k, v in net.state_dict().items()}
     assert have == want
     assert sum(p.numel() for p in net.parameters()) == info["params"]
@@ -88,6 +88,7 @@ def test_full_size_network_has_the_official_keys(shared, model):
 
 def meta_container(info: dict) -> dict:
     """A full-size official Trainer.save container built on the meta device from a key list."""
+
     def tensors(keys: dict) -> dict:
         dtypes = {"float32": torch.float32, "int64": torch.int64}
         return {k: torch.empty(v["shape"], dtype=dtypes[v["dtype"]], device="meta") for k, v in keys.items()}
@@ -125,8 +126,12 @@ def test_conversion_uses_the_ema_weights_not_the_online_ones(shared):
 def test_other_layouts_are_refused_with_one_line(shared):
     comp = load_registry().get("rddm-derain").components["model"]
     ckpt = torch.load(rddm(shared, "derain", "checkpoint.pth"), weights_only=True)
-    shared_encoder = {"ema": {"ema_model.model.init_conv.weight": torch.zeros(1),
-                              "ema_model.model.ups_no_skip.0.0.mlp.1.weight": torch.zeros(1)}}
+    shared_encoder = {
+        "ema": {
+            "ema_model.model.init_conv.weight": torch.zeros(1),
+            "ema_model.model.ups_no_skip.0.0.mlp.1.weight": torch.zeros(1),
+        }
+    }
     cases = {
         "no EMA": {k: v for k, v in ckpt.items() if k != "ema"},
         "shared-encoder": shared_encoder,
@@ -141,6 +146,7 @@ def test_other_layouts_are_refused_with_one_line(shared):
 
 # ---- schedules and the time grid ----------------------------------------------------------------
 
+
 def test_schedules_match_the_official_values(shared):
     data = json.loads(rddm(shared, "schedule.json").read_text())
     for scale in ("1", "0.01"):
@@ -148,9 +154,13 @@ def test_schedules_match_the_official_values(shared):
         for key in ("alphas_cumsum", "betas_cumsum"):
             np.testing.assert_array_equal(sched.buffers[key].numpy(), np.float32(ref["float32_buffers"][key]))
     ref, sched = data["exp0_convert_to_ddim"], ddpm_schedule()
-    for key, ref_key in (("alphas_cumsum", "alphas_cumsum"), ("betas2_cumsum", "betas2_cumsum"),
-                         ("betas_cumsum", "betas_cumsum"), ("alphas", "alphas_before_init"),
-                         ("betas2", "betas2_before_init")):
+    for key, ref_key in (
+        ("alphas_cumsum", "alphas_cumsum"),
+        ("betas2_cumsum", "betas2_cumsum"),
+        ("betas_cumsum", "betas_cumsum"),
+        ("alphas", "alphas_before_init"),
+        ("betas2", "betas2_before_init"),
+    ):
         np.testing.assert_array_equal(sched.buffers[key].numpy(), np.float32(ref[ref_key]))
     ref, sched = data["exp6_linspace_power_ratio1"], power_schedule(1000, 1.0)
     for key in ("alphas", "alphas_cumsum", "betas2", "betas2_cumsum", "betas_cumsum"):
@@ -180,8 +190,17 @@ def test_every_objective_recovers_the_clean_image_from_exact_targets(objective):
     outs = loss_targets(objective, x0, x_in, noise) + [None]
     modes = ("res_noise", "res", "noise") if objective == "pred_res_noise" else ("res_noise",)
     for mode in modes:
-        res, eps, est = interpret(objective, outs[0], outs[1], x_t, x_in, sched.at("alphas_cumsum", t),
-                                  sched.at("betas_cumsum", t), sched.at("one_minus_alphas_cumsum", t), mode)
+        res, eps, est = interpret(
+            objective,
+            outs[0],
+            outs[1],
+            x_t,
+            x_in,
+            sched.at("alphas_cumsum", t),
+            sched.at("betas_cumsum", t),
+            sched.at("one_minus_alphas_cumsum", t),
+            mode,
+        )
         assert maxdiff(est, x0) < 1e-5 and maxdiff(res, x_in - x0) < 1e-5 and maxdiff(eps, noise) < 1e-4
 
 
@@ -191,6 +210,7 @@ def test_eta_draws_once_per_intermediate_step_and_changes_the_result():
 
     def predict(img, t):
         from restorecli.engines.rddm.schedule import Prediction
+
         return Prediction(img * 0.1, img * 0.5, img.clamp(-1, 1))
 
     draws = []
@@ -263,8 +283,11 @@ def test_batch_results_do_not_depend_on_neighbours_and_padding_is_cropped(shared
     img = torch.from_numpy(pixels[100:137, 200:250].astype(np.float32) / 255).permute(2, 0, 1)[None]
     other = img.flip(-1)
     events = record(engine)
-    both = engine.restore(torch.cat([img, other]), steps=2,
-                          generators=[torch.Generator().manual_seed(3), torch.Generator().manual_seed(4)])
+    both = engine.restore(
+        torch.cat([img, other]),
+        steps=2,
+        generators=[torch.Generator().manual_seed(3), torch.Generator().manual_seed(4)],
+    )
     x_in = events[0]["x_in"]
     assert x_in.shape[-2:] == (40, 56) and both.shape == (2, 3, 37, 50)
     assert torch.all(x_in[..., 37:, :] == -1) and torch.all(x_in[..., :, 50:] == -1)
@@ -275,6 +298,7 @@ def test_batch_results_do_not_depend_on_neighbours_and_padding_is_cropped(shared
 
 
 # ---- generation conformance ----------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("batch_size", [0, 1])
 def test_generation_matches_the_official_two_loop_sampler(shared, batch_size):
@@ -291,9 +315,14 @@ def test_generation_matches_the_official_two_loop_sampler(shared, batch_size):
         # FLOAT time inputs: abar_t * 1000 to the residual UNet, bbar_t * 1000 to the noise UNet
         assert maxdiff(ev["pred"].extra["time0"], t[pre + "unet0_time_input"][k]) <= 1e-4
         assert maxdiff(ev["pred"].extra["time1"], t[pre + "unet1_time_input"][k]) <= 1e-4
-        for name, got in (("state", ev["state"]), ("unet0_raw", ev["pred"].extra["unet0"]),
-                          ("unet1_raw", ev["pred"].extra["unet1"]), ("res", ev["pred"].res),
-                          ("eps", ev["pred"].eps), ("x0", ev["pred"].x0)):
+        for name, got in (
+            ("state", ev["state"]),
+            ("unet0_raw", ev["pred"].extra["unet0"]),
+            ("unet1_raw", ev["pred"].extra["unet1"]),
+            ("res", ev["pred"].res),
+            ("eps", ev["pred"].eps),
+            ("x0", ev["pred"].x0),
+        ):
             assert maxdiff(got, t[pre + name][k]) <= TOL, (pre + name, k)
     assert maxdiff(steps_seen[10]["state"], t["loop1_final"]) <= TOL
     assert maxdiff(out, t["final_01"]) <= TOL
@@ -302,10 +331,27 @@ def test_generation_matches_the_official_two_loop_sampler(shared, batch_size):
 
 def test_full_length_sampler_draws_once_per_step():
     """--steps = T runs the official posterior chain: one initial draw plus one per t > 0."""
-    conf = {"dim": 8, "dim_mults": [1, 2], "channels": 3, "resnet_block_groups": 8, "condition": False,
-            "input_condition": False, "num_unet": 2}
-    spec = ModelSpec("tiny", "rddm", "generate", 1, {"model": ComponentSpec("model", "rddm.unetres", conf)},
-                     {"timesteps": 6, "image_size": 8, "schedule": {"type": "power"}}, 6, 6, 1, 6)
+    conf = {
+        "dim": 8,
+        "dim_mults": [1, 2],
+        "channels": 3,
+        "resnet_block_groups": 8,
+        "condition": False,
+        "input_condition": False,
+        "num_unet": 2,
+    }
+    spec = ModelSpec(
+        "tiny",
+        "rddm",
+        "generate",
+        1,
+        {"model": ComponentSpec("model", "rddm.unetres", conf)},
+        {"timesteps": 6, "image_size": 8, "schedule": {"type": "power"}},
+        6,
+        6,
+        1,
+        6,
+    )
     net = RDDMEngine.build_component(spec.components["model"])
     engine = RDDMEngine(spec, {"model": net.state_dict()})
     gen = torch.Generator().manual_seed(1)
@@ -332,6 +378,7 @@ def test_generation_and_restoration_models_refuse_the_other_job(shared):
 
 
 # ---- the paper's 256x256 protocol ----------------------------------------------------------------
+
 
 def test_resize256_preprocessing_is_the_official_one(shared):
     t = load_file(str(rddm(shared, "resize256", "tensors.safetensors")))
@@ -404,8 +451,10 @@ def test_shadow_network_input_is_state_image_then_mask_in_0_1():
     engine = shadow_engine()
     assert engine.cfg.input_condition and engine.cfg.input_condition_mask
     seen: list[torch.Tensor] = []
-    hooks = [net.register_forward_pre_hook(lambda module, args: seen.append(args[0].clone()))
-             for net in (engine.unet0, engine.unet1)]
+    hooks = [
+        net.register_forward_pre_hook(lambda module, args: seen.append(args[0].clone()))
+        for net in (engine.unet0, engine.unet1)
+    ]
     events = record(engine)
     img = torch.rand(1, 3, 12, 10, generator=torch.Generator().manual_seed(2))
     mask = torch.zeros(1, 1, 12, 10)
@@ -426,13 +475,18 @@ def test_shadow_network_input_is_state_image_then_mask_in_0_1():
 
 # ---- registry, weights and the command line ----------------------------------------------------
 
+
 def test_registry_entries():
     reg = load_registry()
     gen = reg.get("rddm-celeba64")
     assert gen.task == "generate" and gen.origin == "official" and gen.default_steps == 10 and gen.max_steps == 1000
     assert gen.components["model"].sources[0].url.startswith("https://rec.ustc.edu.cn/share/")
-    for name, task in (("rddm-derain", "derain"), ("rddm-lowlight", "lowlight"), ("rddm-deblur", "deblur"),
-                       ("rddm-shadow", "shadow")):
+    for name, task in (
+        ("rddm-derain", "derain"),
+        ("rddm-lowlight", "lowlight"),
+        ("rddm-deblur", "deblur"),
+        ("rddm-shadow", "shadow"),
+    ):
         spec = reg.get(name)
         assert spec.task == task and spec.origin == "user-trained" and spec.min_steps == 1 and spec.max_steps == 1000
         (src,) = spec.components["model"].sources
@@ -463,9 +517,26 @@ def test_cli_generate_and_derain_reproduce_the_official_outputs(shared, tmp_path
     overlay.write_text(OVERLAY)
     env = {"RESTORECLI_CACHE": str(tmp_path / "cache"), "RESTORECLI_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     gen = load_file(str(rddm(shared, "generation", "tensors.safetensors")))
-    r = run_cli("--registry", str(overlay), "generate", str(tmp_path / "gen"), "--model", "rddm-celeba64", "-n", "2",
-                "--steps", "10", "--seed", "10", "--device", "cpu", "--grid",
-                "--weights", str(rddm(shared, "generation", "checkpoint.pth")), env=env)
+    r = run_cli(
+        "--registry",
+        str(overlay),
+        "generate",
+        str(tmp_path / "gen"),
+        "--model",
+        "rddm-celeba64",
+        "-n",
+        "2",
+        "--steps",
+        "10",
+        "--seed",
+        "10",
+        "--device",
+        "cpu",
+        "--grid",
+        "--weights",
+        str(rddm(shared, "generation", "checkpoint.pth")),
+        env=env,
+    )
     assert r.returncode == 0, r.stderr.decode()
     for k in range(2):
         png = np.asarray(Image.open(tmp_path / "gen" / f"rddm-celeba64_s10_{k:04d}.png"))
@@ -475,9 +546,24 @@ def test_cli_generate_and_derain_reproduce_the_official_outputs(shared, tmp_path
 
     der = load_file(str(rddm(shared, "derain", "tensors.safetensors")))
     Image.fromarray(der["input_uint8"][0].permute(1, 2, 0).numpy()).save(tmp_path / "rain.png")
-    r = run_cli("--registry", str(overlay), "derain", str(tmp_path / "rain.png"), str(tmp_path / "clean.png"),
-                "--model", "rddm-derain", "--weights", str(rddm(shared, "derain", "checkpoint.pth")),
-                "--steps", "5", "--seed", "10", "--device", "cpu", env=env)
+    r = run_cli(
+        "--registry",
+        str(overlay),
+        "derain",
+        str(tmp_path / "rain.png"),
+        str(tmp_path / "clean.png"),
+        "--model",
+        "rddm-derain",
+        "--weights",
+        str(rddm(shared, "derain", "checkpoint.pth")),
+        "--steps",
+        "5",
+        "--seed",
+        "10",
+        "--device",
+        "cpu",
+        env=env,
+    )
     assert r.returncode == 0, r.stderr.decode()
     png = np.asarray(Image.open(tmp_path / "clean.png"))
     want = der["final_uint8"][0].permute(1, 2, 0).numpy()

@@ -26,8 +26,9 @@ def test_readme_main_command_runs_offline_with_an_empty_cache(tmp_path):
     argv = main_command()
     shutil.copytree(REPO / "examples", tmp_path / "examples")  # as in a fresh clone
     cache = tmp_path / "empty-cache"
-    r = run_cli(*argv, cwd=tmp_path, env={"RESTORECLI_CACHE": str(cache), "HF_HUB_OFFLINE": "1",
-                                          "RESTORECLI_OFFLINE": "1"})
+    r = run_cli(
+        *argv, cwd=tmp_path, env={"RESTORECLI_CACHE": str(cache), "HF_HUB_OFFLINE": "1", "RESTORECLI_OFFLINE": "1"}
+    )
     assert r.returncode == 0, r.stderr.decode()
     out = tmp_path / argv[-1]
     src = np.asarray(Image.open(tmp_path / argv[-2]).convert("RGB"), np.float32)
@@ -40,8 +41,7 @@ def test_offline_error_names_the_tasks_that_work_offline(tmp_path):
     from PIL import Image as _Image
 
     _Image.fromarray(np.full((32, 32, 3), 90, np.uint8)).save(tmp_path / "a.png")
-    r = run_cli("--offline", "sr", "a.png", "b.png", cwd=tmp_path,
-                env={"RESTORECLI_CACHE": str(tmp_path / "cache")})
+    r = run_cli("--offline", "sr", "a.png", "b.png", cwd=tmp_path, env={"RESTORECLI_CACHE": str(tmp_path / "cache")})
     err = r.stderr.decode()
     assert r.returncode == 4, err
     assert len(err.strip().splitlines()) == 1

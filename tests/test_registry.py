@@ -47,10 +47,7 @@ def test_unknown_model_is_a_usage_error():
 
 def test_overlay_replaces_only_what_it_states(tmp_path):
     overlay = tmp_path / "weights.toml"
-    overlay.write_text(
-        '[models.resshift-realsr-x4-v3.components.unet]\n'
-        'url = "http://127.0.0.1:9/mirror/unet.pth"\n'
-    )
+    overlay.write_text('[models.resshift-realsr-x4-v3.components.unet]\nurl = "http://127.0.0.1:9/mirror/unet.pth"\n')
     base = load_registry().get("resshift-realsr-x4-v3")
     spec = load_registry((overlay,)).get("resshift-realsr-x4-v3")
     assert spec.components["unet"].url == "http://127.0.0.1:9/mirror/unet.pth"
@@ -60,8 +57,18 @@ def test_overlay_replaces_only_what_it_states(tmp_path):
 
 def test_component_must_name_a_known_arch():
     with pytest.raises(UsageError, match="unknown arch"):
-        parse_registry({"models": {"m": {"method": "resshift", "task": "sr", "trained_steps": 1,
-                                          "components": {"unet": {"arch": "nope"}}}}})
+        parse_registry(
+            {
+                "models": {
+                    "m": {
+                        "method": "resshift",
+                        "task": "sr",
+                        "trained_steps": 1,
+                        "components": {"unet": {"arch": "nope"}},
+                    }
+                }
+            }
+        )
 
 
 def test_packaged_registry_exists():

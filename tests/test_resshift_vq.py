@@ -123,7 +123,7 @@ def test_mid_attention_equals_explicit_softmax() -> None:
         y = block.norm(x)
         q = block.q(y).reshape(2, 64, 120).permute(0, 2, 1)
         k = block.k(y).reshape(2, 64, 120)
-        w = torch.softmax(torch.bmm(q, k) * 64 ** -0.5, dim=2)
+        w = torch.softmax(torch.bmm(q, k) * 64**-0.5, dim=2)
         v = block.v(y).reshape(2, 64, 120)
         ref = x + block.proj_out(torch.bmm(v, w.permute(0, 2, 1)).reshape(2, 64, 12, 10))
         with attention.reference_mode():
@@ -133,9 +133,22 @@ def test_mid_attention_equals_explicit_softmax() -> None:
 
 
 def test_rejects_unsupported_configs() -> None:
-    cfg = {"embed_dim": 3, "n_embed": 8, "ddconfig": {
-        "double_z": True, "z_channels": 3, "resolution": 64, "in_channels": 3, "out_ch": 3, "ch": 32,
-        "ch_mult": [1, 2], "num_res_blocks": 1, "attn_resolutions": [], "dropout": 0.0}}
+    cfg = {
+        "embed_dim": 3,
+        "n_embed": 8,
+        "ddconfig": {
+            "double_z": True,
+            "z_channels": 3,
+            "resolution": 64,
+            "in_channels": 3,
+            "out_ch": 3,
+            "ch": 32,
+            "ch_mult": [1, 2],
+            "num_res_blocks": 1,
+            "attn_resolutions": [],
+            "dropout": 0.0,
+        },
+    }
     with pytest.raises(ValueError, match="double_z"):
         build_vq(cfg, device="meta")
     cfg["ddconfig"]["double_z"] = False

@@ -102,11 +102,10 @@ def test_tiles_draw_in_row_major_order_from_the_images_one_generator():
     """As the official splitter with the global RNG: tile after tile, left to right, top to bottom, one stream."""
     engine = NoiseEngine()
     image = torch.zeros(1, 3, 48, 72)
-    tiled = restore_tiled(engine, image, None, steps=1, generator=torch.Generator().manual_seed(7), tile=24,
-                          overlap=0)
+    tiled = restore_tiled(engine, image, None, steps=1, generator=torch.Generator().manual_seed(7), tile=24, overlap=0)
     stream = torch.Generator().manual_seed(7)
     expected = torch.empty(1, 3, 48, 72)
     for top in (0, 24):
         for left in (0, 24, 48):
-            expected[..., top:top + 24, left:left + 24] = torch.randn(1, 3, 24, 24, generator=stream)
+            expected[..., top : top + 24, left : left + 24] = torch.randn(1, 3, 24, 24, generator=stream)
     assert torch.equal(tiled, expected)

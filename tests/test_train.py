@@ -64,8 +64,14 @@ def test_validation_sampler_reproduces_official_loop(shared, case):
     tensors = load_file(str(root / "tensors.safetensors"))
     steps = json.loads((root / "case.json").read_text())["sampler"]["steps"]
     nets = {"unet0": Replay(tensors["step_unet0_raw"]), "unet1": Replay(tensors["step_unet1_raw"])}
-    out = sample(nets, "pred_res_noise", linear_schedule(), tensors["input_01"], steps=steps,
-                   generator=torch.Generator().manual_seed(10))
+    out = sample(
+        nets,
+        "pred_res_noise",
+        linear_schedule(),
+        tensors["input_01"],
+        steps=steps,
+        generator=torch.Generator().manual_seed(10),
+    )
     states = torch.stack([x[:, :3] for x in nets["unet0"].inputs])
     assert (states - tensors["step_state"]).abs().max() <= 1e-5
     assert torch.equal(torch.stack(nets["unet0"].times), tensors["step_t"])
@@ -131,8 +137,21 @@ def write_clean_images(folder: Path, count: int = 6, size: int = 48) -> None:
 
 
 def tiny_config(clean: Path, **kw) -> TrainConfig:
-    base = dict(dim=8, dim_mults=(1, 2), batch_size=2, crop=32, iters=4, val_every=0, save_every=2,
-                val_size=32, val_count=1, held_out=0.2, clean=[str(clean)], steps=2, seed=1)
+    base = dict(
+        dim=8,
+        dim_mults=(1, 2),
+        batch_size=2,
+        crop=32,
+        iters=4,
+        val_every=0,
+        save_every=2,
+        val_size=32,
+        val_count=1,
+        held_out=0.2,
+        clean=[str(clean)],
+        steps=2,
+        seed=1,
+    )
     base.update(kw)
     return TrainConfig(**base)
 
@@ -154,10 +173,16 @@ def test_resume_continues_exactly(tmp_path):
 
 
 def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "RESTORECLI_OFFLINE": "1", "OMP_NUM_THREADS": "1",
-           "RESTORECLI_CACHE": str(cwd / "cache")}
-    return subprocess.run([sys.executable, "-m", "restorecli", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=300)
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO / "src"),
+        "RESTORECLI_OFFLINE": "1",
+        "OMP_NUM_THREADS": "1",
+        "RESTORECLI_CACHE": str(cwd / "cache"),
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "restorecli", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
+    )
 
 
 def test_time_limit_counts_the_interrupted_runs_time(tmp_path, monkeypatch):
@@ -185,18 +210,54 @@ def test_time_limit_counts_the_interrupted_runs_time(tmp_path, monkeypatch):
 def test_train_save_reload_restore_through_cli(tmp_path):
     """The acceptance path: train a tiny net, then `restore derain --weights` runs the bundle it wrote."""
     write_clean_images(tmp_path / "clean")
-    r = run_cli("train", "rddm", "--clean", str(tmp_path / "clean"), "-o", str(tmp_path / "run"),
-                "--dim", "8", "--dim-mults", "1,2", "--iters", "3", "--batch-size", "1", "--crop", "32",
-                "--val-every", "0", "--val-size", "32", "--steps", "2", "--device", "cpu", "--half",
-                "--name", "tiny-derain", cwd=tmp_path)
+    r = run_cli(
+        "train",
+        "rddm",
+        "--clean",
+        str(tmp_path / "clean"),
+        "-o",
+        str(tmp_path / "run"),
+        "--dim",
+        "8",
+        "--dim-mults",
+        "1,2",
+        "--iters",
+        "3",
+        "--batch-size",
+        "1",
+        "--crop",
+        "32",
+        "--val-every",
+        "0",
+        "--val-size",
+        "32",
+        "--steps",
+        "2",
+        "--device",
+        "cpu",
+        "--half",
+        "--name",
+        "tiny-derain",
+        cwd=tmp_path,
+    )
     assert r.returncode == 0, r.stderr
     bundle = tmp_path / "run" / "last.safetensors"
     assert bundle.is_file()
     with open(tmp_path / "run" / "log.jsonl") as fh:
         assert json.loads(fh.readlines()[-1])["step"] == 3
     Image.fromarray(np.full((40, 56, 3), 120, np.uint8)).save(tmp_path / "photo.png")
-    r = run_cli("derain", str(tmp_path / "photo.png"), str(tmp_path / "out.png"), "--weights", str(bundle),
-                "--device", "cpu", "--steps", "2", cwd=tmp_path)
+    r = run_cli(
+        "derain",
+        str(tmp_path / "photo.png"),
+        str(tmp_path / "out.png"),
+        "--weights",
+        str(bundle),
+        "--device",
+        "cpu",
+        "--steps",
+        "2",
+        cwd=tmp_path,
+    )
     assert r.returncode == 0, r.stderr
     out = np.asarray(Image.open(tmp_path / "out.png"))
     assert out.shape == (40, 56, 3)
@@ -220,23 +281,33 @@ def test_api_checks_steps_against_the_trained_bundles_own_spec(tmp_path):
     # the registered derain default samples 1 or 2 steps; this bundle was trained for 5 (and accepts 1..1000)
     assert load_registry().default_for("derain").max_steps == 2
     wide = tiny_bundle(tmp_path / "wide.safetensors", task="derain", steps=5)
-    report = restorecli.restore(tmp_path / "photo.png", tmp_path / "out.png", task="derain", weights=[str(wide)],
-                                steps=5, device="cpu")
+    report = restorecli.restore(
+        tmp_path / "photo.png", tmp_path / "out.png", task="derain", weights=[str(wide)], steps=5, device="cpu"
+    )
     assert report.exit_code == 0 and (tmp_path / "out.png").is_file()
     # the registered RDDM deblurring model accepts up to 1000 steps; this bundle (t >= 499 only) accepts 1 or 2
     assert load_registry().get("rddm-deblur").max_steps == 1000
     narrow = tiny_bundle(tmp_path / "narrow.safetensors", task="deblur", steps=2, t_min=499)
     with pytest.raises(UsageError, match="--steps 5 is not accepted by model 'narrow'"):
-        restorecli.restore(tmp_path / "photo.png", tmp_path / "out2.png", task="deblur", model="rddm-deblur",
-                           weights=[str(narrow)], steps=5, device="cpu")
+        restorecli.restore(
+            tmp_path / "photo.png",
+            tmp_path / "out2.png",
+            task="deblur",
+            model="rddm-deblur",
+            weights=[str(narrow)],
+            steps=5,
+            device="cpu",
+        )
     assert not (tmp_path / "out2.png").exists()
 
 
 def test_optimizer_state_follows_parameter_names():
     """Resuming into a network that registers the same parameters in another order keeps each moment with its parameter."""
     a, b = torch.zeros(2), torch.zeros(3)
-    state = {"state": {0: {"exp_avg": torch.ones(2)}, 1: {"exp_avg": torch.ones(3)}},
-             "param_groups": [{"lr": 1e-3, "params": [0, 1]}]}
+    state = {
+        "state": {0: {"exp_avg": torch.ones(2)}, 1: {"exp_avg": torch.ones(3)}},
+        "param_groups": [{"lr": 1e-3, "params": [0, 1]}],
+    }
     out = _reorder_opt_state(state, ["n.a", "n.b"], ["n.b", "n.a"])
     assert out["state"][0]["exp_avg"].shape == b.shape and out["state"][1]["exp_avg"].shape == a.shape
     assert _reorder_opt_state(state, None, ["n.a", "n.b"]) is state

@@ -57,15 +57,38 @@ def _engine_for(
 ) -> Engine:
     return _cached_engine(
         key,
-        lambda: engine_for_spec(spec, weights=weights, device=device, precision=precision, offline=offline,
-                                cache_dir=cache_dir, bundle=bundle),
+        lambda: engine_for_spec(
+            spec,
+            weights=weights,
+            device=device,
+            precision=precision,
+            offline=offline,
+            cache_dir=cache_dir,
+            bundle=bundle,
+        ),
     )
 
 
-def _key(model: str | None, task: str, device: str, precision: str, weights: Sequence[str] | None,
-         registry_files: Sequence[Path | str], offline: bool, cache_dir: Path | None) -> tuple[Any, ...]:
-    return (model, task, device, precision, tuple(weights or ()), tuple(map(str, registry_files)), offline,
-            str(cache_dir))
+def _key(
+    model: str | None,
+    task: str,
+    device: str,
+    precision: str,
+    weights: Sequence[str] | None,
+    registry_files: Sequence[Path | str],
+    offline: bool,
+    cache_dir: Path | None,
+) -> tuple[Any, ...]:
+    return (
+        model,
+        task,
+        device,
+        precision,
+        tuple(weights or ()),
+        tuple(map(str, registry_files)),
+        offline,
+        str(cache_dir),
+    )
 
 
 def load_model(
@@ -82,12 +105,20 @@ def load_model(
     """A ready engine, loaded once per process for the same arguments (later calls reuse it)."""
     spec = resolve_spec(model, task, weights, registry_files)
     key = _key(model, task, device, precision, weights, registry_files, offline, cache_dir)
-    return _engine_for(spec, key, weights=weights, device=device, precision=precision, offline=offline,
-                       cache_dir=cache_dir)
+    return _engine_for(
+        spec, key, weights=weights, device=device, precision=precision, offline=offline, cache_dir=cache_dir
+    )
 
 
-def _plan(engine: Engine | None, model: str | None, task: str, steps: int | None, seed: int | None,
-          registry_files: Sequence[Path | str], weights: Sequence[str] | None = None) -> tuple[ModelSpec, int, int]:
+def _plan(
+    engine: Engine | None,
+    model: str | None,
+    task: str,
+    steps: int | None,
+    seed: int | None,
+    registry_files: Sequence[Path | str],
+    weights: Sequence[str] | None = None,
+) -> tuple[ModelSpec, int, int]:
     """The spec that runs, its steps and its seed, exactly as every entry point picks them.
 
     The spec is the engine's, else the registered model's, else (for one `--weights` bundle
@@ -97,8 +128,15 @@ def _plan(engine: Engine | None, model: str | None, task: str, steps: int | None
     return spec, spec.check_steps(steps), int(spec.extra.get("default_seed", 0) if seed is None else seed)
 
 
-def _resolve(engine: Engine | None, model: str | None, task: str, steps: int | None, seed: int | None,
-             registry_files: Sequence[Path | str], weights: Sequence[str] | None = None) -> tuple[int, int]:
+def _resolve(
+    engine: Engine | None,
+    model: str | None,
+    task: str,
+    steps: int | None,
+    seed: int | None,
+    registry_files: Sequence[Path | str],
+    weights: Sequence[str] | None = None,
+) -> tuple[int, int]:
     """(steps, seed) exactly as the CLI picks them for this model."""
     _, steps, seed = _plan(engine, model, task, steps, seed, registry_files, weights)
     return steps, seed
@@ -146,8 +184,16 @@ def run_restore(
             chosen = engine
         else:
             key = (*_key(model, task, dev or device, precision, weights, registry_files, offline, cache_dir), resize)
-            chosen = _engine_for(spec, key, weights=weights, device=dev or device, precision=precision,
-                                 offline=offline, cache_dir=cache_dir, bundle=bundle)
+            chosen = _engine_for(
+                spec,
+                key,
+                weights=weights,
+                device=dev or device,
+                precision=precision,
+                offline=offline,
+                cache_dir=cache_dir,
+                bundle=bundle,
+            )
         if resize is not None:
             if not hasattr(chosen, "resize"):
                 raise UsageError(f"--resize is not supported by model '{spec.name}'")
@@ -156,8 +202,15 @@ def run_restore(
 
     from .jobs.pipeline import run_job
 
-    opts = JobOptions(task=task, inputs=[str(p) for p in raw], output=None if output is None else str(output),
-                      steps=steps, seed=seed, quiet=quiet, **job_options)
+    opts = JobOptions(
+        task=task,
+        inputs=[str(p) for p in raw],
+        output=None if output is None else str(output),
+        steps=steps,
+        seed=seed,
+        quiet=quiet,
+        **job_options,
+    )
     return run_job(make_engine, opts, console)
 
 
@@ -192,9 +245,23 @@ def restore(
     after the finished files are written.
     """
     report = run_restore(
-        inputs, output, task=task, model=model, steps=steps, seed=seed, device=device, precision=precision,
-        weights=weights, engine=engine, registry_files=registry_files, offline=offline, cache_dir=cache_dir,
-        quiet=quiet, console=console, resize=resize, **job_options,
+        inputs,
+        output,
+        task=task,
+        model=model,
+        steps=steps,
+        seed=seed,
+        device=device,
+        precision=precision,
+        weights=weights,
+        engine=engine,
+        registry_files=registry_files,
+        offline=offline,
+        cache_dir=cache_dir,
+        quiet=quiet,
+        console=console,
+        resize=resize,
+        **job_options,
     )
     if report.interrupted is not None:
         raise KeyboardInterrupt
@@ -230,25 +297,34 @@ def restore_images(
     from .runtime.restorer import Restorer
 
     if engine is None:
-        engine = load_model(model, task, device=device, precision=precision, weights=weights,
-                            registry_files=registry_files, offline=offline)
+        engine = load_model(
+            model,
+            task,
+            device=device,
+            precision=precision,
+            weights=weights,
+            registry_files=registry_files,
+            offline=offline,
+        )
     _, steps, seed = _plan(engine, model, task, steps, seed, registry_files, weights)
     restorer = Restorer(engine, steps=steps, seed=seed, tile=tile, overlap=tile_overlap)
     decoded = [picture_from_array(im) for im in images]
     tensors = [to_tensor(pic) for pic, _ in decoded]
-    mask_t = [None if masks is None or masks[i] is None else mask_tensor(_mask_bits(masks[i]))
-              for i in range(len(decoded))]
+    mask_t = [
+        None if masks is None or masks[i] is None else mask_tensor(_mask_bits(masks[i])) for i in range(len(decoded))
+    ]
     for i, (x, m) in enumerate(zip(tensors, mask_t)):
         if m is not None and m.shape[-2:] != x.shape[-2:]:
-            raise ImageFailed(f"image {i}: mask is {m.shape[-1]}x{m.shape[-2]} but the image is "
-                              f"{x.shape[-1]}x{x.shape[-2]}")
+            raise ImageFailed(
+                f"image {i}: mask is {m.shape[-1]}x{m.shape[-2]} but the image is {x.shape[-1]}x{x.shape[-2]}"
+            )
     groups: dict[tuple[int, ...], list[int]] = {}
     for i, x in enumerate(tensors):
         groups.setdefault((*x.shape[-2:], mask_t[i] is not None), []).append(i)
     results: list[np.ndarray | None] = [None] * len(decoded)
     for members in groups.values():
         for start in range(0, len(members), max(1, batch_size)):
-            chunk = members[start:start + max(1, batch_size)]
+            chunk = members[start : start + max(1, batch_size)]
             outs = restorer.run([tensors[i] for i in chunk], [mask_t[i] for i in chunk])
             for i, out in zip(chunk, outs):
                 if isinstance(out, ImageFailed):
@@ -293,10 +369,10 @@ def generate(
     from .jobs.generate import write_generated
 
     spec, steps, seed = _plan(None, model, "generate", steps, seed, registry_files, weights)
-    engine = engine_for_spec(spec, weights=weights, device=device, precision=precision, offline=offline,
-                             cache_dir=cache_dir)
-    return write_generated(engine, Path(output), count=count, steps=steps, seed=seed, batch_size=batch_size,
-                           grid=grid)
+    engine = engine_for_spec(
+        spec, weights=weights, device=device, precision=precision, offline=offline, cache_dir=cache_dir
+    )
+    return write_generated(engine, Path(output), count=count, steps=steps, seed=seed, batch_size=batch_size, grid=grid)
 
 
 class FileBatchRestorer:
@@ -307,21 +383,31 @@ class FileBatchRestorer:
     Ray job resumes. Returns the batch with "output", "status" and "reason" columns added.
     """
 
-    def __init__(self, output: str | Path, *, input_root: str | Path | None = None, task: str = "sr",
-                 model: str | None = None, engine: Engine | None = None, device: str = "auto",
-                 precision: str = "auto", weights: Sequence[str] | None = None,
-                 registry_files: Sequence[Path | str] = (), **options: Any) -> None:
+    def __init__(
+        self,
+        output: str | Path,
+        *,
+        input_root: str | Path | None = None,
+        task: str = "sr",
+        model: str | None = None,
+        engine: Engine | None = None,
+        device: str = "auto",
+        precision: str = "auto",
+        weights: Sequence[str] | None = None,
+        registry_files: Sequence[Path | str] = (),
+        **options: Any,
+    ) -> None:
         self.output, self.task, self.model = str(output), task, model
         self.options = dict(options, relative_to=None if input_root is None else str(input_root))
-        self.engine = engine or load_model(model, task, device=device, precision=precision, weights=weights,
-                                           registry_files=registry_files)
+        self.engine = engine or load_model(
+            model, task, device=device, precision=precision, weights=weights, registry_files=registry_files
+        )
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         import numpy as np
 
         paths = [str(p) for p in batch["path"]]
-        report = restore(paths, self.output, task=self.task, model=self.model, engine=self.engine,
-                         **self.options)
+        report = restore(paths, self.output, task=self.task, model=self.model, engine=self.engine, **self.options)
         by_path = {r.path: r for r in report.records}
         out = dict(batch)
         out["output"] = np.array([getattr(by_path.get(p), "output", None) or "" for p in paths], dtype=object)
@@ -333,9 +419,18 @@ class FileBatchRestorer:
 class ImageBatchRestorer:
     """For `map_batches` over `ray.data.read_images(...)`: restores the "image" column in place."""
 
-    def __init__(self, *, task: str = "sr", model: str | None = None, engine: Engine | None = None,
-                 device: str = "auto", precision: str = "auto", weights: Sequence[str] | None = None,
-                 column: str = "image", **options: Any) -> None:
+    def __init__(
+        self,
+        *,
+        task: str = "sr",
+        model: str | None = None,
+        engine: Engine | None = None,
+        device: str = "auto",
+        precision: str = "auto",
+        weights: Sequence[str] | None = None,
+        column: str = "image",
+        **options: Any,
+    ) -> None:
         self.task, self.model, self.column, self.options = task, model, column, options
         self.engine = engine or load_model(model, task, device=device, precision=precision, weights=weights)
 

@@ -41,10 +41,19 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _main(
-    offline: Annotated[bool, typer.Option("--offline", envvar="RESTORECLI_OFFLINE", help="Never use the network; only cached weights.")] = False,
-    cache_dir: Annotated[Optional[Path], typer.Option("--cache-dir", envvar="RESTORECLI_CACHE", help="Where downloaded weights are kept.")] = None,
-    registry: Annotated[Optional[list[Path]], typer.Option("--registry", help="Extra weights.toml overlay (repeatable).")] = None,
-    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")] = False,
+    offline: Annotated[
+        bool, typer.Option("--offline", envvar="RESTORECLI_OFFLINE", help="Never use the network; only cached weights.")
+    ] = False,
+    cache_dir: Annotated[
+        Optional[Path],
+        typer.Option("--cache-dir", envvar="RESTORECLI_CACHE", help="Where downloaded weights are kept."),
+    ] = None,
+    registry: Annotated[
+        Optional[list[Path]], typer.Option("--registry", help="Extra weights.toml overlay (repeatable).")
+    ] = None,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
+    ] = False,
 ) -> None:
     GLOBAL.offline = offline
     GLOBAL.cache_dir = cache_dir

@@ -49,8 +49,12 @@ def _task_command(task: str, summary: str, with_mask: bool = False, with_resize:
 
     def command(
         input: Annotated[str, typer.Argument(help="Image file, folder, glob, @list.txt, or - for stdin.")],
-        output: Annotated[Optional[str], typer.Argument(help="File, folder, or - for stdout; default: next to the input.")] = None,
-        mask: Annotated[Optional[str], typer.Option("--mask", help="Mask image or folder (white = area to fill).")] = None,
+        output: Annotated[
+            Optional[str], typer.Argument(help="File, folder, or - for stdout; default: next to the input.")
+        ] = None,
+        mask: Annotated[
+            Optional[str], typer.Option("--mask", help="Mask image or folder (white = area to fill).")
+        ] = None,
         model: Model = None,
         weights: Weights = None,
         steps: Steps = None,
@@ -75,13 +79,38 @@ def _task_command(task: str, summary: str, with_mask: bool = False, with_resize:
         if with_mask and mask is None:
             raise UsageError(f"'restore {task}' needs --mask MASK", "white (255) marks the area to fill")
         if mask is not None and not with_mask:
-            raise UsageError(f"'restore {task}' takes no --mask", "masks are for 'restore inpaint' and 'restore shadow'")
+            raise UsageError(
+                f"'restore {task}' takes no --mask", "masks are for 'restore inpaint' and 'restore shadow'"
+            )
         report = run_restore(
-            [input], output, task=task, model=model, steps=steps, seed=seed, device=device, precision=precision,
-            weights=weights, registry_files=GLOBAL.registry, offline=GLOBAL.offline, cache_dir=GLOBAL.cache_dir,
-            quiet=quiet, console=err_console, resize=resize, mask=mask, recursive=recursive, suffix=suffix,
-            ext=ext, quality=quality, overwrite=overwrite, shard=parse_shard(shard), batch_size=batch_size,
-            tile=tile, tile_overlap=tile_overlap, json=json, verbose=verbose, devices=parse_devices(devices),
+            [input],
+            output,
+            task=task,
+            model=model,
+            steps=steps,
+            seed=seed,
+            device=device,
+            precision=precision,
+            weights=weights,
+            registry_files=GLOBAL.registry,
+            offline=GLOBAL.offline,
+            cache_dir=GLOBAL.cache_dir,
+            quiet=quiet,
+            console=err_console,
+            resize=resize,
+            mask=mask,
+            recursive=recursive,
+            suffix=suffix,
+            ext=ext,
+            quality=quality,
+            overwrite=overwrite,
+            shard=parse_shard(shard),
+            batch_size=batch_size,
+            tile=tile,
+            tile_overlap=tile_overlap,
+            json=json,
+            verbose=verbose,
+            devices=parse_devices(devices),
         )
         raise typer.Exit(report.exit_code)
 
@@ -103,22 +132,36 @@ TASKS = {
 
 def generate(
     output: Annotated[Path, typer.Argument(help="Folder for the generated PNGs.")],
-    model: Annotated[str, typer.Option("--model", "-m", help="Generation model, e.g. rddm-celeba64.")] = "rddm-celeba64",
+    model: Annotated[
+        str, typer.Option("--model", "-m", help="Generation model, e.g. rddm-celeba64.")
+    ] = "rddm-celeba64",
     count: Annotated[int, typer.Option("-n", "--count", min=1, help="How many images.")] = 16,
     weights: Weights = None,
     steps: Steps = None,
     seed: Seed = None,
     device: Device = "auto",
     precision: Precision = "auto",
-    batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=0, help="Images per network call (0 = all).")] = 0,
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", "-b", min=0, help="Images per network call (0 = all).")
+    ] = 0,
     grid: Annotated[bool, typer.Option("--grid", help="Also write grid.png with all images.")] = False,
     quiet: Quiet = False,
 ) -> None:
     """Generate images with an unconditional model (RDDM CelebA 64, DDO CIFAR-10)."""
     paths = api_generate(
-        model, output, count=count, weights=weights, steps=steps, seed=seed, device=device,
-        precision=precision, batch_size=batch_size, grid=grid,
-        registry_files=GLOBAL.registry, offline=GLOBAL.offline, cache_dir=GLOBAL.cache_dir,
+        model,
+        output,
+        count=count,
+        weights=weights,
+        steps=steps,
+        seed=seed,
+        device=device,
+        precision=precision,
+        batch_size=batch_size,
+        grid=grid,
+        registry_files=GLOBAL.registry,
+        offline=GLOBAL.offline,
+        cache_dir=GLOBAL.cache_dir,
     )
     if not quiet:
         err_console.print(f"wrote {len(paths)} image(s) to {output}")

@@ -33,9 +33,14 @@ def models_cmd(
 
 
 def fetch_cmd(
-    models: Annotated[Optional[list[str]], typer.Argument(help="Models to download (see 'restore models').", show_default=False)] = None,
+    models: Annotated[
+        Optional[list[str]], typer.Argument(help="Models to download (see 'restore models').", show_default=False)
+    ] = None,
     all_models: Annotated[bool, typer.Option("--all", help="Every model whose files can be downloaded.")] = False,
-    files: Annotated[Optional[list[str]], typer.Option("--file", help="[COMPONENT=]PATH of an official file downloaded by hand (one model).")] = None,
+    files: Annotated[
+        Optional[list[str]],
+        typer.Option("--file", help="[COMPONENT=]PATH of an official file downloaded by hand (one model)."),
+    ] = None,
     force: Annotated[bool, typer.Option("--force", help="Download and convert again even if cached.")] = False,
     quiet: Quiet = False,
 ) -> None:
@@ -65,8 +70,13 @@ def fetch_cmd(
         local = parsed
     worst = 0
     for spec, path, error in fetch_models(
-        specs, offline=GLOBAL.offline, cache_dir=GLOBAL.cache_dir, console=err_console,
-        force=force, files=local, quiet=quiet,
+        specs,
+        offline=GLOBAL.offline,
+        cache_dir=GLOBAL.cache_dir,
+        console=err_console,
+        force=force,
+        files=local,
+        quiet=quiet,
     ):
         if error is not None:
             err_console.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)

@@ -168,9 +168,7 @@ class Engine(ABC):
                 return max(tile, self.min_tile)
         return self.min_tile
 
-    def generate(
-        self, count: int, *, steps: int, generator: torch.Generator, batch_size: int = 0
-    ) -> Tensor:
+    def generate(self, count: int, *, steps: int, generator: torch.Generator, batch_size: int = 0) -> Tensor:
         """Unconditional generation (generation models only): (count, 3, H, W) float32 [0, 1], CPU.
 
         All of the initial noise is drawn at once with `generator`, as the official
@@ -195,8 +193,7 @@ def load_strict(net: nn.Module, state: StateDict, what: str) -> None:
         if wrong:
             k = wrong[0]
             parts.append(
-                f"{len(wrong)} of the wrong shape (e.g. {k}: file {tuple(state[k].shape)}, "
-                f"model {tuple(own[k].shape)})"
+                f"{len(wrong)} of the wrong shape (e.g. {k}: file {tuple(state[k].shape)}, model {tuple(own[k].shape)})"
             )
         raise WeightsError(
             f"weights for {what} do not fit the network: " + ", ".join(parts),
@@ -217,7 +214,6 @@ def check_masks(images: Tensor, masks: Tensor | None, needed: bool) -> None:
         raise UsageError("this model needs a mask", "pass --mask MASK")
     if masks is not None and masks.shape[-2:] != images.shape[-2:]:
         raise UsageError(
-            f"mask is {masks.shape[-1]}x{masks.shape[-2]} but the image is "
-            f"{images.shape[-1]}x{images.shape[-2]}",
+            f"mask is {masks.shape[-1]}x{masks.shape[-2]} but the image is {images.shape[-1]}x{images.shape[-2]}",
             "give a mask of the same size as the image",
         )

@@ -38,8 +38,10 @@ def encode_png16(arr: np.ndarray, *, icc: bytes | None = None, exif: bytes | Non
     filtered = np.where(use_up[:, None], up, sub)
     kinds = np.where(use_up, 2, 1).astype(np.uint8)[:, None]
     raw = np.concatenate([kinds, filtered], axis=1).tobytes()
-    out = [b"\x89PNG\r\n\x1a\n",
-           _chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 16, _PNG_COLOR_TYPE[channels], 0, 0, 0))]
+    out = [
+        b"\x89PNG\r\n\x1a\n",
+        _chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 16, _PNG_COLOR_TYPE[channels], 0, 0, 0)),
+    ]
     if icc:
         out.append(_chunk(b"iCCP", b"icc\x00\x00" + zlib.compress(icc)))
     if exif:
@@ -80,8 +82,7 @@ def encode_tiff16(arr: np.ndarray, *, icc: bytes | None = None, level: int = 6) 
     entries: list[tuple[int, int, int, bytes]] = [
         (256, _LONG, 1, struct.pack("<I", width)),
         (257, _LONG, 1, struct.pack("<I", height)),
-        (258, _SHORT, channels,
-         struct.pack("<I", bits_at) if bits_at is not None else short_value(*([16] * channels))),
+        (258, _SHORT, channels, struct.pack("<I", bits_at) if bits_at is not None else short_value(*([16] * channels))),
         (259, _SHORT, 1, short_value(8)),  # Adobe deflate
         (262, _SHORT, 1, short_value(1 if channels <= 2 else 2)),  # BlackIsZero / RGB
         (273, _LONG, 1, struct.pack("<I", strip_at)),

@@ -32,8 +32,15 @@ warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 # Extension -> Pillow format name. Folder scans pick up exactly these extensions.
 EXT_FORMAT = {
-    ".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".jpe": "JPEG", ".jfif": "JPEG",
-    ".webp": "WEBP", ".tif": "TIFF", ".tiff": "TIFF", ".bmp": "BMP",
+    ".png": "PNG",
+    ".jpg": "JPEG",
+    ".jpeg": "JPEG",
+    ".jpe": "JPEG",
+    ".jfif": "JPEG",
+    ".webp": "WEBP",
+    ".tif": "TIFF",
+    ".tiff": "TIFF",
+    ".bmp": "BMP",
 }
 IMAGE_EXTS = frozenset(EXT_FORMAT)
 FORMAT_EXT = {"PNG": ".png", "JPEG": ".jpg", "WEBP": ".webp", "TIFF": ".tif", "BMP": ".bmp"}
@@ -118,8 +125,10 @@ def read_image(source: str | Path | bytes, *, max_pixels: int | None = None) -> 
     except Image.DecompressionBombError as exc:
         found = re.search(r"\((\d+) pixels\)", str(exc))
         size = f"{int(found.group(1)):,} pixels" if found else "too many pixels"
-        raise InputError(f"{size}, over the {limit:,}-pixel limit (decompression-bomb guard)",
-                         "set RESTORECLI_MAX_PIXELS higher if the image is genuine") from None
+        raise InputError(
+            f"{size}, over the {limit:,}-pixel limit (decompression-bomb guard)",
+            "set RESTORECLI_MAX_PIXELS higher if the image is genuine",
+        ) from None
     except Image.UnidentifiedImageError:
         raise InputError("not an image, or a format restorecli cannot read") from None
     except Exception as exc:  # Pillow raises OSError, ValueError, SyntaxError, struct.error... on bad data
@@ -141,8 +150,7 @@ def _decode(im: Image.Image, data: bytes) -> Picture:
         color, alpha, icc = _decode_pillow(im, icc)
     color = orient(color, orientation)
     alpha = None if alpha is None else orient(alpha[..., None], orientation)[..., 0]
-    return Picture(np.ascontiguousarray(color), None if alpha is None else np.ascontiguousarray(alpha),
-                   fmt, icc, exif)
+    return Picture(np.ascontiguousarray(color), None if alpha is None else np.ascontiguousarray(alpha), fmt, icc, exif)
 
 
 def _exif(im: Image.Image, fmt: str | None) -> tuple[int, bytes | None]:
@@ -201,9 +209,7 @@ def _decode_16bit(data: bytes, fmt: str | None, im: Image.Image) -> tuple[np.nda
             raise InputError(f"unsupported sample type {arr.dtype}")
     if arr.ndim == 2:
         arr = arr[..., None]
-    gray_source = im.mode in ("L", "LA", "I", "I;16", "I;16B", "I;16L", "La") or (
-        fmt == "PNG" and data[25] in (0, 4)
-    )
+    gray_source = im.mode in ("L", "LA", "I", "I;16", "I;16B", "I;16L", "La") or (fmt == "PNG" and data[25] in (0, 4))
     channels = arr.shape[2]
     if channels == 1:
         return arr, None
@@ -334,8 +340,9 @@ def _fitting_icc(icc: bytes | None, *, gray: bool) -> bytes | None:
     return icc
 
 
-def _encode_pillow(color: np.ndarray, alpha: np.ndarray | None, fmt: str, quality: int,
-                   icc: bytes | None, exif: bytes | None) -> bytes:
+def _encode_pillow(
+    color: np.ndarray, alpha: np.ndarray | None, fmt: str, quality: int, icc: bytes | None, exif: bytes | None
+) -> bytes:
     arr = color if alpha is None else np.concatenate([color, alpha[..., None]], axis=2)
     gray = color.shape[2] == 1
     mode = ("LA" if alpha is not None else "L") if gray else ("RGBA" if alpha is not None else "RGB")

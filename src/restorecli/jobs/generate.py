@@ -32,7 +32,7 @@ def make_grid(images: np.ndarray, padding: int = 2) -> np.ndarray:
     for k, img in enumerate(images):
         r, c = divmod(k, ncol)
         y, x = padding + r * (height + padding), padding + c * (width + padding)
-        grid[y:y + height, x:x + width] = img
+        grid[y : y + height, x : x + width] = img
     return grid
 
 

@@ -37,7 +37,6 @@ import math
 import os
 import shutil
 import tempfile
-import threading
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -47,22 +46,16 @@ from typing import Any
 from urllib.parse import quote
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
+
+from .html_assets import _CSS, _SCRIPT, METRIC_LABELS
+from .html_thumbs import _fit, _open_picture, _same_aspect, _save_thumb, _Thumb
 
 warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)  # as restorecli.imageio
 
 THUMB_SIZE = 320
 JPEG_QUALITY = 85
 MARKER = ".restorecli-report"  # marks a thumbnail folder as ours, so replacing it can never delete user files
-
-METRIC_LABELS = {
-    "psnr_y": ("PSNR-Y", "dB"),
-    "ssim_y": ("SSIM-Y", ""),
-    "psnr": ("PSNR", "dB"),
-    "psnr_rgb": ("PSNR", "dB"),
-    "ssim": ("SSIM", ""),
-    "ssim_rgb": ("SSIM", ""),
-}
 
 
 @dataclass
@@ -71,7 +64,7 @@ class ReportEntry:
 
     input: str | None
     output: str | None = None
-    status: str = "done"                 # done | skipped | failed (any other word is shown as is)
+    status: str = "done"  # done | skipped | failed (any other word is shown as is)
     reason: str | None = None
     seconds: float | None = None
     warnings: list[str] = field(default_factory=list)
@@ -80,11 +73,17 @@ class ReportEntry:
 
 def entries_from_records(records: Iterable[Any]) -> list[ReportEntry]:
     """ReportEntry list from `restorecli.report.FileRecord`s (or anything with the same attributes)."""
-    return [ReportEntry(input=str(r.path) if r.path is not None else None,
-                        output=str(r.output) if getattr(r, "output", None) else None,
-                        status=str(getattr(r, "status", "done")), reason=getattr(r, "reason", None),
-                        seconds=getattr(r, "seconds", None), warnings=list(getattr(r, "warnings", None) or ()))
-            for r in records]
+    return [
+        ReportEntry(
+            input=str(r.path) if r.path is not None else None,
+            output=str(r.output) if getattr(r, "output", None) else None,
+            status=str(getattr(r, "status", "done")),
+            reason=getattr(r, "reason", None),
+            seconds=getattr(r, "seconds", None),
+            warnings=list(getattr(r, "warnings", None) or ()),
+        )
+        for r in records
+    ]
 
 
 def entries_from_eval(files: Iterable[Mapping[str, Any]]) -> list[ReportEntry]:
@@ -94,9 +93,15 @@ def entries_from_eval(files: Iterable[Mapping[str, Any]]) -> list[ReportEntry]:
     `labels=("reference", "restored")` to `write_html_report`.
     """
     skip = {"name", "restored", "reference"}
-    return [ReportEntry(input=str(f["reference"]), output=str(f["restored"]), status="done",
-                        metrics={k: float(v) for k, v in f.items() if k not in skip and _is_number(v)})
-            for f in files]
+    return [
+        ReportEntry(
+            input=str(f["reference"]),
+            output=str(f["restored"]),
+            status="done",
+            metrics={k: float(v) for k, v in f.items() if k not in skip and _is_number(v)},
+        )
+        for f in files
+    ]
 
 
 def write_html_report(
@@ -151,104 +156,14 @@ def thumbs_dir_for(page: Path) -> Path:
 
 
 @dataclass
-class _Thumb:
-    name: str | None = None        # file name inside the thumbnail folder; None = unavailable
-    width: int = 0                 # thumbnail size
-    height: int = 0
-    full: tuple[int, int] | None = None  # the original image's size
-    error: str | None = None
-
-
-@dataclass
 class _View:
     before: _Thumb
-    after: _Thumb | None           # None: the entry has no output
+    after: _Thumb | None  # None: the entry has no output
     slider: bool
 
 
 def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float, np.floating, np.integer)) and not isinstance(v, bool)
-
-
-_open_lock = threading.Lock()
-
-
-def _preview_pixel_limit() -> int:
-    """Largest image previewed: 16 x the run's decompression-bomb limit (an x4 sr output of the largest input)."""
-    value = os.environ.get("RESTORECLI_MAX_PIXELS", "")
-    return 16 * (int(value) if value.strip().isdigit() else 89_478_485)
-
-
-def _open_picture(path: str, limit: int) -> tuple[Image.Image, tuple[int, int]]:
-    """(the image as a viewer shows it, EXIF orientation applied, in a mode JPEG/PNG store at 8 bits; its full size)."""
-    max_pixels = _preview_pixel_limit()
-    with _open_lock:  # Pillow's bomb check runs in open() against a global: raise it only for this call
-        saved = Image.MAX_IMAGE_PIXELS
-        if saved is not None and saved < max_pixels:
-            Image.MAX_IMAGE_PIXELS = max_pixels
-        try:
-            opened = Image.open(path)
-        finally:
-            Image.MAX_IMAGE_PIXELS = saved
-    with opened as im:
-        w, h = im.size
-        if w * h > max_pixels:
-            raise ValueError(f"{w}x{h} is too large to preview")
-        if im.getexif().get(0x0112, 1) in (5, 6, 7, 8):  # rotated by 90 degrees when shown
-            w, h = h, w
-        if im.format == "JPEG":
-            im.draft("RGB", _fit(im.size, limit))  # decode at 1/2, 1/4 or 1/8 scale: big JPEGs stay fast
-        im.load()
-        im = ImageOps.exif_transpose(im) or im
-        return _to_8bit(im), (w, h)
-
-
-def _to_8bit(im: Image.Image) -> Image.Image:
-    mode = im.mode
-    if mode in ("RGB", "RGBA", "L"):
-        return im
-    if mode == "LA":
-        return im.convert("RGBA")
-    if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
-        arr = np.asarray(im, dtype=np.float64)
-        scale = 257.0 if mode.startswith("I;16") or arr.max(initial=0) > 255 else 1.0
-        return Image.fromarray(np.clip(np.floor(arr / scale + 0.5), 0, 255).astype(np.uint8), "L")
-    if mode == "F":
-        arr = np.nan_to_num(np.asarray(im, dtype=np.float64))
-        if arr.max(initial=0) <= 1.0:
-            arr = arr * 255.0
-        return Image.fromarray(np.clip(arr + 0.5, 0, 255).astype(np.uint8), "L")
-    if mode == "P":
-        return im.convert("RGBA" if "transparency" in im.info else "RGB")
-    if mode in ("PA", "RGBa", "La"):
-        return im.convert("RGBA")
-    return im.convert("RGB")  # 1, CMYK, YCbCr, LAB, HSV, ...
-
-
-def _fit(size: tuple[int, int], limit: int) -> tuple[int, int]:
-    w, h = size
-    scale = min(1.0, limit / max(w, h, 1))
-    return max(1, round(w * scale)), max(1, round(h * scale))
-
-
-def _same_aspect(a: tuple[int, int], b: tuple[int, int]) -> bool:
-    """True when b is a (possibly scaled) a, allowing one pixel of rounding at a's scale."""
-    (aw, ah), (bw, bh) = a, b
-    scale = bw / aw
-    return abs(ah * scale - bh) <= max(1.0, scale) and abs(bh / ah * aw - bw) <= max(1.0, bh / ah)
-
-
-def _save_thumb(im: Image.Image, size: tuple[int, int], folder: Path, stem: str) -> _Thumb:
-    if im.size != size:
-        resample = Image.Resampling.LANCZOS if size[0] < im.size[0] else Image.Resampling.BICUBIC
-        im = im.resize(size, resample, reducing_gap=3.0 if size[0] < im.size[0] else None)
-    if im.mode == "RGBA" and im.getextrema()[3][0] < 255:
-        name = f"{stem}.png"
-        im.save(folder / name, "PNG", optimize=False, compress_level=6)
-    else:
-        name = f"{stem}.jpg"
-        im.convert("L" if im.mode == "L" else "RGB").save(folder / name, "JPEG", quality=JPEG_QUALITY)
-    return _Thumb(name, size[0], size[1])
 
 
 def _entry_view(index: int, entry: ReportEntry, folder: Path, limit: int) -> _View:
@@ -385,8 +300,10 @@ def _mean_metrics(entries: Sequence[ReportEntry]) -> dict[str, float]:
 
 
 def _img(thumb: _Thumb, url_dir: str, cls: str, alt: str) -> str:
-    return (f'<img class="{cls}" src="{url_dir}/{quote(thumb.name or "")}" width="{thumb.width}" '
-            f'height="{thumb.height}" alt="{alt}" loading="lazy" decoding="async">')
+    return (
+        f'<img class="{cls}" src="{url_dir}/{quote(thumb.name or "")}" width="{thumb.width}" '
+        f'height="{thumb.height}" alt="{alt}" loading="lazy" decoding="async">'
+    )
 
 
 def _unavailable(thumb: _Thumb | None, label: str) -> str:
@@ -398,35 +315,41 @@ def _figure(thumb: _Thumb | None, url_dir: str, label: str) -> str:
     if thumb is None or thumb.name is None:
         return f"<figure>{_unavailable(thumb, label)}<figcaption>{_text(label)}</figcaption></figure>"
     size = f" {thumb.full[0]}\u00d7{thumb.full[1]}" if thumb.full else ""
-    return (f'<figure><div class="frame">{_img(thumb, url_dir, "solo", _text(label))}</div>'
-            f"<figcaption>{_text(label)}{size}</figcaption></figure>")
+    return (
+        f'<figure><div class="frame">{_img(thumb, url_dir, "solo", _text(label))}</div>'
+        f"<figcaption>{_text(label)}{size}</figcaption></figure>"
+    )
 
 
 def _card(i: int, entry: ReportEntry, view: _View, url_dir: str, page_dir: Path, labels: tuple[str, str]) -> str:
     status = (entry.status or "").strip() or "unknown"
     name = Path(entry.input).name if entry.input else (Path(entry.output).name if entry.output else f"#{i + 1}")
-    parts = [f'<article class="card st-{_text(status if status in ("done", "skipped", "failed") else "other")}" '
-             f'data-status="{_text(status)}" id="f{i}">',
-             f'<header><span class="badge">{_text(status)}</span> '
-             f'<span class="name" title="{_text(entry.input or "")}">'
-             f"{_text(name)}</span><span class=\"secs\">{_text(_fmt_seconds(entry.seconds))}</span></header>"]
+    parts = [
+        f'<article class="card st-{_text(status if status in ("done", "skipped", "failed") else "other")}" '
+        f'data-status="{_text(status)}" id="f{i}">',
+        f'<header><span class="badge">{_text(status)}</span> '
+        f'<span class="name" title="{_text(entry.input or "")}">'
+        f'{_text(name)}</span><span class="secs">{_text(_fmt_seconds(entry.seconds))}</span></header>',
+    ]
     b, a = view.before, view.after
     if view.slider and a is not None:
         alt_b, alt_a = _text(f"{labels[0]}: {name}"), _text(f"{labels[1]}: {name}")
         sizes = ""
         if b.full and a.full:
-            sizes = (f"{_text(labels[0])} {b.full[0]}\u00d7{b.full[1]}" +
-                     (f" \u2192 {_text(labels[1])} {a.full[0]}\u00d7{a.full[1]}" if a.full != b.full else ""))
+            sizes = f"{_text(labels[0])} {b.full[0]}\u00d7{b.full[1]}" + (
+                f" \u2192 {_text(labels[1])} {a.full[0]}\u00d7{a.full[1]}" if a.full != b.full else ""
+            )
         parts.append(
             f'<div class="cmp" style="width:{a.width}px">'
             f'<div class="stage" style="aspect-ratio:{a.width}/{a.height}">'
-            f'{_img(b, url_dir, "before", alt_b)}'
+            f"{_img(b, url_dir, 'before', alt_b)}"
             f'<div class="after" style="clip-path:inset(0 0 0 50%)">{_img(a, url_dir, "", alt_a)}</div>'
             '<div class="divider" style="left:50%"></div>'
             f'<span class="tag l">{_text(labels[0])}</span><span class="tag r">{_text(labels[1])}</span>'
             f'<input class="range" type="range" min="0" max="100" step="0.5" value="50" '
             f'aria-label="{_text(labels[0])} / {_text(labels[1])} slider for {_text(name)}">'
-            f"</div><div class=\"dims\">{sizes}</div></div>")
+            f'</div><div class="dims">{sizes}</div></div>'
+        )
     else:
         figs = _figure(b, url_dir, labels[0])
         has_after = a is not None and a.name is not None
@@ -435,8 +358,11 @@ def _card(i: int, entry: ReportEntry, view: _View, url_dir: str, page_dir: Path,
             figs += _figure(a, url_dir, labels[1])
         parts.append(f'<div class="pair">{figs}</div>')
     if entry.metrics:
-        parts.append('<div class="metrics">' + " \u00b7 ".join(
-            _text(_fmt_metric(k, float(v))) for k, v in entry.metrics.items() if _is_number(v)) + "</div>")
+        parts.append(
+            '<div class="metrics">'
+            + " \u00b7 ".join(_text(_fmt_metric(k, float(v))) for k, v in entry.metrics.items() if _is_number(v))
+            + "</div>"
+        )
     if entry.reason:
         parts.append(f'<div class="reason">{_text(entry.reason)}</div>')
     for w in entry.warnings or ():
@@ -452,9 +378,16 @@ def _card(i: int, entry: ReportEntry, view: _View, url_dir: str, page_dir: Path,
     return "".join(parts)
 
 
-def _render_page(page: Path, files_dir: Path, title: str, run_info: Mapping[str, Any],
-                 entries: Sequence[ReportEntry], views: Sequence[_View], labels: tuple[str, str],
-                 thumb_size: int) -> str:
+def _render_page(
+    page: Path,
+    files_dir: Path,
+    title: str,
+    run_info: Mapping[str, Any],
+    entries: Sequence[ReportEntry],
+    views: Sequence[_View],
+    labels: tuple[str, str],
+    thumb_size: int,
+) -> str:
     page_dir = page.parent
     url_dir = html.escape(quote(os.fsencode(files_dir.name)), quote=True)
     counts: dict[str, int] = {}
@@ -462,8 +395,9 @@ def _render_page(page: Path, files_dir: Path, title: str, run_info: Mapping[str,
         counts[e.status] = counts.get(e.status, 0) + 1
     total_s = sum(e.seconds or 0.0 for e in entries)
     dash = "\u2014"
-    info_rows = "".join(f"<tr><th>{_text(k)}</th><td>{_text(dash if v is None else v)}</td></tr>"
-                        for k, v in run_info.items())
+    info_rows = "".join(
+        f"<tr><th>{_text(k)}</th><td>{_text(dash if v is None else v)}</td></tr>" for k, v in run_info.items()
+    )
     summary = [f"{len(entries)} file{'s' if len(entries) != 1 else ''}"]
     for st in ("done", "skipped", "failed"):
         if counts.get(st):
@@ -477,16 +411,26 @@ def _render_page(page: Path, files_dir: Path, title: str, run_info: Mapping[str,
     means = _mean_metrics(entries)
     mean_html = ""
     if means:
-        mean_html = ('<p class="means">mean over files: ' +
-                     " \u00b7 ".join(_text(_fmt_metric(k, v)) for k, v in means.items()) + "</p>")
-    filters = "".join(f'<button type="button" data-filter="{st}">{st} ({counts.get(st, 0)})</button>'
-                      for st in ("done", "skipped", "failed") if counts.get(st))
-    cards = "\n".join(_card(i, e, v, url_dir, page_dir, labels) for i, (e, v) in enumerate(zip(entries, views, strict=True)))
+        mean_html = (
+            '<p class="means">mean over files: '
+            + " \u00b7 ".join(_text(_fmt_metric(k, v)) for k, v in means.items())
+            + "</p>"
+        )
+    filters = "".join(
+        f'<button type="button" data-filter="{st}">{st} ({counts.get(st, 0)})</button>'
+        for st in ("done", "skipped", "failed")
+        if counts.get(st)
+    )
+    cards = "\n".join(
+        _card(i, e, v, url_dir, page_dir, labels) for i, (e, v) in enumerate(zip(entries, views, strict=True))
+    )
     script_hash = base64.b64encode(hashlib.sha256(_SCRIPT.encode("utf-8")).digest()).decode("ascii")
-    csp = (f"default-src 'none'; img-src 'self' file: data:; style-src 'unsafe-inline'; "
-           f"script-src 'sha256-{script_hash}'; base-uri 'none'; form-action 'none'")
+    csp = (
+        f"default-src 'none'; img-src 'self' file: data:; style-src 'unsafe-inline'; "
+        f"script-src 'sha256-{script_hash}'; base-uri 'none'; form-action 'none'"
+    )
     return (
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n"
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">\n'
         f'<meta http-equiv="Content-Security-Policy" content="{csp}">\n'
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
         f'<meta name="generator" content="restorecli html_report">\n'
@@ -500,123 +444,3 @@ def _render_page(page: Path, files_dir: Path, title: str, run_info: Mapping[str,
         '<pre id="selftest" hidden></pre>\n'
         f"<script>{_SCRIPT}</script>\n</body></html>\n"
     )
-
-
-_CSS = """
-:root{color-scheme:light dark;--bg:#f6f6f4;--fg:#1d1d1f;--card:#fff;--mut:#6b6b70;--line:#dedee2;
---ok:#1f7a3a;--skip:#8a6d00;--bad:#b3261e}
-@media (prefers-color-scheme:dark){:root{--bg:#161618;--fg:#e8e8ea;--card:#222226;--mut:#a0a0a8;--line:#38383e;
---ok:#5cc17a;--skip:#e0c050;--bad:#ff7b72}}
-*{box-sizing:border-box}
-body{margin:0;padding:16px 20px;background:var(--bg);color:var(--fg);font:14px/1.4 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif}
-h1{font-size:20px;margin:0 0 12px;word-break:break-all}
-.run{background:var(--card);border:1px solid var(--line);border-radius:8px;padding:12px 16px;margin-bottom:16px}
-.info{border-collapse:collapse}.info th{text-align:left;color:var(--mut);font-weight:500;padding:1px 16px 1px 0;vertical-align:top}
-.info td{font-family:ui-monospace,Menlo,Consolas,monospace;word-break:break-all}
-.summary{margin:10px 0 4px;font-weight:600}.means{margin:4px 0}
-.c-done{color:var(--ok)}.c-skipped{color:var(--skip)}.c-failed{color:var(--bad)}
-.filters button{font:inherit;margin:6px 6px 0 0;padding:2px 10px;border:1px solid var(--line);border-radius:12px;
-background:transparent;color:inherit;cursor:pointer}.filters button.on{background:var(--fg);color:var(--bg)}
-.grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(THUMBpx,1fr));gap:14px;align-items:start}
-.card{background:var(--card);border:1px solid var(--line);border-radius:8px;padding:10px;min-width:0}
-.card header{display:flex;gap:8px;align-items:baseline;margin-bottom:8px}
-.name{flex:1;min-width:0;overflow:hidden;text-overflow:ellipsis;white-space:nowrap;font-weight:600}
-.secs{color:var(--mut);white-space:nowrap}
-.badge{font-size:11px;text-transform:uppercase;letter-spacing:.04em;padding:1px 7px;border-radius:9px;color:#fff;background:var(--mut)}
-.st-done .badge{background:var(--ok)}.st-skipped .badge{background:var(--skip)}.st-failed .badge{background:var(--bad)}
-.st-failed{border-color:var(--bad)}
-.cmp{max-width:100%;margin:0 auto}
-.stage{position:relative;width:100%;overflow:hidden;border-radius:4px;user-select:none;
-background:repeating-conic-gradient(#ccc 0 25%,#eee 0 50%) 0 0/16px 16px}
-.stage img{position:absolute;inset:0;width:100%;height:100%;display:block}
-.after{position:absolute;inset:0}
-.divider{position:absolute;top:0;bottom:0;width:2px;margin-left:-1px;background:#fff;box-shadow:0 0 3px rgba(0,0,0,.7);pointer-events:none}
-.divider::after{content:"";position:absolute;top:50%;left:50%;width:22px;height:22px;margin:-11px;border-radius:50%;
-background:#fff;box-shadow:0 0 4px rgba(0,0,0,.6)}
-.tag{position:absolute;top:6px;font-size:11px;padding:1px 6px;border-radius:3px;background:rgba(0,0,0,.55);color:#fff;pointer-events:none}
-.tag.l{left:6px}.tag.r{right:6px}
-.range{position:absolute;inset:0;width:100%;height:100%;margin:0;opacity:0;cursor:ew-resize}
-.range:focus-visible{opacity:.3}
-.dims{color:var(--mut);font-size:12px;margin-top:4px}
-.pair{display:flex;gap:8px;flex-wrap:wrap}
-.pair figure{margin:0;flex:1 1 0;min-width:0}
-.frame{display:inline-block;max-width:100%;vertical-align:top;line-height:0;border-radius:4px;
-background:repeating-conic-gradient(#ccc 0 25%,#eee 0 50%) 0 0/16px 16px}
-.frame img{max-width:100%;height:auto}
-figcaption{color:var(--mut);font-size:12px;margin-top:3px}
-.na{display:flex;flex-direction:column;justify-content:center;align-items:center;text-align:center;min-height:120px;
-border:1px dashed var(--line);border-radius:4px;color:var(--mut);padding:8px;word-break:break-word}
-.metrics{margin-top:6px;font-family:ui-monospace,Menlo,Consolas,monospace;font-size:12px}
-.reason{margin-top:6px;color:var(--bad);word-break:break-word}
-.warn{margin-top:4px;color:var(--skip);word-break:break-word}
-.links{margin-top:6px;font-size:12px;color:var(--mut)}.links a{color:inherit;margin-right:8px}
-body.f-done .card:not(.st-done),body.f-skipped .card:not(.st-skipped),body.f-failed .card:not(.st-failed){display:none}
-"""
-
-# Kept free of any run data (which lives only in escaped HTML), so its CSP hash is fixed.
-_SCRIPT = r"""
-(function () {
-  "use strict";
-  var selftest = location.hash === "#selftest";
-  var errors = [];
-  if (selftest) {
-    window.addEventListener("error", function (e) {
-      var t = e.target;
-      errors.push(t && t.tagName ? "failed to load " + t.tagName + " " + (t.currentSrc || t.src || "") : String(e.message));
-    }, true);
-    window.addEventListener("unhandledrejection", function (e) { errors.push("unhandled rejection: " + e.reason); });
-    var origError = console.error;
-    console.error = function () { errors.push("console.error: " + Array.prototype.join.call(arguments, " ")); return origError.apply(console, arguments); };
-  }
-  function move(range) {
-    var stage = range.parentNode;
-    var v = Math.max(0, Math.min(100, parseFloat(range.value) || 0));
-    stage.querySelector(".after").style.clipPath = "inset(0 0 0 " + v + "%)";
-    stage.querySelector(".divider").style.left = v + "%";
-  }
-  document.addEventListener("input", function (e) {
-    if (e.target && e.target.classList && e.target.classList.contains("range")) move(e.target);
-  });
-  var buttons = document.querySelectorAll(".filters button");
-  Array.prototype.forEach.call(buttons, function (b) {
-    b.addEventListener("click", function () {
-      Array.prototype.forEach.call(buttons, function (o) { o.classList.toggle("on", o === b); });
-      document.body.className = b.dataset.filter === "all" ? "" : "f-" + b.dataset.filter;
-    });
-  });
-  if (!selftest) return;
-  var imgs = Array.prototype.slice.call(document.images);
-  imgs.forEach(function (img) { img.loading = "eager"; });
-  var out = document.getElementById("selftest");
-  // wait for every image's load or error event (resource loads hold chromium's virtual time,
-  // so `--dump-dom --virtual-time-budget` sees the result), then check each one decoded
-  Promise.all(imgs.map(function (img) {
-    return new Promise(function (done) {
-      if (img.complete) return done();
-      img.addEventListener("load", done);
-      img.addEventListener("error", done);
-    });
-  })).then(function () {
-    var broken = imgs.filter(function (img) {
-      return !(img.complete && img.naturalWidth > 0 && img.naturalHeight > 0);
-    }).map(function (img) { return img.getAttribute("src"); });
-    var moved = 0, ranges = document.querySelectorAll("input.range");
-    Array.prototype.forEach.call(ranges, function (r) {
-      var after = r.parentNode.querySelector(".after");
-      var before = after.style.clipPath;
-      r.value = "20";
-      r.dispatchEvent(new Event("input", {bubbles: true}));
-      var now = after.style.clipPath;
-      if (now !== before && now.indexOf("20%") >= 0) moved++;
-      r.value = "50";
-      r.dispatchEvent(new Event("input", {bubbles: true}));
-    });
-    out.textContent = JSON.stringify({
-      images: imgs.length, decoded: imgs.length - broken.length, broken: broken,
-      sliders: ranges.length, moved: moved, cards: document.querySelectorAll(".card").length,
-      scripts: document.scripts.length, errors: errors
-    });
-    out.setAttribute("data-done", "1");
-  });
-})();
-"""

@@ -86,8 +86,9 @@ def prepare(opts: JobOptions) -> tuple[list[Item], list[str]]:
     exclude: frozenset[Path] = frozenset()
     if opts.output not in (None, "-") and Path(opts.output).is_dir():
         exclude = frozenset({Path(opts.output).resolve()})  # an output folder inside a scanned tree
-    items, notes = discover(opts.inputs, recursive=opts.recursive, relative_to=opts.relative_to,
-                            exclude=exclude, stdin=opts.stdin)
+    items, notes = discover(
+        opts.inputs, recursive=opts.recursive, relative_to=opts.relative_to, exclude=exclude, stdin=opts.stdin
+    )
     items = take_shard(plan_outputs(items, opts), opts.shard)
     if masks is not None:
         masks.assign(items)
@@ -169,8 +170,10 @@ class _Job:
         if len(devices) == 1:
             self._work(devices[0], batches)
             return
-        threads = [threading.Thread(target=self._guarded_work, args=(dev, batches), daemon=True,
-                                    name=f"restorecli-{dev}") for dev in devices]
+        threads = [
+            threading.Thread(target=self._guarded_work, args=(dev, batches), daemon=True, name=f"restorecli-{dev}")
+            for dev in devices
+        ]
         for t in threads:
             t.start()
         while any(t.is_alive() for t in threads):
@@ -194,15 +197,23 @@ class _Job:
                 return
             if restorer is None:  # built only once there is work: a resumed, finished run loads no model
                 engine = self.make_engine(device)
-                restorer = Restorer(engine, steps=self.opts.steps, seed=self.opts.seed, tile=self.opts.tile,
-                                    overlap=self.opts.tile_overlap,
-                                    note=lambda text: self.progress.note(text, level="debug"),
-                                    on_tile=self.progress.tile)
+                restorer = Restorer(
+                    engine,
+                    steps=self.opts.steps,
+                    seed=self.opts.seed,
+                    tile=self.opts.tile,
+                    overlap=self.opts.tile_overlap,
+                    note=lambda text: self.progress.note(text, level="debug"),
+                    on_tile=self.progress.tile,
+                )
             height, width = batch[0].pic.size  # type: ignore[union-attr]
             tile = restorer.tile_for(height, width)
-            self.progress.note(f"restoring {len(batch)} image(s) of {width}x{height}"
-                               + (f" in {tile}-pixel tiles" if tile else "")
-                               + (f" on {device}" if device else ""), level="debug")
+            self.progress.note(
+                f"restoring {len(batch)} image(s) of {width}x{height}"
+                + (f" in {tile}-pixel tiles" if tile else "")
+                + (f" on {device}" if device else ""),
+                level="debug",
+            )
             t0 = time.monotonic()
             results = restorer.run([d.image for d in batch], [d.mask for d in batch])  # type: ignore[misc]
             share = (time.monotonic() - t0) / len(batch)
@@ -242,8 +253,9 @@ class _Job:
             return _Decoded(item, error="not started (interrupted)")
         t0 = time.monotonic()
         try:
-            pic = read_image(item.source if item.source is not None else item.data or b"",
-                             max_pixels=self.opts.max_pixels)
+            pic = read_image(
+                item.source if item.source is not None else item.data or b"", max_pixels=self.opts.max_pixels
+            )
             mask = None
             if item.mask is not None:
                 try:
@@ -251,8 +263,11 @@ class _Job:
                 except InputError as exc:  # issue #13: say it is the mask that cannot be read
                     raise InputError(f"mask {item.mask}: {exc}") from None
                 if bits.shape != pic.size:
-                    raise InputError(f"mask {item.mask} is {bits.shape[1]}x{bits.shape[0]} but the image is "
-                                     f"{pic.size[1]}x{pic.size[0]}", "give a mask of the same size")
+                    raise InputError(
+                        f"mask {item.mask} is {bits.shape[1]}x{bits.shape[0]} but the image is "
+                        f"{pic.size[1]}x{pic.size[0]}",
+                        "give a mask of the same size",
+                    )
                 mask = mask_tensor(bits)
             image = to_tensor(pic)
         except InputError as exc:
@@ -286,8 +301,7 @@ class _Job:
             self._record(d.item, DONE, None, d.seconds + restore_s + time.monotonic() - t0, lost)
         except Exception as exc:
             where = d.item.output or "stdout"
-            self._record(d.item, FAILED, f"cannot write {where}: {type(exc).__name__}: {exc}",
-                         d.seconds + restore_s)
+            self._record(d.item, FAILED, f"cannot write {where}: {type(exc).__name__}: {exc}", d.seconds + restore_s)
         finally:
             self.write_slots.release()
 
@@ -299,10 +313,18 @@ class _Job:
         fmt = d.pic.format if d.pic is not None else None
         return fmt if fmt in FORMAT_EXT else "PNG"
 
-    def _record(self, item: Item, status: str, reason: str | None, seconds: float,
-                warnings: list[str] | None = None) -> None:
-        record = FileRecord(item.display, str(item.output) if item.output is not None else None, status,
-                            reason, round(seconds, 3), list(warnings or []), item.index)
+    def _record(
+        self, item: Item, status: str, reason: str | None, seconds: float, warnings: list[str] | None = None
+    ) -> None:
+        record = FileRecord(
+            item.display,
+            str(item.output) if item.output is not None else None,
+            status,
+            reason,
+            round(seconds, 3),
+            list(warnings or []),
+            item.index,
+        )
         with self.lock:
             self.report.records.append(record)
         self.progress.finished(record)
@@ -339,8 +361,7 @@ class _Batcher:
 
     def _take(self, key: tuple[int, int, bool]) -> list[_Decoded]:
         group = self.groups.pop(key)
-        batch, rest = group[:self.size], group[self.size:]
+        batch, rest = group[: self.size], group[self.size :]
         if rest:
             self.groups[key] = rest
         return batch
-

@@ -21,7 +21,7 @@ from .printable import printable
 
 DONE, SKIPPED, FAILED = "done", "skipped", "failed"
 EXIT_INTERRUPTED = 130  # SIGINT (Ctrl-C)
-EXIT_TERMINATED = 143   # SIGTERM (a scheduler stopping the job)
+EXIT_TERMINATED = 143  # SIGTERM (a scheduler stopping the job)
 
 
 @dataclass
@@ -30,9 +30,9 @@ class FileRecord:
 
     path: str
     output: str | None
-    status: str                  # done | skipped | failed
-    reason: str | None = None    # why it failed or was skipped
-    seconds: float = 0.0         # decode + restore (its share of the batch) + encode and write
+    status: str  # done | skipped | failed
+    reason: str | None = None  # why it failed or was skipped
+    seconds: float = 0.0  # decode + restore (its share of the batch) + encode and write
     warnings: list[str] = field(default_factory=list)
     index: int = 0
 
@@ -70,9 +70,14 @@ class Report:
     def to_dict(self) -> dict[str, Any]:
         files = [{k: v for k, v in asdict(r).items() if k != "index"} for r in self.records]
         return {
-            "task": self.task, "done": self.done, "skipped": self.skipped, "failed": self.failed,
-            "seconds": round(self.seconds, 3), "interrupted": self.interrupted is not None,
-            "exit_code": self.exit_code, "files": files,
+            "task": self.task,
+            "done": self.done,
+            "skipped": self.skipped,
+            "failed": self.failed,
+            "seconds": round(self.seconds, 3),
+            "interrupted": self.interrupted is not None,
+            "exit_code": self.exit_code,
+            "files": files,
         }
 
     def to_json(self) -> str:
@@ -99,9 +104,16 @@ class Progress:
             from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
             from rich.progress import Progress as Bar
 
-            self.bar = Bar(TextColumn("restoring"), BarColumn(), MofNCompleteColumn(),
-                           TextColumn("{task.fields[rate]}"), TextColumn("ETA"), TimeRemainingColumn(),
-                           console=console, transient=True)
+            self.bar = Bar(
+                TextColumn("restoring"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[rate]}"),
+                TextColumn("ETA"),
+                TimeRemainingColumn(),
+                console=console,
+                transient=True,
+            )
             self.task = self.bar.add_task("restore", total=total, rate="")
             self.bar.start()
 
@@ -134,8 +146,10 @@ class Progress:
         if record.status == FAILED:
             self.note(f"failed: {record.path}: {record.reason}", level="error", style="red")
         elif self.bar is None:
-            self.note(f"[{self.count}/{self.total}] {record.path} -> {record.output or '<stdout>'} "
-                      f"({record.seconds:.1f} s; {per_s:.2f} img/s, ETA {_clock(eta)})")
+            self.note(
+                f"[{self.count}/{self.total}] {record.path} -> {record.output or '<stdout>'} "
+                f"({record.seconds:.1f} s; {per_s:.2f} img/s, ETA {_clock(eta)})"
+            )
         for warning in record.warnings:
             self.note(f"warning: {record.path}: {warning}", style="yellow")
 

@@ -72,6 +72,7 @@ class ScheduleBuffers(nn.Module):
 
 # ---- CPEN and denoiser -------------------------------------------------------------
 
+
 class _ResBlock(nn.Module):
     """conv3x3 -> LeakyReLU(0.1) -> conv3x3, plus the input (keys `body.0`, `body.2`)."""
 
@@ -100,15 +101,16 @@ class CPEN(nn.Module):
         layers: list[nn.Module] = [nn.Conv2d(in_channels, feats, 3, padding=1), act()]
         layers += [_ResBlock(feats) for _ in range(n_encoder_res)]
         layers += [
-            nn.Conv2d(feats, feats * 2, 3, padding=1), act(),
-            nn.Conv2d(feats * 2, feats * 2, 3, padding=1), act(),
-            nn.Conv2d(feats * 2, feats * 4, 3, padding=1), act(),
+            nn.Conv2d(feats, feats * 2, 3, padding=1),
+            act(),
+            nn.Conv2d(feats * 2, feats * 2, 3, padding=1),
+            act(),
+            nn.Conv2d(feats * 2, feats * 4, 3, padding=1),
+            act(),
             nn.AdaptiveAvgPool2d(1),
         ]
         self.E = nn.Sequential(*layers)
-        self.mlp = nn.Sequential(
-            nn.Linear(feats * 4, feats * 4), act(), nn.Linear(feats * 4, feats * 4), act()
-        )
+        self.mlp = nn.Sequential(nn.Linear(feats * 4, feats * 4), act(), nn.Linear(feats * 4, feats * 4), act())
 
     def forward(self, x: Tensor) -> Tensor:
         if self.unshuffle > 1:
@@ -144,6 +146,7 @@ class PriorDenoiser(nn.Module):
 
 
 # ---- the whole stage-2 network -------------------------------------------------------
+
 
 class DiffIRS2(nn.Module):
     """Container with the official key layout; the engine drives the prior chain and the residual."""
@@ -192,6 +195,4 @@ def build_diffir(kind: str, config: dict[str, Any], device: torch.device | str =
     else:
         net_in, cpen_in, cpen_u, head = channels, channels * 16, 4, "output"
     with torch.device(device):
-        return DiffIRS2(
-            config, net_in_channels=net_in, cpen_in_channels=cpen_in, cpen_unshuffle=cpen_u, head=head
-        )
+        return DiffIRS2(config, net_in_channels=net_in, cpen_in_channels=cpen_in, cpen_unshuffle=cpen_u, head=head)

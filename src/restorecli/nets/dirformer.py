@@ -280,7 +280,7 @@ class UpsampleTail(nn.Sequential):
             bottom = min(top + band, h)
             lo, hi = max(0, top - self.HALO), min(h, bottom + self.HALO)
             y = super().forward(x[:, :, lo:hi])
-            out[:, :, top * s:bottom * s] = y[:, :, (top - lo) * s:(bottom - lo) * s]
+            out[:, :, top * s : bottom * s] = y[:, :, (top - lo) * s : (bottom - lo) * s]
         return out
 
 
@@ -312,8 +312,7 @@ class DIRformer(nn.Module):
 
         def stage(width: int, n_heads: int, count: int) -> nn.ModuleList:
             return nn.ModuleList(
-                PriorTransformerBlock(width, n_heads, ffn_expansion_factor, bias, LayerNorm_type)
-                for _ in range(count)
+                PriorTransformerBlock(width, n_heads, ffn_expansion_factor, bias, LayerNorm_type) for _ in range(count)
             )
 
         d1, d2, d3, d4 = dim, dim * 2, dim * 4, dim * 8
@@ -370,7 +369,13 @@ class DIRformer(nn.Module):
 def dirformer_kwargs(config: dict[str, Any]) -> dict[str, Any]:
     """The DIRformer arguments among a DiffIRS2 config's keys (official names)."""
     names = (
-        "out_channels", "dim", "num_blocks", "num_refinement_blocks", "heads",
-        "ffn_expansion_factor", "bias", "LayerNorm_type",
+        "out_channels",
+        "dim",
+        "num_blocks",
+        "num_refinement_blocks",
+        "heads",
+        "ffn_expansion_factor",
+        "bias",
+        "LayerNorm_type",
     )
     return {k: config[k] for k in names if k in config}

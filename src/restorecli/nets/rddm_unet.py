@@ -67,8 +67,15 @@ class WSConv2d(nn.Conv2d):
         return (w - mean) * (var + eps).rsqrt()
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.conv2d(x, self.standardized(_eps_for(self.weight)), self.bias, self.stride, self.padding,
-                        self.dilation, self.groups)
+        return F.conv2d(
+            x,
+            self.standardized(_eps_for(self.weight)),
+            self.bias,
+            self.stride,
+            self.padding,
+            self.dilation,
+            self.groups,
+        )
 
     def _apply(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         self._cache = None  # device or dtype moves invalidate the cached kernel
@@ -166,7 +173,7 @@ class LinearAttention(nn.Module):
     def __init__(self, dim: int, heads: int = 4, dim_head: int = 32) -> None:
         super().__init__()
         self.heads = heads
-        self.scale = dim_head ** -0.5
+        self.scale = dim_head**-0.5
         hidden = heads * dim_head
         self.to_qkv = nn.Conv2d(dim, hidden * 3, 1, bias=False)
         self.to_out = nn.Sequential(nn.Conv2d(hidden, dim, 1), ChannelNorm(dim))
@@ -196,9 +203,10 @@ class FullAttention(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         b, _, h, w = x.shape
         # (b, heads, positions, dim_head) for q, k and v
-        q, k, v = (z.reshape(b, self.heads, self.dim_head, h * w).transpose(-2, -1)
-                   for z in self.to_qkv(x).chunk(3, dim=1))
-        out = attention(q, k, v, scale=self.dim_head ** -0.5)
+        q, k, v = (
+            z.reshape(b, self.heads, self.dim_head, h * w).transpose(-2, -1) for z in self.to_qkv(x).chunk(3, dim=1)
+        )
+        out = attention(q, k, v, scale=self.dim_head**-0.5)
         return self.to_out(out.transpose(-2, -1).reshape(b, -1, h, w))
 
 
@@ -233,24 +241,29 @@ class RDDMUnet(nn.Module):
         # are the least efficient ones.
         self.unshuffle = int(pixel_unshuffle)
         self.attn_heads, self.attn_hidden = attn_heads, attn_heads * attn_dim_head
-        fold = self.unshuffle ** 2
+        fold = self.unshuffle**2
         dims = [dim, *(dim * m for m in dim_mults)]
         pairs = list(zip(dims[:-1], dims[1:]))
         time_dim = dim * 4
         g = resnet_block_groups
 
         self.init_conv = nn.Conv2d(self.in_channels * fold, dim, 7, padding=3)
-        self.time_mlp = nn.Sequential(TimeEmbedding(dim), nn.Linear(dim, time_dim), nn.GELU(),
-                                      nn.Linear(time_dim, time_dim))
+        self.time_mlp = nn.Sequential(
+            TimeEmbedding(dim), nn.Linear(dim, time_dim), nn.GELU(), nn.Linear(time_dim, time_dim)
+        )
         self.downs = nn.ModuleList()
         for i, (d_in, d_out) in enumerate(pairs):
             last = i == len(pairs) - 1
-            self.downs.append(nn.ModuleList([
-                ResBlock(d_in, d_in, time_dim, g),
-                ResBlock(d_in, d_in, time_dim, g),
-                _linear_attn(d_in, attn_heads, attn_dim_head),
-                nn.Conv2d(d_in, d_out, 3, padding=1) if last else nn.Conv2d(d_in, d_out, 4, 2, 1),
-            ]))
+            self.downs.append(
+                nn.ModuleList(
+                    [
+                        ResBlock(d_in, d_in, time_dim, g),
+                        ResBlock(d_in, d_in, time_dim, g),
+                        _linear_attn(d_in, attn_heads, attn_dim_head),
+                        nn.Conv2d(d_in, d_out, 3, padding=1) if last else nn.Conv2d(d_in, d_out, 4, 2, 1),
+                    ]
+                )
+            )
         mid = dims[-1]
         self.mid_block1 = ResBlock(mid, mid, time_dim, g)
         self.mid_attn = Skip(PreNormed(mid, FullAttention(mid, attn_heads, attn_dim_head)))
@@ -258,15 +271,21 @@ class RDDMUnet(nn.Module):
         self.ups = nn.ModuleList()
         for i, (d_in, d_out) in enumerate(reversed(pairs)):
             last = i == len(pairs) - 1
-            up: nn.Module = (nn.Conv2d(d_out, d_in, 3, padding=1) if last else
-                             nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"),
-                                           nn.Conv2d(d_out, d_in, 3, padding=1)))
-            self.ups.append(nn.ModuleList([
-                ResBlock(d_out + d_in, d_out, time_dim, g),
-                ResBlock(d_out + d_in, d_out, time_dim, g),
-                _linear_attn(d_out, attn_heads, attn_dim_head),
-                up,
-            ]))
+            up: nn.Module = (
+                nn.Conv2d(d_out, d_in, 3, padding=1)
+                if last
+                else nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(d_out, d_in, 3, padding=1))
+            )
+            self.ups.append(
+                nn.ModuleList(
+                    [
+                        ResBlock(d_out + d_in, d_out, time_dim, g),
+                        ResBlock(d_out + d_in, d_out, time_dim, g),
+                        _linear_attn(d_out, attn_heads, attn_dim_head),
+                        up,
+                    ]
+                )
+            )
         self.final_res_block = ResBlock(dim * 2, dim, time_dim, g)
         self.final_conv = nn.Conv2d(dim, self.out_dim * fold, 1)
 
@@ -324,8 +343,18 @@ class RDDMUnet(nn.Module):
 # attn_heads / attn_dim_head are the later denoising-diffusion-pytorch names; the official RDDM
 # code fixes them at 4 and 32 (the defaults). Project-trained models use narrower attention,
 # which is most of the cost at full resolution on a CPU.
-UNET_KEYS = ("dim", "dim_mults", "channels", "resnet_block_groups", "condition", "input_condition", "out_dim",
-             "attn_heads", "attn_dim_head", "pixel_unshuffle")
+UNET_KEYS = (
+    "dim",
+    "dim_mults",
+    "channels",
+    "resnet_block_groups",
+    "condition",
+    "input_condition",
+    "out_dim",
+    "attn_heads",
+    "attn_dim_head",
+    "pixel_unshuffle",
+)
 
 
 def unet_kwargs(config: dict[str, Any]) -> dict[str, Any]:

@@ -43,6 +43,7 @@ MASKED = -100.0  # the official code's "minus infinity" for masked pairs
 
 # ---- small pieces ----------------------------------------------------------------
 
+
 def timestep_embedding(timesteps: Tensor, dim: int, max_period: float = 10000.0) -> Tensor:
     """Sinusoidal embedding laid out [cos | sin] (cos first, as the official code), in fp32.
 
@@ -119,8 +120,14 @@ class Upsample(nn.Module):
 class ResBlock(EmbeddingBlock):
     """guided-diffusion residual block; with scale-shift norm the embedding gives (scale, shift) of the second norm."""
 
-    def __init__(self, channels: int, emb_channels: int, dropout: float, out_channels: int | None = None,
-                 scale_shift: bool = True) -> None:
+    def __init__(
+        self,
+        channels: int,
+        emb_channels: int,
+        dropout: float,
+        out_channels: int | None = None,
+        scale_shift: bool = True,
+    ) -> None:
         super().__init__()
         out_channels = out_channels or channels
         self.scale_shift = scale_shift
@@ -131,7 +138,9 @@ class ResBlock(EmbeddingBlock):
             nn.SiLU(), nn.Linear(emb_channels, 2 * out_channels if scale_shift else out_channels)
         )
         self.out_layers = nn.Sequential(
-            GroupNorm32(out_channels), nn.SiLU(), nn.Dropout(dropout),
+            GroupNorm32(out_channels),
+            nn.SiLU(),
+            nn.Dropout(dropout),
             nn.Conv2d(out_channels, out_channels, 3, padding=1),
         )
         self.skip_connection: nn.Module = (
@@ -151,6 +160,7 @@ class ResBlock(EmbeddingBlock):
 
 
 # ---- Swin window attention ----------------------------------------------------------
+
 
 def to_windows(x: Tensor, window: int) -> Tensor:
     """(B, C, H, W) -> (B * nW, window*window, C); windows in row-major order, tokens row-major inside."""
@@ -175,8 +185,9 @@ def relative_position_index(window: int) -> Tensor:
     return d_row * (2 * window - 1) + d_col
 
 
-def shifted_window_mask(height: int, width: int, window: int, shift: int,
-                        device: torch.device | str | None = None) -> Tensor:
+def shifted_window_mask(
+    height: int, width: int, window: int, shift: int, device: torch.device | str | None = None
+) -> Tensor:
     """The additive (nW, N, N) mask the official shifted block really applies at size (height, width).
 
     Standard Swin labels the 3x3 regions created by the cyclic shift and masks
@@ -331,8 +342,17 @@ class PatchProjection(nn.Module):
 class SwinStage(nn.Module):
     """Official `BasicLayer`: project in, `depth` blocks alternating unshifted/shifted, project out."""
 
-    def __init__(self, channels: int, embed_dim: int, heads: int, window: int, depth: int, resolution: int,
-                 mlp_ratio: float, patch_norm: bool) -> None:
+    def __init__(
+        self,
+        channels: int,
+        embed_dim: int,
+        heads: int,
+        window: int,
+        depth: int,
+        resolution: int,
+        mlp_ratio: float,
+        patch_norm: bool,
+    ) -> None:
         super().__init__()
         self.patch_embed = PatchProjection(channels, embed_dim, patch_norm)
         self.patch_unembed = PatchProjection(embed_dim, channels, patch_norm)
@@ -349,6 +369,7 @@ class SwinStage(nn.Module):
 
 
 # ---- the UNet ----------------------------------------------------------------------
+
 
 def lq_feature_extractor(lq_size: int, image_size: int, in_channels: int) -> tuple[nn.Module, int]:
     """Conv stack taking the lq (and mask) down to the latent size, and the channel count it yields.
@@ -404,8 +425,10 @@ class ResShiftUNet(nn.Module):
     ) -> None:
         super().__init__()
         if dims != 2 or resblock_updown or use_fp16:
-            raise ValueError("ResShift UNet: only dims=2, resblock_updown=False, use_fp16=False are supported "
-                             "(every released checkpoint uses them)")
+            raise ValueError(
+                "ResShift UNet: only dims=2, resblock_updown=False, use_fp16=False are supported "
+                "(every released checkpoint uses them)"
+            )
         if isinstance(num_res_blocks, int):
             num_res_blocks = [num_res_blocks] * len(channel_mult)
         if len(num_res_blocks) != len(channel_mult):
@@ -422,9 +445,7 @@ class ResShiftUNet(nn.Module):
         def swin(ch: int, resolution: int) -> SwinStage:
             return SwinStage(ch, swin_embed_dim, heads, window_size, swin_depth, resolution, mlp_ratio, patch_norm)
 
-        self.time_embed = nn.Sequential(
-            nn.Linear(model_channels, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim)
-        )
+        self.time_embed = nn.Sequential(nn.Linear(model_channels, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
         # Official rule: identity only when the lq is conditioned on and already latent-sized.
         if cond_lq and lq_size == image_size:
             self.feature_extractor: nn.Module = nn.Identity()
@@ -433,9 +454,7 @@ class ResShiftUNet(nn.Module):
             self.feature_extractor, lq_channels = lq_feature_extractor(lq_size, image_size, 4 if cond_mask else 3)
 
         ch = first_ch = int(channel_mult[0] * model_channels)
-        self.input_blocks = nn.ModuleList(
-            [EmbedSequential(nn.Conv2d(in_channels + lq_channels, ch, 3, padding=1))]
-        )
+        self.input_blocks = nn.ModuleList([EmbedSequential(nn.Conv2d(in_channels + lq_channels, ch, 3, padding=1))])
         skip_channels = [ch]
         res_now = image_size  # the official `ds`: current resolution, compared with attention_resolutions
         for level, mult in enumerate(channel_mult):

@@ -163,17 +163,14 @@ class VectorQuantizer(nn.Module):
         b, c, h, w = z.shape
         flat = z.float().permute(0, 2, 3, 1).reshape(-1, c)
         codes = self.embedding.weight.float()
-        codes_sq = torch.sum(codes ** 2, dim=1)
+        codes_sq = torch.sum(codes**2, dim=1)
         n = flat.shape[0]
         rows = max(1, _DISTANCE_CHUNK // codes.shape[0])
         index = torch.empty(n, dtype=torch.long, device=flat.device)
         for start in range(0, n, rows):
-            part = flat[start:start + rows]
-            dist = (
-                torch.sum(part ** 2, dim=1, keepdim=True) + codes_sq
-                - 2 * torch.einsum("bd,dn->bn", part, codes.t())
-            )
-            index[start:start + rows] = torch.argmin(dist, dim=1)
+            part = flat[start : start + rows]
+            dist = torch.sum(part**2, dim=1, keepdim=True) + codes_sq - 2 * torch.einsum("bd,dn->bn", part, codes.t())
+            index[start : start + rows] = torch.argmin(dist, dim=1)
         picked = F.embedding(index, codes)
         # The official straight-through form z + (e - z); in fp32 it can differ from e by one ulp.
         picked = flat + (picked - flat)

@@ -44,7 +44,9 @@ def read_rgb01(path: Path) -> np.ndarray:
     return read_rgb8(path).astype(np.float32) / 255.0
 
 
-def pair_files(restored: Path, reference: Path, strip_suffix: str = "") -> tuple[list[tuple[str, Path, Path]], list[str]]:
+def pair_files(
+    restored: Path, reference: Path, strip_suffix: str = ""
+) -> tuple[list[tuple[str, Path, Path]], list[str]]:
     """(name, restored file, reference file) for every match, and the names found on one side only."""
     restored, reference = Path(restored), Path(reference)
     if restored.is_file() and reference.is_file():
@@ -133,9 +135,7 @@ def evaluate_pairs(
                     f"{ref_path.name} is {ref.shape[1]}x{ref.shape[0]}",
                     "pass --resize-reference to score at the restored size",
                 )
-            ref = np.asarray(
-                Image.fromarray(ref).resize((ours.shape[1], ours.shape[0]), Image.BICUBIC), dtype=np.uint8
-            )
+            ref = np.asarray(Image.fromarray(ref).resize((ours.shape[1], ours.shape[0]), Image.BICUBIC), dtype=np.uint8)
         scores = all_metrics(ours, ref, crop_border=crop_border)
         report.files.append({"name": name, "restored": str(ours_path), "reference": str(ref_path), **scores})
     return report

@@ -130,8 +130,9 @@ def load_engine(
 ) -> Engine:
     """Registry lookup (or a trained bundle's own spec), weights, device, precision -> engine."""
     spec = resolve_spec(model_name, task, weights, registry_files)
-    return engine_for_spec(spec, weights=weights, device=device, precision=precision, offline=offline,
-                           cache_dir=cache_dir)
+    return engine_for_spec(
+        spec, weights=weights, device=device, precision=precision, offline=offline, cache_dir=cache_dir
+    )
 
 
 def random_engine(spec: ModelSpec, device: torch.device, dtype: torch.dtype) -> Engine:

@@ -50,9 +50,17 @@ def smaller_tile(tile: int, height: int, width: int, min_tile: int) -> int | Non
 class Restorer:
     """One engine plus the job's sampling options; `run` restores a group of same-size images."""
 
-    def __init__(self, engine: Engine, *, steps: int, seed: int = 0, tile: int | None = 0,
-                 overlap: int = 32, note: Note | None = None,
-                 on_tile: Callable[[int, int], None] | None = None) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        steps: int,
+        seed: int = 0,
+        tile: int | None = 0,
+        overlap: int = 32,
+        note: Note | None = None,
+        on_tile: Callable[[int, int], None] | None = None,
+    ) -> None:
         self.engine, self.steps, self.seed, self.tile, self.overlap = engine, steps, seed, tile, overlap
         self.note = note or (lambda text: None)
         self.on_tile = on_tile
@@ -90,7 +98,7 @@ class Restorer:
                 mask = None if masks[0] is None else torch.cat(masks)  # type: ignore[arg-type]
                 gens = [self.generator() for _ in images]
                 out = self.engine.restore(batch, steps=self.steps, generators=gens, masks=mask)
-                return [out[i:i + 1] for i in range(len(images))]
+                return [out[i : i + 1] for i in range(len(images))]
             except (WeightsError, DeviceError):
                 raise
             except Exception as exc:  # out of memory, or one bad image: isolate by running them one by one
@@ -106,8 +114,16 @@ class Restorer:
                 if tile > 0:
                     from .tiling import restore_tiled
 
-                    return restore_tiled(self.engine, image, mask, steps=self.steps, generator=self.generator(),
-                                         tile=tile, overlap=self.overlap, on_tile=self.on_tile)
+                    return restore_tiled(
+                        self.engine,
+                        image,
+                        mask,
+                        steps=self.steps,
+                        generator=self.generator(),
+                        tile=tile,
+                        overlap=self.overlap,
+                        on_tile=self.on_tile,
+                    )
                 return self.engine.restore(image, steps=self.steps, generators=[self.generator()], masks=mask)
             except (WeightsError, DeviceError):
                 raise
@@ -120,7 +136,9 @@ class Restorer:
                     where = f" even with {tile}-pixel tiles" if tile else ""
                     hint = "" if self.engine.tileable else " (this model cannot be tiled)"
                     return ImageFailed(f"out of memory{where}{hint}")
-                self.note(f"out of memory at {width}x{height} with tile {tile or 'whole image'}; retrying with {nxt}-pixel tiles")
+                self.note(
+                    f"out of memory at {width}x{height} with tile {tile or 'whole image'}; retrying with {nxt}-pixel tiles"
+                )
                 tile = nxt
                 self.known_tile[(height, width)] = nxt
 

@@ -54,7 +54,7 @@ def ramp(length: int, overlap_before: int, overlap_after: int) -> Tensor:
         t = ((torch.arange(n, dtype=torch.float64) + 0.5 - margin) / max(n - 2 * margin, 1)).clamp(0, 1)
         r = (0.5 - 0.5 * torch.cos(math.pi * t)).float()
         if reverse:
-            w[length - n:] = torch.minimum(w[length - n:], r.flip(0))
+            w[length - n :] = torch.minimum(w[length - n :], r.flip(0))
         else:
             w[:n] = torch.minimum(w[:n], r)
     return w
@@ -101,13 +101,13 @@ def restore_tiled(
         for j, left in enumerate(ws):
             tw = min(tile, width - left)
             wx = ramp(tw * scale, *(scale * o for o in _overlaps(ws, tile, j)))
-            crop = image[:, :, top:top + th, left:left + tw]
-            mcrop = None if mask is None else mask[:, :, top:top + th, left:left + tw]
+            crop = image[:, :, top : top + th, left : left + tw]
+            mcrop = None if mask is None else mask[:, :, top : top + th, left : left + tw]
             result = engine.restore(crop, steps=steps, generators=[generator], masks=mcrop).float().cpu()
             w2 = (wy[:, None] * wx[None, :])[None, None]
             ys, xs = top * scale, left * scale
-            out[:, :, ys:ys + th * scale, xs:xs + tw * scale] += result * w2
-            weight[:, :, ys:ys + th * scale, xs:xs + tw * scale] += w2
+            out[:, :, ys : ys + th * scale, xs : xs + tw * scale] += result * w2
+            weight[:, :, ys : ys + th * scale, xs : xs + tw * scale] += w2
             done += 1
             if on_tile is not None:
                 on_tile(done, total)

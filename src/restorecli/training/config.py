@@ -62,7 +62,9 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         if self.objective not in ("pred_res_noise", "pred_res"):
-            raise UsageError(f"unknown objective '{self.objective}'", "use pred_res_noise (two UNets) or pred_res (one)")
+            raise UsageError(
+                f"unknown objective '{self.objective}'", "use pred_res_noise (two UNets) or pred_res (one)"
+            )
         if self.dual_output and self.objective != "pred_res_noise":
             raise UsageError("--dual-output needs two heads", "use --objective pred_res_noise")
         if self.loss not in ("l1", "l2"):
@@ -72,9 +74,13 @@ class TrainConfig:
         if not 0 <= self.t_min < self.timesteps:
             raise UsageError(f"--t-min must be 0..{self.timesteps - 1}")
         if not 1 <= self.steps <= self.max_steps():
-            raise UsageError(f"--steps must be 1..{self.max_steps()}" + (f" with --t-min {self.t_min}" if self.t_min else ""))
+            raise UsageError(
+                f"--steps must be 1..{self.max_steps()}" + (f" with --t-min {self.t_min}" if self.t_min else "")
+            )
         if self.dim % self.resnet_block_groups:
-            raise UsageError(f"--dim {self.dim} must be a multiple of the group-norm groups ({self.resnet_block_groups})")
+            raise UsageError(
+                f"--dim {self.dim} must be a multiple of the group-norm groups ({self.resnet_block_groups})"
+            )
         self.dim_mults = tuple(int(m) for m in self.dim_mults)
         self.adam_betas = tuple(float(b) for b in self.adam_betas)  # type: ignore[assignment]
 

@@ -125,7 +125,7 @@ class CropSampler:
         h, w = images[0].shape[:2]
         y = int(rng.integers(0, h - self.crop + 1))
         x = int(rng.integers(0, w - self.crop + 1))
-        out = [im[y:y + self.crop, x:x + self.crop] for im in images]
+        out = [im[y : y + self.crop, x : x + self.crop] for im in images]
         if self.augment:
             k = int(rng.integers(0, 4))
             flip = bool(rng.integers(0, 2))
@@ -178,11 +178,12 @@ def fixed_pairs(
         if size:
             s = min(size, h, w)
             y, x = (h - s) // 2, (w - s) // 2
-            img = img[y:y + s, x:x + s]
+            img = img[y : y + s, x : x + s]
         h, w = img.shape[:2]
         img = np.ascontiguousarray(img[: h - h % 8, : w - w % 8])
-        deg, _ = degrade(img.astype(np.float32) / 255.0, degradation, name_seed(seed, file_key(path)),
-                         **(degrade_params or {}))
+        deg, _ = degrade(
+            img.astype(np.float32) / 255.0, degradation, name_seed(seed, file_key(path)), **(degrade_params or {})
+        )
         out.append(Pair(file_key(path), np.floor(deg * 255.0 + 0.5).astype(np.uint8), img))
     return out
 
@@ -228,7 +229,9 @@ def degrade_files(
     previous = []
     if sidecar.is_file():
         try:
-            previous = [r for r in json.loads(sidecar.read_text()) if r.get("output") not in {x["output"] for x in records}]
+            previous = [
+                r for r in json.loads(sidecar.read_text()) if r.get("output") not in {x["output"] for x in records}
+            ]
         except (ValueError, AttributeError):
             previous = []
     sidecar.write_text(json.dumps(previous + records, indent=1))

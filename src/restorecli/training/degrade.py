@@ -116,9 +116,9 @@ def _cubic(x: Array) -> Array:
     """Keys cubic kernel with a = -0.5 (the one MATLAB's imresize uses)."""
     ax = np.abs(x)
     ax2, ax3 = ax * ax, ax * ax * ax
-    return (1.5 * ax3 - 2.5 * ax2 + 1.0) * (ax <= 1) + (
-        -0.5 * ax3 + 2.5 * ax2 - 4.0 * ax + 2.0
-    ) * ((ax > 1) & (ax <= 2))
+    return (1.5 * ax3 - 2.5 * ax2 + 1.0) * (ax <= 1) + (-0.5 * ax3 + 2.5 * ax2 - 4.0 * ax + 2.0) * (
+        (ax > 1) & (ax <= 2)
+    )
 
 
 def _resize_matrix(in_len: int, out_len: int, scale: float) -> Array:
@@ -321,20 +321,33 @@ def rain(
     clipping hard), "add" or "max"; haze: uniform veil mixed in (rain mist).
     """
     img = _check(img)
-    p = sample_params("rain", rng, dict(
-        density=density, length=length, angle=angle, width=width,
-        brightness=brightness, layers=layers, blend=blend, haze=haze,
-    ))
+    p = sample_params(
+        "rain",
+        rng,
+        dict(
+            density=density,
+            length=length,
+            angle=angle,
+            width=width,
+            brightness=brightness,
+            layers=layers,
+            blend=blend,
+            haze=haze,
+        ),
+    )
     h, w = img.shape[:2]
     total = np.zeros((h, w), np.float32)
     for k in range(p["layers"]):
         f = 1.0 / (1.0 + 0.6 * k)
         jitter = float(rng.uniform(-5.0, 5.0))
         layer = rain_layer(
-            (h, w), rng,
-            density=p["density"] * f, length=max(3.0, p["length"] * f),
+            (h, w),
+            rng,
+            density=p["density"] * f,
+            length=max(3.0, p["length"] * f),
             angle=p["angle"] + (jitter if k else 0.0),
-            width=max(1.0, p["width"] * f), brightness=p["brightness"] * f,
+            width=max(1.0, p["width"] * f),
+            brightness=p["brightness"] * f,
         )
         total = 1.0 - (1.0 - total) * (1.0 - layer)
     streak = total[..., None]
@@ -397,10 +410,19 @@ def realistic_down(
     blur); interp: area, bilinear or bicubic; noise_sigma in 8-bit levels.
     """
     img = _check(img)
-    p = sample_params("realistic", rng, dict(
-        scale=scale, blur_sigma=blur_sigma, blur_sigma2=blur_sigma2, blur_angle=blur_angle,
-        interp=interp, noise_sigma=noise_sigma, quality=quality,
-    ))
+    p = sample_params(
+        "realistic",
+        rng,
+        dict(
+            scale=scale,
+            blur_sigma=blur_sigma,
+            blur_sigma2=blur_sigma2,
+            blur_angle=blur_angle,
+            interp=interp,
+            noise_sigma=noise_sigma,
+            quality=quality,
+        ),
+    )
     s = p["scale"]
     h, w = img.shape[:2]
     img = img[: h - h % s, : w - w % s]

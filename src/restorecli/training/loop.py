@@ -40,7 +40,6 @@ def build_nets(spec: ModelSpec, device: torch.device) -> dict[str, nn.Module]:
     return {name: engine.build_component(comp, device="cpu").to(device) for name, comp in spec.components.items()}
 
 
-
 # ---- EMA ----------------------------------------------------------------------------
 
 
@@ -66,8 +65,7 @@ class EMA:
                     ema_state[key].copy_(value)
 
     def state(self) -> dict[str, Any]:
-        return {"decay": self.decay, "updates": self.updates,
-                "nets": {k: v.state_dict() for k, v in self.nets.items()}}
+        return {"decay": self.decay, "updates": self.updates, "nets": {k: v.state_dict() for k, v in self.nets.items()}}
 
     def load(self, state: dict[str, Any]) -> None:
         self.updates = int(state["updates"])
@@ -78,9 +76,16 @@ class EMA:
 # ---- checkpoints ----------------------------------------------------------------------
 
 
-def save_bundle(path: Path, cfg: TrainConfig, nets: dict[str, nn.Module], *, half: bool = False,
-                metrics: dict[str, Any] | None = None, origin: str = "user-trained",
-                extra: dict[str, Any] | None = None) -> Path:
+def save_bundle(
+    path: Path,
+    cfg: TrainConfig,
+    nets: dict[str, nn.Module],
+    *,
+    half: bool = False,
+    metrics: dict[str, Any] | None = None,
+    origin: str = "user-trained",
+    extra: dict[str, Any] | None = None,
+) -> Path:
     """A safetensors bundle the RDDM engine loads with --weights; its metadata carries the model spec."""
     spec = model_spec(cfg, origin=origin)
     states = {}
@@ -96,7 +101,6 @@ def save_bundle(path: Path, cfg: TrainConfig, nets: dict[str, nn.Module], *, hal
     }
     meta.update(extra or {})
     return write_bundle(Path(path), spec, states, extra_meta=meta)
-
 
 
 # ---- the loop -----------------------------------------------------------------------
@@ -181,7 +185,9 @@ def train(
     if resume is not None:
         ckpt = torch.load(resume, map_location="cpu", weights_only=True)
         saved = TrainConfig.from_dict(ckpt["config"])
-        if {k: c.config for k, c in model_spec(saved).components.items()} != {k: c.config for k, c in spec.components.items()}:
+        if {k: c.config for k, c in model_spec(saved).components.items()} != {
+            k: c.config for k, c in spec.components.items()
+        }:
             raise UsageError(f"{resume} was trained with a different network", "resume with the same options")
         for name, net in nets.items():
             net.load_state_dict(ckpt["nets"][name])
@@ -197,10 +203,14 @@ def train(
         log(f"resumed from {resume} at step {step}")
     baseline = input_scores(val_pairs)
     if baseline:
-        log(f"held-out inputs: PSNR-Y {baseline['psnr_y']:.2f} dB, SSIM-Y {baseline['ssim_y']:.4f} ({len(val_pairs)} pairs)")
+        log(
+            f"held-out inputs: PSNR-Y {baseline['psnr_y']:.2f} dB, SSIM-Y {baseline['ssim_y']:.4f} ({len(val_pairs)} pairs)"
+        )
     n_params = sum(p.numel() for p in params)
-    log(f"training {cfg.objective}{' + gate' if cfg.dual_output else ''}: {len(nets)} UNet(s), "
-        f"{n_params / 1e6:.2f} M parameters, {cfg.iters} iterations, batch {cfg.batch_size}, crop {cfg.crop}")
+    log(
+        f"training {cfg.objective}{' + gate' if cfg.dual_output else ''}: {len(nets)} UNet(s), "
+        f"{n_params / 1e6:.2f} M parameters, {cfg.iters} iterations, batch {cfg.batch_size}, crop {cfg.crop}"
+    )
 
     def lr_at(i: int) -> float:
         # Cosine decay over the run; with a time limit it follows whichever of
@@ -212,10 +222,16 @@ def train(
 
     def checkpoint() -> None:
         data = {
-            "step": step, "config": asdict(cfg), "best_psnr": best_psnr,
-            "nets": {k: v.state_dict() for k, v in nets.items()}, "ema": ema.state(),
-            "opt": opt.state_dict(), "param_names": param_names, "scaler": scaler.state_dict() if scaler.is_enabled() else {},
-            "rng_numpy": json.dumps(rng.bit_generator.state), "rng_torch": gen.get_state(),
+            "step": step,
+            "config": asdict(cfg),
+            "best_psnr": best_psnr,
+            "nets": {k: v.state_dict() for k, v in nets.items()},
+            "ema": ema.state(),
+            "opt": opt.state_dict(),
+            "param_names": param_names,
+            "scaler": scaler.state_dict() if scaler.is_enabled() else {},
+            "rng_numpy": json.dumps(rng.bit_generator.state),
+            "rng_torch": gen.get_state(),
             "elapsed": time.monotonic() - start,
         }
         with atomic_target(out_dir / "last.pt") as tmp:
@@ -249,8 +265,11 @@ def train(
         done = step >= cfg.iters or out_of_time or paused
         if time.monotonic() - last_log > 30 or done:
             last_log = time.monotonic()
-            log(f"step {step}/{cfg.iters}  loss " + " ".join(f"{k} {v:.4f}" for k, v in running.items())
-                + f"  lr {lr_at(step):.2e}  {time.monotonic() - start:.0f}s")
+            log(
+                f"step {step}/{cfg.iters}  loss "
+                + " ".join(f"{k} {v:.4f}" for k, v in running.items())
+                + f"  lr {lr_at(step):.2e}  {time.monotonic() - start:.0f}s"
+            )
         if (cfg.val_every and step % cfg.val_every == 0) or done:
             for net in ema.nets.values():
                 net.eval()
@@ -260,21 +279,41 @@ def train(
             with open(out_dir / "log.jsonl", "a") as fh:
                 fh.write(json.dumps(record) + "\n")
             if metrics:
-                log(f"step {step}: held-out PSNR-Y {metrics['psnr_y']:.2f} dB  SSIM-Y {metrics['ssim_y']:.4f}  "
-                    f"PSNR {metrics['psnr_rgb']:.2f} dB")
+                log(
+                    f"step {step}: held-out PSNR-Y {metrics['psnr_y']:.2f} dB  SSIM-Y {metrics['ssim_y']:.4f}  "
+                    f"PSNR {metrics['psnr_rgb']:.2f} dB"
+                )
                 if metrics["psnr_y"] > best_psnr:
                     best_psnr = metrics["psnr_y"]
-                    save_bundle(out_dir / "best.safetensors", cfg, ema.nets, half=half,
-                                metrics={"step": step, "held_out": metrics, "held_out_input": baseline})
+                    save_bundle(
+                        out_dir / "best.safetensors",
+                        cfg,
+                        ema.nets,
+                        half=half,
+                        metrics={"step": step, "held_out": metrics, "held_out_input": baseline},
+                    )
         if (cfg.save_every and step % cfg.save_every == 0) or done:
             checkpoint()
-            save_bundle(out_dir / "last.safetensors", cfg, ema.nets, half=half,
-                        metrics={"step": step, "held_out": metrics, "held_out_input": baseline})
+            save_bundle(
+                out_dir / "last.safetensors",
+                cfg,
+                ema.nets,
+                half=half,
+                metrics={"step": step, "held_out": metrics, "held_out_input": baseline},
+            )
         if paused:
             break
         if out_of_time:
-            log(f"time limit of {cfg.time_limit:.0f}s reached at step {step}; resume with --resume {out_dir / 'last.pt'}")
+            log(
+                f"time limit of {cfg.time_limit:.0f}s reached at step {step}; resume with --resume {out_dir / 'last.pt'}"
+            )
             break
     best = out_dir / "best.safetensors"
-    return TrainResult(out_dir / "last.safetensors", best if best.is_file() else None, step, metrics, baseline,
-                       time.monotonic() - start)
+    return TrainResult(
+        out_dir / "last.safetensors",
+        best if best.is_file() else None,
+        step,
+        metrics,
+        baseline,
+        time.monotonic() - start,
+    )

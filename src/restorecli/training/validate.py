@@ -42,8 +42,9 @@ def predictor(
         logit = None
         if out1 is not None and out1.shape[1] == img.shape[1] + 1:
             out1, logit = out1[:, :-1], out1[:, -1:]
-        res, eps, x0 = interpret(objective, out0, out1, img, x_in, abar, bbar,
-                                 sched.at("one_minus_alphas_cumsum", tt, img.dim()))
+        res, eps, x0 = interpret(
+            objective, out0, out1, img, x_in, abar, bbar, sched.at("one_minus_alphas_cumsum", tt, img.dim())
+        )
         if logit is not None and use_gate:
             x0, eps = gated_prediction(img, x_in, res, eps, logit, abar, bbar)
         return Prediction(res, eps, x0)
@@ -76,8 +77,7 @@ def sample(
     def noise_fn(like: Tensor) -> Tensor:  # only the full-length (steps == T) chain draws again
         return torch.randn(like.shape, generator=generator).to(like.device)
 
-    out = rddm_sample(predictor(nets, objective, sched, x_in, use_gate=use_gate), x_t, sched, steps,
-                      noise_fn=noise_fn)
+    out = rddm_sample(predictor(nets, objective, sched, x_in, use_gate=use_gate), x_t, sched, steps, noise_fn=noise_fn)
     return ((out + 1) / 2).clamp(0, 1)
 
 
@@ -92,16 +92,27 @@ def build_data(cfg: TrainConfig) -> tuple[CropSampler, list[Pair]]:
             raise UsageError("every clean image was held out", "lower --held-out or add images")
         clean_imgs = [read_rgb8(f) for f in train_files]
         if val_files:
-            val_pairs += fixed_pairs(val_files[: cfg.val_count], cfg.degradation or "rain", seed=cfg.seed + 1,
-                                     size=cfg.val_size, degrade_params=cfg.degrade_params)
+            val_pairs += fixed_pairs(
+                val_files[: cfg.val_count],
+                cfg.degradation or "rain",
+                seed=cfg.seed + 1,
+                size=cfg.val_size,
+                degrade_params=cfg.degrade_params,
+            )
     pairs: list[Pair] = []
     for degraded_dir, clean_dir in cfg.pairs:
         loaded = load_pairs(Path(degraded_dir), Path(clean_dir))
         pairs += [p for p in loaded if not is_held_out(p.name, cfg.held_out)]
         held = [p for p in loaded if is_held_out(p.name, cfg.held_out)]
         val_pairs += [_centre(p, cfg.val_size) for p in held[: cfg.val_count]]
-    sampler = CropSampler(clean=clean_imgs, pairs=pairs, degradation=cfg.degradation if cfg.clean else None,
-                          degrade_params=cfg.degrade_params, crop=cfg.crop, pair_fraction=cfg.pair_fraction)
+    sampler = CropSampler(
+        clean=clean_imgs,
+        pairs=pairs,
+        degradation=cfg.degradation if cfg.clean else None,
+        degrade_params=cfg.degrade_params,
+        crop=cfg.crop,
+        pair_fraction=cfg.pair_fraction,
+    )
     return sampler, val_pairs
 
 
@@ -110,11 +121,18 @@ def _centre(pair: Pair, size: int) -> Pair:
     s_h, s_w = (min(size, h), min(size, w)) if size else (h, w)
     y, x = (h - s_h) // 2, (w - s_w) // 2
     s_h, s_w = s_h - s_h % 8, s_w - s_w % 8
-    return Pair(pair.name, pair.degraded[y:y + s_h, x:x + s_w].copy(), pair.clean[y:y + s_h, x:x + s_w].copy())
+    return Pair(pair.name, pair.degraded[y : y + s_h, x : x + s_w].copy(), pair.clean[y : y + s_h, x : x + s_w].copy())
 
 
-def validate(nets: dict[str, nn.Module], cfg: TrainConfig, sched: Schedule, pairs: list[Pair], device: torch.device,
-             steps: int | None = None, use_gate: bool = True) -> dict[str, float]:
+def validate(
+    nets: dict[str, nn.Module],
+    cfg: TrainConfig,
+    sched: Schedule,
+    pairs: list[Pair],
+    device: torch.device,
+    steps: int | None = None,
+    use_gate: bool = True,
+) -> dict[str, float]:
     """Mean PSNR/SSIM (Y and RGB) of the sampler's output on the held-out pairs, seed fixed per image."""
     if not pairs:
         return {}
@@ -122,8 +140,16 @@ def validate(nets: dict[str, nn.Module], cfg: TrainConfig, sched: Schedule, pair
     for k, pair in enumerate(pairs):
         deg = torch.from_numpy(pair.degraded.astype(np.float32) / 255.0).permute(2, 0, 1)[None].to(device)
         gen = torch.Generator().manual_seed(cfg.seed + k)
-        out = sample(nets, cfg.objective, sched, deg, steps=steps or cfg.steps, generator=gen,
-                     sum_scale=cfg.sum_scale, use_gate=use_gate)
+        out = sample(
+            nets,
+            cfg.objective,
+            sched,
+            deg,
+            steps=steps or cfg.steps,
+            generator=gen,
+            sum_scale=cfg.sum_scale,
+            use_gate=use_gate,
+        )
         restored = to_255(out[0].permute(1, 2, 0).cpu().numpy())
         scores.append(all_metrics(restored, pair.clean))
     return {m: float(np.mean([s[m] for s in scores])) for m in scores[0]}

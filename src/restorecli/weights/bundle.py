@@ -53,10 +53,17 @@ def read_bundle_metadata(path: Path | str) -> dict[str, str]:
 
 def spec_to_dict(spec: ModelSpec) -> dict[str, Any]:
     return {
-        "name": spec.name, "method": spec.method, "task": spec.task, "scale": spec.scale,
+        "name": spec.name,
+        "method": spec.method,
+        "task": spec.task,
+        "scale": spec.scale,
         "components": {n: {"kind": c.kind, "config": c.config} for n, c in spec.components.items()},
-        "sampler": spec.sampler, "trained_steps": spec.trained_steps, "default_steps": spec.default_steps,
-        "min_steps": spec.min_steps, "max_steps": spec.max_steps, "origin": spec.origin,
+        "sampler": spec.sampler,
+        "trained_steps": spec.trained_steps,
+        "default_steps": spec.default_steps,
+        "min_steps": spec.min_steps,
+        "max_steps": spec.max_steps,
+        "origin": spec.origin,
         "description": spec.description,
     }
 
@@ -64,10 +71,17 @@ def spec_to_dict(spec: ModelSpec) -> dict[str, Any]:
 def spec_from_dict(data: dict[str, Any]) -> ModelSpec:
     comps = {n: ComponentSpec(name=n, kind=c["kind"], config=c["config"]) for n, c in data["components"].items()}
     return ModelSpec(
-        name=data["name"], method=data["method"], task=data["task"], scale=int(data.get("scale", 1)),
-        components=comps, sampler=dict(data["sampler"]), trained_steps=int(data["trained_steps"]),
-        default_steps=int(data["default_steps"]), min_steps=int(data["min_steps"]),
-        max_steps=int(data["max_steps"]), origin=data.get("origin", "user-trained"),
+        name=data["name"],
+        method=data["method"],
+        task=data["task"],
+        scale=int(data.get("scale", 1)),
+        components=comps,
+        sampler=dict(data["sampler"]),
+        trained_steps=int(data["trained_steps"]),
+        default_steps=int(data["default_steps"]),
+        min_steps=int(data["min_steps"]),
+        max_steps=int(data["max_steps"]),
+        origin=data.get("origin", "user-trained"),
         description=data.get("description", ""),
     )
 
@@ -214,8 +228,7 @@ def read_bundle(path: Path, spec: ModelSpec) -> dict[str, StateDict]:
             stray.append(key)
     if stray:
         raise WeightsError(
-            f"{path} has {len(stray)} tensors outside the components of '{spec.name}' "
-            f"(e.g. {stray[0]})",
+            f"{path} has {len(stray)} tensors outside the components of '{spec.name}' (e.g. {stray[0]})",
             "pass a bundle made by 'restore convert' for this model",
         )
     empty = [name for name, state in states.items() if not state]

@@ -81,16 +81,18 @@ def component_key(comp: ComponentSpec) -> str:
         ident["sha256"] = comp.sha256.lower()
     else:
         ident["size"] = comp.size
-        ident["sources"] = [
-            {k: v for k, v in asdict(s).items() if k != "note" and v is not None} for s in comp.sources
-        ]
+        ident["sources"] = [{k: v for k, v in asdict(s).items() if k != "note" and v is not None} for s in comp.sources]
     blob = json.dumps(ident, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
 def cache_key(spec: ModelSpec) -> str:
     blob = json.dumps(
-        {"v": KEY_VERSION, "method": spec.method, "components": {n: component_key(c) for n, c in spec.components.items()}},
+        {
+            "v": KEY_VERSION,
+            "method": spec.method,
+            "components": {n: component_key(c) for n, c in spec.components.items()},
+        },
         sort_keys=True,
     ).encode()
     return hashlib.sha256(blob).hexdigest()[:16]

@@ -75,8 +75,11 @@ def models_table(rows: list[dict[str, Any]], root: Path) -> Any:
     from rich.table import Table
 
     table = Table(
-        title="Registered models (* = default for its task)", caption=f"cache: {root}",
-        caption_justify="left", box=box.SIMPLE_HEAD, pad_edge=False,
+        title="Registered models (* = default for its task)",
+        caption=f"cache: {root}",
+        caption_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
     )
     longest = max((len(r["name"]) + 2 for r in rows), default=4)
     table.add_column("name", no_wrap=True, min_width=longest)
@@ -101,7 +104,12 @@ def models_table(rows: list[dict[str, Any]], root: Path) -> Any:
             size = "?"
         name = r["name"] + (" *" if r["default_for"] else "")
         table.add_row(
-            name, r["task"], r["method"], steps, size, r["license"] or "-",
+            name,
+            r["task"],
+            r["method"],
+            steps,
+            size,
+            r["license"] or "-",
             "[green]yes[/]" if r["cached"] else "no",
         )
     return table

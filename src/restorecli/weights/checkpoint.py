@@ -103,7 +103,7 @@ def _load_with_inert_configs(path: Path) -> Any:
 
 
 def strip_prefix(state: Mapping[str, Any], prefix: str) -> dict[str, Any]:
-    return {k[len(prefix):] if k.startswith(prefix) else k: v for k, v in state.items()}
+    return {k[len(prefix) :] if k.startswith(prefix) else k: v for k, v in state.items()}
 
 
 def unwrap_state_dict(obj: Any) -> StateDict:

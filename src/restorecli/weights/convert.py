@@ -25,9 +25,7 @@ Canonicalize = Callable[[ComponentSpec, Any], StateDict]
 
 def parse_weight_args(spec: ModelSpec, args: list[str]) -> dict[str, Path] | Path:
     """`--weights` values: one bundle path, or COMPONENT=PATH pairs (a lone PATH is allowed for one-component models)."""
-    if len(args) == 1 and "=" not in args[0] and (
-        args[0].endswith(".safetensors") or len(spec.components) != 1
-    ):
+    if len(args) == 1 and "=" not in args[0] and (args[0].endswith(".safetensors") or len(spec.components) != 1):
         return Path(args[0])
     pairs: dict[str, Path] = {}
     for arg in args:
@@ -37,8 +35,7 @@ def parse_weight_args(spec: ModelSpec, args: list[str]) -> dict[str, Path] | Pat
                 comp, value = next(iter(spec.components)), arg
             else:
                 raise UsageError(
-                    f"--weights {arg}: model '{spec.name}' has components "
-                    f"{', '.join(spec.components)}",
+                    f"--weights {arg}: model '{spec.name}' has components {', '.join(spec.components)}",
                     "pass a bundle .safetensors or COMPONENT=PATH for each component",
                 )
         if comp not in spec.components:

@@ -49,6 +49,7 @@ DOWNLOAD_RETRY_HINT = (
 
 # ---- the entry point -----------------------------------------------------------------
 
+
 @dataclass
 class _Have:
     """Where one component's weights come from for this build."""
@@ -152,6 +153,7 @@ def _fetch_and_build(
 
 # ---- finding what is already here ------------------------------------------------------
 
+
 def _find_local(comp: ComponentSpec, name: str, root: Path) -> _Have | None:
     """A component obtainable without the network: another bundle, our staged download, the Hub cache."""
     reused = _bundled_elsewhere(root, component_key(comp))
@@ -191,6 +193,7 @@ def _bundled_elsewhere(root: Path, ckey: str) -> _Have | None:
 
 # ---- downloading -----------------------------------------------------------------------
 
+
 def _download_component(
     comp: ComponentSpec, name: str, root: Path, progress: ByteProgress, report: Reporter, *, force: bool
 ) -> tuple[_Have | None, list[SourceFailed]]:
@@ -201,8 +204,9 @@ def _download_component(
         where = describe(src, comp)
         try:
             if src.kind == "bundled":  # packaged_bundle() found no file: a broken installation
-                raise SourceFailed(f"{where}: the file is missing from this installation; reinstall restorecli",
-                                    manual=True)
+                raise SourceFailed(
+                    f"{where}: the file is missing from this installation; reinstall restorecli", manual=True
+                )
             if src.kind == "manual":
                 note = f" ({src.note})" if src.note and src.url else ""
                 raise SourceFailed(f"{src.url or src.note}{note}", manual=True)
@@ -264,6 +268,7 @@ def _verify_hub(comp: ComponentSpec, path: Path, src: Source) -> str:
 
 # ---- conversion ------------------------------------------------------------------------
 
+
 def _build_bundle(
     spec: ModelSpec, have: dict[str, _Have], target: Path, report: Reporter, canonicalize: Canonicalize
 ) -> Path:
@@ -310,7 +315,7 @@ def _component_from_bundle(path: Path, prefix: str) -> tuple[dict[str, Any], str
 
     lead = f"{prefix}."
     with safe_open(str(path), "pt") as fh:
-        state = {k[len(lead):]: fh.get_tensor(k) for k in fh.keys() if k.startswith(lead)}
+        state = {k[len(lead) :]: fh.get_tensor(k) for k in fh.keys() if k.startswith(lead)}
         meta = fh.metadata() or {}
     source = json.loads(meta.get("sources", "{}")).get(prefix, f"{path.name}:{prefix}")
     if not state:
@@ -319,6 +324,7 @@ def _component_from_bundle(path: Path, prefix: str) -> tuple[dict[str, Any], str
 
 
 # ---- messages --------------------------------------------------------------------------
+
 
 def _needs(spec: ModelSpec, names: list[str]) -> str:
     parts = []
@@ -340,12 +346,14 @@ def offline_tasks() -> list[str]:
         registry = load_registry()
     except Exception:  # never let a hint hide the real error
         return []
-    return sorted({
-        task
-        for model in registry.models.values()
-        if all(any(s.kind == "bundled" for s in c.sources) for c in model.components.values())
-        for task in model.default_for
-    })
+    return sorted(
+        {
+            task
+            for model in registry.models.values()
+            if all(any(s.kind == "bundled" for s in c.sources) for c in model.components.values())
+            for task in model.default_for
+        }
+    )
 
 
 def _offline_hint() -> str:

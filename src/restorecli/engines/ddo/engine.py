@@ -54,6 +54,7 @@ LIGHTNING_PREFIXES = ("model.", "ema.", "diffusion.")
 
 # ---- checkpoints ---------------------------------------------------------------
 
+
 def lightning_states(obj: Any) -> dict[str, StateDict]:
     """Split a DDO Lightning checkpoint into {'model': online, 'ema': EMA, 'diffusion': schedule buffers}.
 
@@ -77,6 +78,7 @@ def lightning_states(obj: Any) -> dict[str, StateDict]:
 
 # ---- engine --------------------------------------------------------------------
 
+
 class DDOEngine(Engine):
     """Unconditional CIFAR-10-style generation with the dual-output sampler."""
 
@@ -88,8 +90,11 @@ class DDOEngine(Engine):
         unet = self._unet_component()
         self.unet: nn.Module = self.nets[unet]
         config = self.spec.components[unet].config
-        self.image_shape = (int(config.get("in_channels", 3)), int(config.get("resolution", 32)),
-                            int(config.get("resolution", 32)))
+        self.image_shape = (
+            int(config.get("in_channels", 3)),
+            int(config.get("resolution", 32)),
+            int(config.get("resolution", 32)),
+        )
         sampler = self.spec.sampler
         self.base_chain = build_chain(base_betas(sampler.get("schedule", DEFAULT_SCHEDULE)))
         self.var_type = sampler.get("var_type", "fixedlarge")
@@ -142,7 +147,7 @@ class DDOEngine(Engine):
         chunk = batch_size if batch_size > 0 else x.shape[0]
         outs = []
         for start in range(0, x.shape[0], chunk):
-            part = x[start:start + chunk]
+            part = x[start : start + chunk]
             t = torch.full((part.shape[0],), timestep, dtype=torch.int64, device=self.device)
             with torch.no_grad(), self.autocast():
                 outs.append(self.unet(part, t).float())

@@ -32,7 +32,7 @@ def base_betas(schedule: Mapping[str, Any]) -> Tensor:
     if kind == "linear":
         return torch.linspace(start, end, n, dtype=torch.float64)
     if kind == "quad":
-        return torch.linspace(start ** 0.5, end ** 0.5, n, dtype=torch.float64) ** 2
+        return torch.linspace(start**0.5, end**0.5, n, dtype=torch.float64) ** 2
     if kind == "const":
         return end * torch.ones(n, dtype=torch.float64)
     if kind == "cosine":
@@ -144,6 +144,7 @@ def respace(base: Chain, keep: list[int]) -> Chain:
 
 # ---- the dual output -----------------------------------------------------------
 
+
 def split_output(out: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """(x0 head, eps head, gate logit) = channels 0:3, 3:6, 6:7."""
     return out[:, 0:3], out[:, 3:6], out[:, 6:7]
@@ -175,8 +176,7 @@ def mix_x0(
 def posterior_mean(chain: Chain, index: Tensor | int, x0: Tensor, x_t: Tensor) -> Tensor:
     """DDPM posterior mean coef1 * x0 + coef2 * x_t."""
     return (
-        _at(chain.posterior_mean_coef1, index, x_t.ndim) * x0
-        + _at(chain.posterior_mean_coef2, index, x_t.ndim) * x_t
+        _at(chain.posterior_mean_coef1, index, x_t.ndim) * x0 + _at(chain.posterior_mean_coef2, index, x_t.ndim) * x_t
     )
 
 
@@ -187,6 +187,7 @@ def implicit_mean(chain: Chain, i: int, x_t: Tensor, x0_unclipped: Tensor, x0: T
 
 
 # ---- training objective --------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class DualLoss:

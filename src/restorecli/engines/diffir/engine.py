@@ -46,6 +46,7 @@ SCHEDULE_RTOL = 1e-6
 
 # ---- checkpoint layouts ------------------------------------------------------------------
 
+
 def _is_tensor_dict(obj: Any) -> bool:
     return isinstance(obj, Mapping) and bool(obj) and all(isinstance(v, Tensor) for v in obj.values())
 
@@ -63,7 +64,7 @@ def _select_state(obj: Any, what: str) -> dict[str, Tensor]:
         # PyTorch Lightning (inpainting): the S2 generator under exactly 'generator.'; 'generatorS1.'
         # (the stage-1 teacher), discriminators and losses are ignored.
         inner = obj["state_dict"]
-        state = {k[len(LIGHTNING_PREFIX):]: v for k, v in inner.items() if k.startswith(LIGHTNING_PREFIX)}
+        state = {k[len(LIGHTNING_PREFIX) :]: v for k, v in inner.items() if k.startswith(LIGHTNING_PREFIX)}
         if not state:
             raise WeightsError("the Lightning checkpoint holds no 'generator.*' (stage-2 generator) weights", hint)
         if not all(isinstance(v, Tensor) for v in state.values()):
@@ -89,9 +90,7 @@ def canonical_state(obj: Any, config: Mapping[str, Any], what: str = "DiffIR") -
     state = _select_state(obj, what)
     hint = f"pass the official DiffIR stage-2 file for '{what}'"
     if any(k.startswith("E.") for k in state) and not any(k.startswith("condition.") for k in state):
-        raise WeightsError(
-            "this is a DiffIR stage-1 (teacher, 'E.*' keys) checkpoint, not the stage-2 network", hint
-        )
+        raise WeightsError("this is a DiffIR stage-1 (teacher, 'E.*' keys) checkpoint, not the stage-2 network", hint)
     stray = sorted(k for k in state if not k.startswith(S2_GROUPS))
     if stray:
         raise WeightsError(f"not a DiffIR stage-2 state dict (unexpected key '{stray[0]}')", hint)
@@ -101,7 +100,7 @@ def canonical_state(obj: Any, config: Mapping[str, Any], what: str = "DiffIR") -
         if alias is None:
             out[key] = value
             continue
-        twin = ALIASES[alias] + key[len(alias):]
+        twin = ALIASES[alias] + key[len(alias) :]
         if twin not in state:
             raise WeightsError(f"checkpoint has '{key}' but not its twin '{twin}'", hint)
         if not _same(state[twin], value):
@@ -143,6 +142,7 @@ def _check_schedule(state: StateDict, config: Mapping[str, Any], hint: str) -> N
 
 
 # ---- engine --------------------------------------------------------------------------------
+
 
 class DiffIREngine(Engine):
     """DiffIR stage-2 models: real-world / GAN SR (x4, x2, x1), motion deblurring, inpainting."""

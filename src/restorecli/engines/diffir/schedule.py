@@ -17,8 +17,8 @@ from ...errors import UsageError
 
 def linear_betas(timesteps: int, linear_start: float, linear_end: float) -> np.ndarray:
     """LDM's 'linear' schedule: betas = linspace(sqrt(start), sqrt(end), T)^2, in float64 as the official code."""
-    ramp = torch.linspace(linear_start ** 0.5, linear_end ** 0.5, timesteps, dtype=torch.float64, device="cpu")
-    return (ramp ** 2).numpy()
+    ramp = torch.linspace(linear_start**0.5, linear_end**0.5, timesteps, dtype=torch.float64, device="cpu")
+    return (ramp**2).numpy()
 
 
 def schedule_arrays(betas: np.ndarray) -> dict[str, np.ndarray]:

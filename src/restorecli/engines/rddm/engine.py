@@ -61,6 +61,7 @@ PAPER_BLOCK = 8  # the official test loader pads to a multiple of 8 before resiz
 
 # ---- sampler configuration ---------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class RDDMConfig:
     """The `[models.X.sampler]` table of an RDDM model, with the official defaults."""
@@ -85,8 +86,9 @@ class RDDMConfig:
         condition = bool(s.get("condition", spec.task != "generate"))
         objective = s.get("objective", "pred_res_noise")
         if objective not in OBJECTIVES:
-            raise UsageError(f"model '{spec.name}': unknown RDDM objective '{objective}'",
-                             f"use one of {', '.join(OBJECTIVES)}")
+            raise UsageError(
+                f"model '{spec.name}': unknown RDDM objective '{objective}'", f"use one of {', '.join(OBJECTIVES)}"
+            )
         time_input = s.get("time_input", "int")
         if time_input not in ("int", "scaled"):
             raise UsageError(f"model '{spec.name}': time_input must be 'int' or 'scaled', not '{time_input}'")
@@ -126,6 +128,7 @@ class RDDMConfig:
 
 # ---- checkpoint layouts ------------------------------------------------------------------
 
+
 def _tensor_map(obj: Any) -> bool:
     return isinstance(obj, Mapping) and bool(obj) and all(isinstance(v, Tensor) for v in obj.values())
 
@@ -150,12 +153,12 @@ def unetres_state(obj: Any) -> StateDict:
     if not isinstance(obj, Mapping):
         raise WeightsError("the file does not hold an RDDM state dict", hint)
     if any(str(k).startswith(EMA_PREFIX) for k in obj):
-        obj = {k[len(EMA_PREFIX):]: v for k, v in obj.items() if str(k).startswith(EMA_PREFIX)}
+        obj = {k[len(EMA_PREFIX) :]: v for k, v in obj.items() if str(k).startswith(EMA_PREFIX)}
     if any(str(k).startswith(MODEL_PREFIX) for k in obj):
         stray = [k for k in obj if not str(k).startswith(MODEL_PREFIX) and k not in SCHEDULE_BUFFERS]
         if stray:
             raise WeightsError(f"unexpected entry '{stray[0]}' beside the RDDM network weights", hint)
-        obj = {k[len(MODEL_PREFIX):]: v for k, v in obj.items() if str(k).startswith(MODEL_PREFIX)}
+        obj = {k[len(MODEL_PREFIX) :]: v for k, v in obj.items() if str(k).startswith(MODEL_PREFIX)}
     if not _tensor_map(obj):
         raise WeightsError("the file does not hold an RDDM state dict of tensors", hint)
     if "ups_no_skip.0.0.mlp.1.weight" in obj or "final_conv_1.weight" in obj:
@@ -186,7 +189,7 @@ def component_state(comp: ComponentSpec, obj: Any) -> StateDict:
         if _tensor_map(obj) and "init_conv.weight" in obj:
             return dict(obj)
         prefix = f"{comp.name}."
-        state = {k[len(prefix):]: v for k, v in unetres_state(obj).items() if k.startswith(prefix)}
+        state = {k[len(prefix) :]: v for k, v in unetres_state(obj).items() if k.startswith(prefix)}
         if not state:
             raise WeightsError(f"the checkpoint holds no '{comp.name}' network", "check the file and the model")
         return state
@@ -194,6 +197,7 @@ def component_state(comp: ComponentSpec, obj: Any) -> StateDict:
 
 
 # ---- pre-processing ----------------------------------------------------------------------
+
 
 def paper_resize_uint8(image: np.ndarray, size: int = 256, block: int = PAPER_BLOCK) -> tuple[np.ndarray, np.ndarray]:
     """The official restoration test input: (padded, resized) uint8 HWC arrays.
@@ -224,6 +228,7 @@ def paper_resize(x: Tensor, size: int) -> Tensor:
 
 # ---- the engine --------------------------------------------------------------------------
 
+
 class RDDMEngine(Engine):
     method = "rddm"
     min_tile = 64
@@ -253,8 +258,9 @@ class RDDMEngine(Engine):
     def build_component(cls, comp: ComponentSpec, device: torch.device | str = "cpu") -> nn.Module:
         builders = {UNETRES_KIND: build_unetres, UNET_KIND: build_unet}
         if comp.kind not in builders:
-            raise UsageError(f"the rddm engine cannot build component kind '{comp.kind}'",
-                             f"use one of {', '.join(KINDS)}")
+            raise UsageError(
+                f"the rddm engine cannot build component kind '{comp.kind}'", f"use one of {', '.join(KINDS)}"
+            )
         try:
             with torch.device(device):
                 return builders[comp.kind](dict(comp.config))
@@ -354,7 +360,7 @@ class RDDMEngine(Engine):
             parts = []
             for i in range(0, x.shape[0], batch_size):
                 with self.autocast():
-                    parts.append(net(x[i:i + batch_size], time[i:i + batch_size]).float())
+                    parts.append(net(x[i : i + batch_size], time[i : i + batch_size]).float())
             return torch.cat(parts)
 
         def predict(img: Tensor, t: int) -> Prediction:
@@ -386,8 +392,15 @@ class RDDMEngine(Engine):
             if out1 is not None and out1.shape[1] == img.shape[1] + 1:
                 out1, logit = out1[:, :-1], out1[:, -1:]
             res, eps, x0 = interpret(
-                cfg.objective, out0, out1, img, x_in, abar, bbar,
-                sched.at("one_minus_alphas_cumsum", tt, img.dim()), cfg.test_res_or_noise,
+                cfg.objective,
+                out0,
+                out1,
+                img,
+                x_in,
+                abar,
+                bbar,
+                sched.at("one_minus_alphas_cumsum", tt, img.dim()),
+                cfg.test_res_or_noise,
             )
             if logit is not None and cfg.dual_output is not False and cfg.objective == "pred_res_noise":
                 x0, eps = gated_prediction(img, x_in, res, eps, logit, abar, bbar)
@@ -412,8 +425,10 @@ class RDDMEngine(Engine):
     ) -> Tensor:
         cfg = self.cfg
         if not cfg.condition:
-            raise UsageError(f"model '{self.spec.name}' generates images; it does not restore them",
-                             f"use 'restore generate --model {self.spec.name}'")
+            raise UsageError(
+                f"model '{self.spec.name}' generates images; it does not restore them",
+                f"use 'restore generate --model {self.spec.name}'",
+            )
         check_batch(images, generators, masks, needs_mask=cfg.input_condition)
         x = images.float()
         cond = None
@@ -440,8 +455,16 @@ class RDDMEngine(Engine):
         def noise_fn(like: Tensor) -> Tensor:
             return randn_per_image(shape, generators, self.device)
 
-        out = sample(self._predictor(x_in, cond), x_t, self.schedule, steps, eta=cfg.eta,
-                     noise_fn=noise_fn, loops=cfg.loops, on_step=self.trace)
+        out = sample(
+            self._predictor(x_in, cond),
+            x_t,
+            self.schedule,
+            steps,
+            eta=cfg.eta,
+            noise_fn=noise_fn,
+            loops=cfg.loops,
+            on_step=self.trace,
+        )
         return ((out + 1) * 0.5)[:, :, :height, :width].float().cpu()
 
     # ---- generation --------------------------------------------------------------------
@@ -449,8 +472,10 @@ class RDDMEngine(Engine):
     def generate(self, count: int, *, steps: int, generator: torch.Generator, batch_size: int = 0) -> Tensor:
         cfg = self.cfg
         if cfg.condition:
-            raise UsageError(f"model '{self.spec.name}' restores images; it does not generate them",
-                             f"use 'restore {self.spec.task} INPUT --model {self.spec.name}'")
+            raise UsageError(
+                f"model '{self.spec.name}' restores images; it does not generate them",
+                f"use 'restore {self.spec.task} INPUT --model {self.spec.name}'",
+            )
         size = cfg.image_size
         shape = (count, 3, size, size)
         x_t = randn(shape, generator, self.device)
@@ -460,6 +485,14 @@ class RDDMEngine(Engine):
         def noise_fn(like: Tensor) -> Tensor:
             return randn(like.shape, generator, self.device)
 
-        out = sample(self._predictor(0, None, batch_size), x_t, self.schedule, steps, eta=cfg.eta,
-                     noise_fn=noise_fn, loops=cfg.loops, on_step=self.trace)
+        out = sample(
+            self._predictor(0, None, batch_size),
+            x_t,
+            self.schedule,
+            steps,
+            eta=cfg.eta,
+            noise_fn=noise_fn,
+            loops=cfg.loops,
+            on_step=self.trace,
+        )
         return ((out + 1) * 0.5).float().cpu()

@@ -30,9 +30,18 @@ import torch
 from torch import Tensor
 
 SCHEDULE_BUFFERS = (
-    "alphas", "alphas_cumsum", "one_minus_alphas_cumsum", "betas2", "betas", "betas2_cumsum",
-    "betas_cumsum", "posterior_mean_coef1", "posterior_mean_coef2", "posterior_mean_coef3",
-    "posterior_variance", "posterior_log_variance_clipped",
+    "alphas",
+    "alphas_cumsum",
+    "one_minus_alphas_cumsum",
+    "betas2",
+    "betas",
+    "betas2_cumsum",
+    "betas_cumsum",
+    "posterior_mean_coef1",
+    "posterior_mean_coef2",
+    "posterior_mean_coef3",
+    "posterior_variance",
+    "posterior_log_variance_clipped",
 )
 OBJECTIVES = ("pred_res_noise", "pred_res_add_noise", "pred_x0_noise", "pred_x0_add_noise", "pred_noise", "pred_res")
 TWO_HEAD_OBJECTIVES = OBJECTIVES[:4]
@@ -40,6 +49,7 @@ SCHEDULE_TYPES = ("linear", "ddpm", "power")
 
 
 # ---- schedules ---------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Schedule:
@@ -213,6 +223,7 @@ def time_pairs(steps: int, timesteps: int = 1000) -> list[tuple[int, int]]:
 
 # ---- forward process and training targets -------------------------------------------------
 
+
 def q_sample(x0: Tensor, res: Tensor, t: Tensor, noise: Tensor, schedule: Schedule) -> Tensor:
     """x_t = x_0 + abar_t * res + bbar_t * noise, per-sample t (B,)."""
     return x0 + schedule.at("alphas_cumsum", t, x0.dim()) * res + schedule.at("betas_cumsum", t, x0.dim()) * noise
@@ -235,6 +246,7 @@ def loss_targets(objective: str, x0: Tensor, x_in: Tensor | float, noise: Tensor
 
 
 # ---- one network evaluation -> residual, noise and clean estimates -------------------------
+
 
 @dataclass
 class Prediction:
@@ -265,6 +277,7 @@ def interpret(
     test_res_or_noise = "res" uses only the residual network (noise derived,
     x0 = I_in - res) and "noise" only the noise network (x0 from I_in and eps).
     """
+
     def from_res(res: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         res = _clip(res)
         eps = (x_t - x_in - (abar - 1) * res) / bbar
@@ -298,6 +311,7 @@ def interpret(
 
 
 # ---- dual output (DDO's gate on residual diffusion) ----------------------------------------
+
 
 def gated_x0(x_t: Tensor, x_in: Tensor, res: Tensor, eps: Tensor, logit: Tensor, abar: Tensor, bbar: Tensor) -> Tensor:
     """DDO-style mix of the two clean-image estimates of residual diffusion.

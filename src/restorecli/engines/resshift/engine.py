@@ -65,8 +65,11 @@ class ResShiftEngine(Engine):
         if s.get("schedule", "exponential") != "exponential":
             raise UsageError(f"model '{spec.name}': unknown ResShift schedule {s['schedule']!r}")
         self.sqrt_etas = exponential_sqrt_etas(
-            self.trained_steps, float(s["min_noise_level"]), float(s.get("etas_end", 0.99)),
-            self.kappa, float(s.get("power", 0.3)),
+            self.trained_steps,
+            float(s["min_noise_level"]),
+            float(s.get("etas_end", 0.99)),
+            self.kappa,
+            float(s.get("power", 0.3)),
         )
         super().__init__(spec, states, device, dtype)
         # Tiles are padded to the pad multiple anyway; aligned faces must stay whole.

@@ -74,7 +74,7 @@ class Schedule:
 
     def input_divisor(self, i: int) -> Tensor:
         """sqrt(kappa^2 * eta_i + 1), computed in float32 from float32(eta_i) as the official code."""
-        return torch.sqrt(_f32(self.etas[i]) * self.kappa ** 2 + 1)
+        return torch.sqrt(_f32(self.etas[i]) * self.kappa**2 + 1)
 
     def coef_xt(self, i: int) -> Tensor:
         return _f32(self.posterior_mean_coef1[i])
@@ -89,10 +89,10 @@ class Schedule:
 def build_schedule(sqrt_etas_full: np.ndarray, kappa: float, keep: list[int]) -> Schedule:
     """The chain on the kept timesteps (all of them when not respaced)."""
     sqrt_etas = np.asarray([sqrt_etas_full[i] for i in keep], dtype=np.float64)
-    etas = sqrt_etas ** 2
+    etas = sqrt_etas**2
     etas_prev = np.append(0.0, etas[:-1])
     alpha = etas - etas_prev
-    variance = kappa ** 2 * etas_prev / etas * alpha
+    variance = kappa**2 * etas_prev / etas * alpha
     # The official code clips the t=0 log variance to the t=1 value; with one step
     # there is no t=1 (the official code fails there) and t=0 adds no noise anyway.
     clipped = np.append(variance[1], variance[1:]) if len(variance) > 1 else np.ones(1)
