@@ -283,7 +283,9 @@ def test_connection_cut_every_time_fails_cleanly_then_a_retry_works(tmp_path, se
     with pytest.raises(WeightsUnavailable) as err:
         load.ensure_bundle(spec, console=quiet())
     assert err.value.exit_code == 4 and "kept closing" in str(err.value) and "/v1/tiny_net.pth" in str(err.value)
-    assert not [p for p in (tmp_path / "cache").rglob("*") if p.is_file() and ".locks" not in p.parts]  # no partial file left
+    assert not [
+        p for p in (tmp_path / "cache").rglob("*") if p.is_file() and ".locks" not in p.parts
+    ]  # no partial file left
     assert not servers.state.faults["/files/tiny_net.pth"]  # the server is healthy again
     torch.testing.assert_close(the_bundle(spec)["net"], NET_STATE, rtol=0, atol=0)
 

@@ -96,8 +96,15 @@ def ensure_bundle(
         if target.is_file() and not force and not files:
             return target  # another process made it while we waited
         return _fetch_and_build(
-            spec, root, target, canonicalize=canonicalize, offline=offline, console=console, force=force,
-            files=files, quiet=quiet,
+            spec,
+            root,
+            target,
+            canonicalize=canonicalize,
+            offline=offline,
+            console=console,
+            force=force,
+            files=files,
+            quiet=quiet,
         )
 
 
