@@ -317,17 +317,16 @@ def models_cmd(
     """List the registered models: task, method, steps, download size, license, and whether cached."""
     import json as jsonlib
 
-    from rich.console import Console
-
     from .fetch import cache_root, model_rows, models_table
     from .registry import load_registry
+    from .tables import print_table
 
     rows = model_rows(load_registry(tuple(GLOBAL.registry)), GLOBAL.cache_dir)
     rows = [r for r in rows if task is None or r["task"] == task]
     if json:
         typer.echo(jsonlib.dumps(rows, indent=2))
     else:
-        Console().print(models_table(rows, cache_root(GLOBAL.cache_dir)))
+        print_table(models_table(rows, cache_root(GLOBAL.cache_dir)))
 
 
 @app.command("fetch")
