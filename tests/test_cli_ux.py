@@ -72,3 +72,32 @@ def test_eval_table_keeps_long_file_names(tmp_path):
     res = run_cli("eval", str(restored), str(reference), env={"COLUMNS": ""})
     assert res.returncode == 0, res.stderr
     assert name in res.stdout.decode()
+
+
+# ---- 2. bundled models are shown as bundled ---------------------------------------------
+
+
+def test_models_shows_bundled_models_as_bundled_not_as_downloads(tmp_path):
+    env = {"COLUMNS": "", "RESTORECLI_CACHE": str(tmp_path)}
+    res = run_cli("models", "--task", "derain", env=env)
+    assert res.returncode == 0, res.stderr
+    line = next(ln for ln in res.stdout.decode().splitlines() if ln.startswith(" rddm-derain-small"))
+    cells = line.split()
+    assert "MB" not in line and cells[-1] == "bundled", line  # the download and cached columns
+    assert line.count("bundled") == 2, line
+    res = run_cli("models", "--task", "lowlight", "--json", env=env)
+    row = next(r for r in json.loads(res.stdout) if r["name"] == "rddm-lowlight-small")
+    assert row["availability"] == "bundled" and row["ready"] is True and row["cached"] is False
+    assert row["bundle"].endswith("models/rddm-lowlight-small.safetensors")
+    # `restore fetch` agrees: ready, from the package, nothing downloaded
+    res = run_cli("fetch", "rddm-derain-small", env=env)
+    assert res.returncode == 0 and "ready" in res.stderr.decode()
+    assert not (tmp_path / "bundles").exists()
+
+
+def test_weights_doc_explains_the_bundled_availability():
+    from cli_helpers import REPO
+
+    text = " ".join((REPO / "docs" / "weights.md").read_text().split())
+    assert "`availability` (`download`, `manual`, `none`, `bundled`)" in text
+    assert "`bundled`:" in text

@@ -314,7 +314,7 @@ def models_cmd(
     json: Json = False,
     task: Annotated[Optional[str], typer.Option("--task", help="Only the models of this task.")] = None,
 ) -> None:
-    """List the registered models: task, method, steps, download size, license, and whether cached."""
+    """List the registered models: task, method, steps, download size, license, and whether cached (or bundled)."""
     import json as jsonlib
 
     from .fetch import cache_root, model_rows, models_table

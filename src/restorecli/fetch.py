@@ -815,7 +815,8 @@ class _Reporter:
 # ---- `restore models` ------------------------------------------------------------------
 
 def availability(spec: ModelSpec) -> str:
-    """'download' if every component has a source a program can fetch, 'manual' if some need a person, else 'none'."""
+    """'bundled' if the model ships inside the package, 'download' if every component has a source a
+    program can fetch, 'manual' if some need a person, else 'none'."""
     kinds = [{s.kind for s in c.sources} for c in spec.components.values()]
     if packaged_bundle(spec) is not None:
         return "bundled"
@@ -831,7 +832,9 @@ def model_rows(registry: Registry, cache_dir: Path | None = None) -> list[dict[s
     rows = []
     for spec in registry.models.values():
         sizes = [c.size for c in spec.components.values()]
-        path = bundle_path(spec, cache_dir)
+        packaged = packaged_bundle(spec)
+        path = packaged if packaged is not None else bundle_path(spec, cache_dir)
+        cached = packaged is None and path.is_file()
         rows.append(
             {
                 "name": spec.name,
@@ -848,7 +851,8 @@ def model_rows(registry: Registry, cache_dir: Path | None = None) -> list[dict[s
                 "license": spec.license,
                 "origin": spec.origin,
                 "availability": availability(spec),
-                "cached": path.is_file(),
+                "cached": cached,  # its bundle is in the cache (a bundled model needs none)
+                "ready": cached or packaged is not None,  # runs without the network
                 "bundle": str(path),
                 "components": {
                     n: {
@@ -893,7 +897,9 @@ def models_table(rows: list[dict[str, Any]], root: Path) -> Any:
     for r in rows:
         lo, hi = r["min_steps"], r["max_steps"]
         steps = f"{r['default_steps']} ({lo})" if lo == hi else f"{r['default_steps']} ({lo}-{hi})"
-        if r["availability"] == "manual":
+        if r["availability"] == "bundled":
+            size = "bundled"  # shipped inside the package: nothing to download
+        elif r["availability"] == "manual":
             size = "by hand"
         elif r["availability"] == "none":
             size = "none"
@@ -906,6 +912,6 @@ def models_table(rows: list[dict[str, Any]], root: Path) -> Any:
         name = r["name"] + (" *" if r["default_for"] else "")
         table.add_row(
             name, r["task"], r["method"], steps, size, r["license"] or "-",
-            "[green]yes[/]" if r["cached"] else "no",
+            "[green]bundled[/]" if r["availability"] == "bundled" else "[green]yes[/]" if r["cached"] else "no",
         )
     return table
