@@ -101,3 +101,58 @@ def test_weights_doc_explains_the_bundled_availability():
     text = " ".join((REPO / "docs" / "weights.md").read_text().split())
     assert "`availability` (`download`, `manual`, `none`, `bundled`)" in text
     assert "`bundled`:" in text
+
+
+# ---- 3. `-v` says what ran ---------------------------------------------------------------
+
+
+def _overlay_model_like_derain_small(tmp_path):
+    """A registered (not bundled) copy of rddm-derain-small, served from the cache."""
+    from restorecli.fetch import bundle_path, packaged_bundle
+    from restorecli.registry import load_registry
+
+    overlay = tmp_path / "overlay.toml"
+    overlay.write_text(
+        '[models.my-derain]\nmethod = "rddm"\ntask = "derain"\ntrained_steps = 2\ndefault_steps = 1\n'
+        'min_steps = 1\nmax_steps = 2\norigin = "user-trained"\n'
+        'sampler = { objective = "pred_res", condition = true, input_condition = false, time_input = "int", '
+        'sum_scale = 1.0, timesteps = 1000, schedule = { type = "linear" } }\n'
+        '[models.my-derain.components.unet0]\narch = "rddm-unet-small-restore"\nfile = "my.safetensors"\n'
+        'sources = [{ kind = "url", url = "http://127.0.0.1:9/my.safetensors" }]\n')
+    registry = load_registry((overlay,))
+    cache = tmp_path / "cache"
+    target = bundle_path(registry.get("my-derain"), cache)
+    target.parent.mkdir(parents=True)
+    target.write_bytes(packaged_bundle(registry.get("rddm-derain-small")).read_bytes())
+    return overlay, cache, target
+
+
+def test_verbose_names_model_weights_source_steps_seed_device_precision(tmp_path):
+    from restorecli.fetch import packaged_bundle
+    from restorecli.registry import load_registry
+
+    _png(tmp_path / "a.png", size=(120, 200))
+    env = {**ONE_THREAD, "RESTORECLI_CACHE": str(tmp_path / "cache")}
+    r = run_cli("--offline", "derain", "a.png", "out.png", "-v", "--seed", "7", "--steps", "2", "--tile", "16",
+                "--device", "cpu", cwd=tmp_path, env=env)
+    assert r.returncode == 0, r.stderr
+    err = r.stderr.decode()
+    line = next(ln for ln in err.splitlines() if ln.startswith("model "))
+    packaged = packaged_bundle(load_registry().get("rddm-derain-small"))
+    assert line == (f"model rddm-derain-small; weights bundled with restorecli ({packaged}); 2 steps; seed 7; "
+                    "device cpu; precision fp32"), line
+    assert "in 64-pixel tiles" in err  # the tile that really runs (tests/test_rddm_memory.py)
+
+    bundle = tmp_path / "mine.safetensors"
+    bundle.write_bytes(packaged.read_bytes())
+    r = run_cli("--offline", "derain", "a.png", "out2.png", "-v", "--weights", str(bundle), cwd=tmp_path, env=env)
+    assert r.returncode == 0, r.stderr
+    line = next(ln for ln in r.stderr.decode().splitlines() if ln.startswith("model "))
+    assert f"weights --weights {bundle};" in line and "1 step;" in line and "seed 0" in line, line
+
+    overlay, cache, target = _overlay_model_like_derain_small(tmp_path)
+    r = run_cli("--offline", "--registry", str(overlay), "--cache-dir", str(cache), "derain", "a.png", "out3.png",
+                "-m", "my-derain", "-v", cwd=tmp_path, env=env)
+    assert r.returncode == 0, r.stderr
+    line = next(ln for ln in r.stderr.decode().splitlines() if ln.startswith("model "))
+    assert line.startswith(f"model my-derain; weights cache {target};"), line

@@ -108,6 +108,18 @@ def parse_devices(value: str | None) -> list[str] | None:
     return out
 
 
+def _precision_name(dtype: object) -> str:
+    from .runtime import PRECISIONS
+
+    return next((name for name, d in PRECISIONS.items() if d == dtype), str(dtype))
+
+
+def _what_runs(engine, source: str, steps: int, seed: int) -> str:
+    """The `-v` line: model, where its weights came from, steps, seed, device and precision."""
+    return (f"model {engine.spec.name}; weights {source}; {steps} step{'s' if steps != 1 else ''}; seed {seed}; "
+            f"device {engine.device}; precision {_precision_name(engine.dtype)}")
+
+
 def run_task(
     task: str,
     input: str,
@@ -143,11 +155,18 @@ def run_task(
     registered = load_registry(tuple(GLOBAL.registry)).resolve(model, task)
     spec = spec_for_weights(registered, weights)  # a `restore train` bundle brings its own spec
     steps = spec.check_steps(steps)
+    seed = spec.extra.get("default_seed", 0) if seed is None else seed
     shard_range = parse_shard(shard)
-    if not weights:  # fetch now (or fail at once when offline), before torch and the pipeline load
-        from .fetch import ensure_bundle
+    if weights:
+        source = "--weights " + " ".join(weights)
+    else:  # fetch now (or fail at once when offline), before torch and the pipeline load
+        from .fetch import ensure_bundle, is_cached, packaged_bundle
 
-        ensure_bundle(spec, offline=GLOBAL.offline, cache_dir=GLOBAL.cache_dir, quiet=quiet)
+        packaged = packaged_bundle(spec)
+        was_cached = is_cached(spec, GLOBAL.cache_dir)
+        path = ensure_bundle(spec, offline=GLOBAL.offline, cache_dir=GLOBAL.cache_dir, quiet=quiet)
+        source = (f"bundled with restorecli ({path})" if packaged is not None
+                  else f"cache {path}" if was_cached else f"downloaded to {path}")
     from .pipeline import JobOptions, run_job
     from .runtime import load_engine
     engines: dict[str | None, object] = {}
@@ -163,12 +182,14 @@ def run_task(
                     raise UsageError(f"--resize is not supported by model '{spec.name}'")
                 engine.resize = resize
             engines[dev] = engine
+            if verbose and not quiet:
+                err_console.print(_what_runs(engine, source, steps, seed), highlight=False, soft_wrap=True)
         return engines[dev]
 
     opts = JobOptions(
         task=task, inputs=[input], output=output, mask=mask, recursive=recursive,
         suffix=suffix, ext=ext, quality=quality, overwrite=overwrite, shard=shard_range,
-        steps=steps, seed=spec.extra.get("default_seed", 0) if seed is None else seed,
+        steps=steps, seed=seed,
         batch_size=batch_size, tile=tile, tile_overlap=tile_overlap, json=json,
         quiet=quiet, verbose=verbose, devices=parse_devices(devices),
     )
