@@ -156,3 +156,22 @@ def test_verbose_names_model_weights_source_steps_seed_device_precision(tmp_path
     assert r.returncode == 0, r.stderr
     line = next(ln for ln in r.stderr.decode().splitlines() if ln.startswith("model "))
     assert line.startswith(f"model my-derain; weights cache {target};"), line
+
+
+# ---- 4. --tile is validated --------------------------------------------------------------
+
+
+def test_negative_tile_is_a_usage_error(tmp_path):
+    _png(tmp_path / "a.png")
+    r = run_cli("--offline", "derain", "a.png", "out.png", "--tile", "-5", cwd=tmp_path, env=ONE_THREAD)
+    assert r.returncode == 2, r.stderr
+    assert "--tile" in r.stderr.decode() and "-5" in r.stderr.decode()
+    assert not (tmp_path / "out.png").exists()
+
+
+def test_tile_below_the_minimum_says_what_is_used(tmp_path):
+    _png(tmp_path / "a.png", size=(120, 200))
+    r = run_cli("--offline", "derain", "a.png", "out.png", "--tile", "16", cwd=tmp_path, env=ONE_THREAD)
+    assert r.returncode == 0, r.stderr
+    err = r.stderr.decode()
+    assert "warning: --tile 16 is below the smallest tile model rddm-derain-small takes; using 64-pixel tiles" in err

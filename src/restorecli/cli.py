@@ -71,7 +71,13 @@ Seed = Annotated[Optional[int], typer.Option("--seed", help="Random seed; each i
 Device = Annotated[str, typer.Option("--device", "-d", help="auto, cpu, cuda, cuda:N or mps.")]
 Precision = Annotated[str, typer.Option("--precision", "-p", help="auto (fp16 on CUDA, fp32 elsewhere), fp32, fp16 or bf16.")]
 BatchSize = Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Same-size images run together.")]
-Tile = Annotated[Optional[int], typer.Option("--tile", help="Tile size in input pixels; 0 = whole image; default: automatic from memory.")]
+def _check_tile(value: Optional[int]) -> Optional[int]:
+    if value is not None and value < 0:
+        raise typer.BadParameter(f"{value} is negative; use 0 (whole image) or a tile size in pixels")
+    return value
+
+
+Tile = Annotated[Optional[int], typer.Option("--tile", callback=_check_tile, help="Tile size in input pixels (raised to the model's smallest tile); 0 = whole image; default: automatic from memory.")]
 TileOverlap = Annotated[int, typer.Option("--tile-overlap", min=0, help="Overlap between tiles in input pixels.")]
 Recursive = Annotated[bool, typer.Option("--recursive", "-r", help="Descend into sub-folders (mirrored in the output).")]
 Suffix = Annotated[Optional[str], typer.Option("--suffix", help="Added to output names written next to the input (default _TASK).")]
@@ -182,6 +188,10 @@ def run_task(
                     raise UsageError(f"--resize is not supported by model '{spec.name}'")
                 engine.resize = resize
             engines[dev] = engine
+            least = getattr(engine, "min_tile", 0)
+            if tile and tile < least and engine.tileable and not quiet:
+                err_console.print(f"warning: --tile {tile} is below the smallest tile model {engine.spec.name} takes; "
+                                  f"using {least}-pixel tiles", style="yellow", highlight=False, soft_wrap=True)
             if verbose and not quiet:
                 err_console.print(_what_runs(engine, source, steps, seed), highlight=False, soft_wrap=True)
         return engines[dev]
