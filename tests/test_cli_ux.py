@@ -175,3 +175,35 @@ def test_tile_below_the_minimum_says_what_is_used(tmp_path):
     assert r.returncode == 0, r.stderr
     err = r.stderr.decode()
     assert "warning: --tile 16 is below the smallest tile model rddm-derain-small takes; using 64-pixel tiles" in err
+
+
+# ---- 5. an OUTPUT with an unknown image extension ---------------------------------------
+
+
+def test_output_with_unknown_extension_is_a_usage_error(tmp_path):
+    _png(tmp_path / "a.png")
+    r = run_cli("--offline", "derain", "a.png", "out.xyz", cwd=tmp_path, env=ONE_THREAD)
+    assert r.returncode == 2, r.stderr
+    err = r.stderr.decode().strip()
+    assert len(err.splitlines()) == 1 and "out.xyz" in err and ".xyz" in err and "/" in err, err
+    assert not (tmp_path / "out.xyz").exists()
+
+
+def test_output_folder_names_with_a_dot_need_a_slash_or_must_exist(tmp_path):
+    from restorecli.discovery import discover, plan_outputs
+    from restorecli.errors import UsageError
+    from restorecli.pipeline import JobOptions
+
+    src = _png(tmp_path / "a.png")
+
+    def planned(output):
+        items, _ = discover([str(src)])
+        return plan_outputs(items, JobOptions(task="derain", inputs=[str(src)], output=output))[0].output
+
+    with pytest.raises(UsageError, match="out.xyz"):
+        planned(str(tmp_path / "out.xyz"))
+    assert planned(str(tmp_path / "out.xyz") + "/") == tmp_path / "out.xyz" / "a.png"
+    (tmp_path / "results.v2").mkdir()
+    assert planned(str(tmp_path / "results.v2")) == tmp_path / "results.v2" / "a.png"
+    assert planned(str(tmp_path / "plain")) == tmp_path / "plain" / "a.png"  # no extension: a folder
+    assert planned(str(tmp_path / "b.JPG")) == tmp_path / "b.JPG"

@@ -202,6 +202,23 @@ def _same_dir(a: Path, b: Path) -> bool:
         return False
 
 
+def _check_output_folder_name(target: str) -> None:
+    """An OUTPUT that is no image file name is a folder, unless it looks like a mistyped file name.
+
+    `out.xyz` (an extension restorecli does not write) is refused, so a typo never
+    silently becomes a folder; `out.xyz/` or an existing folder is taken as one.
+    """
+    seps = (os.sep, os.altsep) if os.altsep else (os.sep,)
+    if target.endswith(seps) or target.endswith("/") or Path(target).is_dir():
+        return
+    suffix = Path(target).suffix
+    if suffix and not suffix[1:].isdigit():
+        raise UsageError(
+            f"output {target}: '{suffix}' is not an image format restorecli writes",
+            f"name a .png, .jpg, .webp, .tif or .bmp file, or write {target}/ for a folder",
+        )
+
+
 def plan_outputs(items: list[Item], opts: JobOptions) -> list[Item]:
     """Name every output; drop this job's own earlier outputs from the inputs; flag clashes."""
     ext = normalize_ext(opts.ext)
@@ -209,6 +226,8 @@ def plan_outputs(items: list[Item], opts: JobOptions) -> list[Item]:
     default_suffix = f"_{opts.task}"
     live = [i for i in items if i.error is None]
     out_file = target not in (None, STDIO) and not Path(target).is_dir() and is_image_name(target)
+    if target not in (None, STDIO) and not out_file:
+        _check_output_folder_name(target)
     if target == STDIO or out_file:
         if len(live) > 1:
             raise UsageError(f"output {target} is one {'stream' if target == STDIO else 'file'} "
