@@ -207,3 +207,61 @@ def test_output_folder_names_with_a_dot_need_a_slash_or_must_exist(tmp_path):
     assert planned(str(tmp_path / "results.v2")) == tmp_path / "results.v2" / "a.png"
     assert planned(str(tmp_path / "plain")) == tmp_path / "plain" / "a.png"  # no extension: a folder
     assert planned(str(tmp_path / "b.JPG")) == tmp_path / "b.JPG"
+
+
+# ---- 6. a bundle for another task is refused ---------------------------------------------
+
+
+def _derain_bundle_copy(tmp_path):
+    from restorecli.fetch import packaged_bundle
+    from restorecli.registry import load_registry
+
+    bundle = tmp_path / "rddm-derain-small.safetensors"
+    bundle.write_bytes(packaged_bundle(load_registry().get("rddm-derain-small")).read_bytes())
+    return bundle
+
+
+@pytest.mark.parametrize("task", ["lowlight", "shadow"])
+def test_bundle_of_another_task_exits_3_naming_both_tasks(tmp_path, task):
+    _png(tmp_path / "x.png")
+    bundle = _derain_bundle_copy(tmp_path)
+    extra = ["--mask", "x.png"] if task == "shadow" else []
+    r = run_cli("--offline", task, "x.png", "out.png", "--weights", str(bundle), *extra, cwd=tmp_path, env=ONE_THREAD)
+    assert r.returncode == 3, r.stderr
+    err = r.stderr.decode().strip()
+    assert len(err.splitlines()) == 1, err
+    assert f"'derain'" in err and f"'{task}'" in err and str(bundle) in err, err
+    assert not (tmp_path / "out.png").exists()
+
+
+def test_bundle_task_check_in_the_api_and_for_converted_bundles(tmp_path):
+    import torch
+
+    from restorecli.bundlespec import check_bundle_task
+    from restorecli.errors import WeightsError
+    from restorecli.registry import load_registry
+    from restorecli.runtime import load_engine
+    from restorecli.weights import write_bundle
+
+    registry = load_registry()
+    with pytest.raises(WeightsError, match="'derain'.*'lowlight'"):
+        load_engine(None, "lowlight", weights=[str(_derain_bundle_copy(tmp_path))], device="cpu", offline=True)
+    # a `restore convert` bundle has no spec: its registered model's task decides
+    official = write_bundle(tmp_path / "conv.safetensors", registry.get("rddm-derain"), {"unet0": {"w": torch.zeros(1)}})
+    with pytest.raises(WeightsError, match="'derain'.*'shadow'"):
+        check_bundle_task([str(official)], "shadow", registry)
+    check_bundle_task([str(official)], "derain", registry)
+    check_bundle_task(["unet0=some.pth"], "shadow", registry)  # official files: nothing recorded, nothing refused
+
+
+def test_a_model_serving_several_tasks_still_runs_them(tmp_path):
+    """A registry entry whose default_for lists another task: its bundle is accepted there."""
+    _png(tmp_path / "x.png")
+    overlay = tmp_path / "overlay.toml"
+    overlay.write_text('[models.rddm-derain-small]\ndefault_for = ["derain", "deblur"]\n'
+                       '[models.diffir-deblur]\ndefault_for = []\n')
+    bundle = _derain_bundle_copy(tmp_path)
+    r = run_cli("--offline", "--registry", str(overlay), "deblur", "x.png", "out.png", "--weights", str(bundle),
+                cwd=tmp_path, env=ONE_THREAD)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "out.png").is_file()

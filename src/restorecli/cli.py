@@ -156,9 +156,11 @@ def run_task(
     """Shared body of the task commands: build the engine factory and hand the job to the pipeline."""
     from .registry import load_registry
 
-    from .bundlespec import spec_for_weights
+    from .bundlespec import check_bundle_task, spec_for_weights
 
-    registered = load_registry(tuple(GLOBAL.registry)).resolve(model, task)
+    registry = load_registry(tuple(GLOBAL.registry))
+    registered = registry.resolve(model, task)
+    check_bundle_task(weights, task, registry)  # a bundle recording another task: exit 3, before any work
     spec = spec_for_weights(registered, weights)  # a `restore train` bundle brings its own spec
     steps = spec.check_steps(steps)
     seed = spec.extra.get("default_seed", 0) if seed is None else seed

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from .bundlespec import spec_for_weights
+from .bundlespec import check_bundle_task, spec_for_weights
 from .engines import engine_class
 from .engines.base import Engine
 from .errors import DeviceError, UsageError
@@ -94,6 +94,7 @@ def load_engine(
 
     registry = load_registry(tuple(Path(p) for p in registry_files))
     spec = registry.resolve(model_name, task)
+    check_bundle_task(list(weights) if weights else None, task, registry)  # a bundle of another task: exit 3
     # A bundle written by `restore train` carries its own model spec (network size, sampler).
     spec = spec_for_weights(spec, list(weights) if weights else None)
     dev = pick_device(device)
