@@ -265,3 +265,97 @@ def test_a_model_serving_several_tasks_still_runs_them(tmp_path):
                 cwd=tmp_path, env=ONE_THREAD)
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "out.png").is_file()
+
+
+# ---- 7. every error is one line; exit codes agree everywhere --------------------------------
+
+
+@pytest.mark.parametrize("args", [
+    ("sr", "a.png", "--no-such-option"),
+    ("sr",),
+    ("derain", "a.png", "--steps", "many"),
+    ("derain", "a.png", "--tile", "-5"),
+    ("no-such-command",),
+])
+def test_click_usage_errors_are_one_line_with_exit_2(tmp_path, args):
+    _png(tmp_path / "a.png")
+    r = run_cli(*args, cwd=tmp_path, env={"COLUMNS": ""})
+    assert r.returncode == 2, r.stderr
+    err = r.stderr.decode().strip()
+    assert len(err.splitlines()) == 1 and err.startswith("error: "), err
+    assert "--help" in err and "╭" not in err and "Usage:" not in err, err
+
+
+def test_help_is_still_the_full_help():
+    r = run_cli("derain", "--help")
+    assert r.returncode == 0 and "Usage: restore derain" in r.stdout.decode() and "--tile" in r.stdout.decode()
+    r = run_cli()  # no arguments: the top-level help, as before
+    assert "Usage: restore" in (r.stdout + r.stderr).decode()
+
+
+def test_fetch_failure_names_the_url_once_on_unwrapped_lines(tmp_path):
+    url = "http://127.0.0.1:9/" + "a-long-path-segment/" * 5 + "tiny_net.pth"
+    overlay = tmp_path / "overlay.toml"
+    overlay.write_text('[arch.t]\nkind = "rddm.unet"\n[models.tiny]\nmethod = "rddm"\ntask = "derain"\n'
+                       f'trained_steps = 1\n[models.tiny.components.net]\narch = "t"\nfile = "tiny_net.pth"\n'
+                       f'sources = [{{ kind = "url", url = "{url}" }}]\n')
+    env = {"COLUMNS": "", "RESTORECLI_CACHE": str(tmp_path / "cache"), "NO_PROXY": "*", "no_proxy": "*"}
+    r = run_cli("--registry", str(overlay), "fetch", "tiny", env=env, timeout=120)
+    assert r.returncode == 4, r.stderr
+    err = r.stderr.decode()
+    assert err.count(url) == 1, err
+    errors = [ln for ln in err.splitlines() if ln.startswith("error: ")]
+    assert len(errors) == 1 and url in errors[0] and "127.0.0.1" in errors[0], err
+    assert all(ln.startswith(("error: ", "downloading ")) for ln in err.splitlines() if ln.strip()), err
+
+
+def test_convert_of_a_file_that_is_no_checkpoint_says_so(tmp_path):
+    fake = tmp_path / "fake.png"
+    fake.write_bytes(b"fake\n")
+    r = run_cli("convert", "rddm-derain-small", str(fake), "-o", str(tmp_path / "x.safetensors"))
+    assert r.returncode == 3, r.stderr
+    err = r.stderr.decode().strip()
+    assert len(err.splitlines()) == 1, err
+    assert f"cannot read checkpoint {fake}: not a PyTorch checkpoint" in err, err
+    assert "Weights only load failed" not in err and "Unsupported operand" not in err
+
+
+def test_exit_codes_agree_in_errors_py_help_and_docs():
+    import re
+
+    from cli_helpers import REPO
+    from restorecli.errors import EXIT_CODES
+
+    flat = " ".join(run_cli("--help").stdout.decode().split())
+    for doc in ("cli.md", "batch.md"):
+        text = (REPO / "docs" / doc).read_text()
+        section = text.split("## Exit codes", 1)[1]
+        rows = dict(re.findall(r"^\| (\d+) \| (.+?) \|$", section, re.M))
+        assert {int(k): v for k, v in rows.items()} == EXIT_CODES, doc
+    for code, meaning in EXIT_CODES.items():
+        assert f"{code} {meaning}" in flat, (code, flat)
+    assert "mask of the wrong size" in EXIT_CODES[1] and "mask" not in EXIT_CODES[2].replace("missing --mask", "")
+
+
+def test_a_mask_of_the_wrong_size_exits_with_the_documented_code(tmp_path):
+    import subprocess
+    import sys
+
+    from cli_helpers import REPO
+    from restorecli.errors import EXIT_CODES
+
+    sys.path.insert(0, str(REPO / "tests"))
+    import fake_engines as fe
+    from restorecli.weights import write_bundle
+
+    overlay, _ = fe.write_model(tmp_path / "model")
+    bundle = write_bundle(tmp_path / "inpaint.safetensors", fe.fake_spec("fake-inpaint", "inpaint", 1),
+                          {"net": fe.identity_state()})
+    _png(tmp_path / "a.png", size=(16, 16))
+    Image.fromarray(np.full((8, 8), 255, np.uint8)).save(tmp_path / "m.png")
+    env = {**__import__("os").environ, "PYTHONPATH": str(REPO / "src"), "NO_COLOR": "1", **ONE_THREAD}
+    r = subprocess.run([sys.executable, str(REPO / "tests" / "fake_engines.py"), "--registry", str(overlay),
+                        "inpaint", "a.png", "out.png", "--mask", "m.png", "--model", "fake-inpaint",
+                        "--weights", str(bundle)], cwd=tmp_path, env=env, capture_output=True, timeout=120)
+    assert r.returncode == 1, r.stderr
+    assert "mask" in r.stderr.decode() and "mask of the wrong size" in EXIT_CODES[r.returncode]

@@ -20,7 +20,8 @@ from .errors import EXIT_CODES, RestoreError, UsageError
 
 err_console = Console(stderr=True)
 
-EPILOG = "Exit codes: " + "; ".join(f"{code} {text}" for code, text in EXIT_CODES.items())
+# one exit code per line (rich help joins lines, and keeps paragraphs apart)
+EPILOG = "Exit codes:\n\n" + "\n\n".join(f"{code} {text}" for code, text in EXIT_CODES.items())
 
 app = typer.Typer(
     name="restore",
@@ -399,7 +400,7 @@ def fetch_cmd(
         force=force, files=local, quiet=quiet,
     ):
         if error is not None:
-            err_console.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
+            _print_error(str(error))
             worst = max(worst, error.exit_code)
         elif not quiet:
             err_console.print(f"{spec.name}: ready ({path})", highlight=False, soft_wrap=True)
@@ -551,11 +552,48 @@ def eval_cmd(
         err_console.print(f"{len(report.unmatched)} file(s) without a partner: {', '.join(report.unmatched[:5])}")
 
 
+def _print_error(text: str) -> None:
+    """`error: WHAT; WHAT TO DO` as one line on stderr (never wrapped, never read as markup)."""
+    from rich.text import Text
+
+    line = " ".join(str(text).split())
+    err_console.print(Text.assemble(("error:", "bold red"), " " + line), highlight=False, soft_wrap=True)
+
+
+def _click_error(exc: object) -> str:
+    """A Click usage error (unknown option, bad value, missing argument) as one line with a pointer to --help."""
+    message = str(exc.format_message()).strip().rstrip(".")  # type: ignore[attr-defined]
+    if len(message) > 1 and message[0].isupper() and message[1].islower():
+        message = message[0].lower() + message[1:]
+    ctx = getattr(exc, "ctx", None)
+    where = ctx.command_path if ctx is not None else "restore"
+    return f"{message}; see '{where} --help'"
+
+
 def main() -> None:
-    """Console-script entry point. Click handles its own usage errors (exit 2) and typer.Exit;
-    a RestoreError becomes one line on stderr and its own exit code."""
+    """Console-script entry point: every error is one line on stderr with its exit code.
+
+    Click's usage errors (exit 2) are printed as one line instead of Typer's box; `--help`
+    (and `restore` without arguments) prints the help as usual. A RestoreError becomes one
+    line and its own exit code (errors.EXIT_CODES).
+    """
+    # Click's exceptions, wherever this Typer takes them from (click, or its vendored copy)
+    click_errors = sys.modules[typer.BadParameter.__module__]
+    no_args_help = getattr(click_errors, "NoArgsIsHelpError", ())
+
+    command = typer.main.get_command(app)
     try:
-        app()
-    except RestoreError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        code = command.main(prog_name="restore", standalone_mode=False)
+    except no_args_help as exc:  # `restore` alone: the help, as before
+        exc.show()
         sys.exit(exc.exit_code)
+    except click_errors.ClickException as exc:
+        _print_error(_click_error(exc))
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        _print_error("aborted")
+        sys.exit(1)
+    except RestoreError as exc:
+        _print_error(str(exc))
+        sys.exit(exc.exit_code)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -321,8 +321,9 @@ def _download_component(
     """Try the component's sources in order; a checksum mismatch stops everything (WeightsError)."""
     failures: list[_SourceFailed] = []
     label = comp.file or name
-    for src in comp.sources:
+    for i, src in enumerate(comp.sources):
         where = describe(src, comp)
+        last = i == len(comp.sources) - 1
         try:
             if src.kind == "bundled":  # packaged_bundle() found no file: a broken installation
                 raise _SourceFailed(f"{where}: the file is missing from this installation; reinstall restorecli",
@@ -330,7 +331,8 @@ def _download_component(
             if src.kind == "manual":
                 note = f" ({src.note})" if src.note and src.url else ""
                 raise _SourceFailed(f"{src.url or src.note}{note}", manual=True)
-            report.say(f"downloading {label} from {where}")
+            # the host only: the URL is named once, in the error if this fails (or by `restore models --json`)
+            report.say(f"downloading {label} from {urlsplit(where).hostname or where}")
             if src.kind == "hub":
                 path = _hub_download(src, comp, local_only=False, progress=progress, force=force)
                 return _Have(where, path=path, sha256=_verify_hub(comp, path, src)), failures
@@ -338,8 +340,8 @@ def _download_component(
             _url_download(src.url or "", dest, expected_size=comp.size, label=label, progress=progress)
             return _Have(where, path=dest, sha256=_verify(comp, dest, where, delete=True), staged=True), failures
         except _SourceFailed as exc:
-            if not exc.manual:
-                report.say(f"[yellow]failed:[/] {exc}")
+            if not exc.manual and not last:  # the final error names every failure
+                report.say(f"[yellow]failed:[/] {exc}; trying the next source")
             failures.append(exc)
     return None, failures
 
@@ -785,7 +787,7 @@ class _Reporter:
 
     def say(self, message: str) -> None:
         if self.console is not None:
-            self.console.print(message, highlight=False)
+            self.console.print(message, highlight=False, soft_wrap=True)  # never wrap a URL or path
 
     @contextmanager
     def progress(self) -> Iterator[_Progress]:
