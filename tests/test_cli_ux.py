@@ -359,3 +359,32 @@ def test_a_mask_of_the_wrong_size_exits_with_the_documented_code(tmp_path):
                         "--weights", str(bundle)], cwd=tmp_path, env=env, capture_output=True, timeout=120)
     assert r.returncode == 1, r.stderr
     assert "mask" in r.stderr.decode() and "mask of the wrong size" in EXIT_CODES[r.returncode]
+
+
+# ---- 8. each task's --help lists its own options and names its default model ----------------
+
+
+@pytest.mark.parametrize("task, model, download, mask, resize", [
+    ("sr", "resshift-realsr-x4-v3", "downloads 699 MB once", False, False),
+    ("inpaint", "resshift-inpaint-imagenet", "downloads", True, False),
+    ("face", "resshift-faceir", "downloads", False, False),
+    ("deblur", "diffir-deblur", "by hand", False, True),
+    ("derain", "rddm-derain-small", "shipped in the package: no download", False, True),
+    ("lowlight", "rddm-lowlight-small", "shipped in the package: no download", False, True),
+    ("shadow", "rddm-shadow", "no published weights", True, True),
+])
+def test_task_help_lists_its_options_and_default_model(task, model, download, mask, resize):
+    r = run_cli(task, "--help")
+    assert r.returncode == 0, r.stderr
+    text = " ".join(r.stdout.decode().replace("│", " ").split())
+    assert f"Default model: {model}" in text, text
+    assert download in text, text
+    assert ("--mask" in text) is mask, text
+    assert ("--resize" in text) is resize, text
+
+
+def test_an_option_of_another_task_is_refused_in_one_line():
+    r = run_cli("sr", "a.png", "--resize", "256")
+    assert r.returncode == 2
+    err = r.stderr.decode().strip()
+    assert len(err.splitlines()) == 1 and "'restore sr' takes no --resize" in err, err

@@ -8,11 +8,13 @@ code (see `restore --help` epilog and docs/cli.md).
 
 from __future__ import annotations
 
+import inspect
 import sys
 from pathlib import Path
 from typing import Annotated, Callable, Optional
 
 import typer
+from typer.core import TyperCommand
 from rich.console import Console
 
 from . import __version__
@@ -90,7 +92,7 @@ Devices = Annotated[Optional[str], typer.Option("--devices", help="Comma-separat
 Json = Annotated[bool, typer.Option("--json", help="Print a JSON report (one record per file) on stdout.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Only errors on stderr.")]
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="More detail on stderr.")]
-Resize = Annotated[Optional[int], typer.Option("--resize", help="Resize inputs to SIZE x SIZE first (RDDM paper protocol: 256).")]
+Resize = Annotated[Optional[int], typer.Option("--resize", min=1, help="RDDM models only: resize inputs to SIZE x SIZE first (the paper's protocol: 256).")]
 
 
 def parse_shard(value: str | None) -> tuple[int, int] | None:
@@ -210,8 +212,32 @@ def run_task(
     return report.exit_code
 
 
+def _task_help(task: str) -> str:
+    """A task's --help text: what it does, its default model and what that model downloads."""
+    summary = TASKS[task][0]
+    try:
+        from .fetch import download_note
+        from .registry import load_registry
+
+        spec = load_registry(tuple(GLOBAL.registry)).default_for(task)
+    except RestoreError:  # a broken overlay: its error comes when the command runs
+        return summary
+    steps = f"{spec.default_steps} step{'s' if spec.default_steps != 1 else ''}"
+    return (f"{summary}\n\nDefault model: {spec.name} ({spec.method}, {steps}); {download_note(spec)}. "
+            f"'restore models --task {task}' lists the others (--model).")
+
+
+class _TaskCommand(TyperCommand):
+    """A task command whose --help names the task's default model, read from the registry
+    (with the --registry overlays) only when the help is shown."""
+
+    def format_help(self, ctx, formatter):  # type: ignore[no-untyped-def]
+        self.help = _task_help(self.name)
+        return super().format_help(ctx, formatter)
+
+
 def _task_command(task: str, summary: str, with_mask: bool = False, with_resize: bool = False) -> Callable[..., None]:
-    """Build one task command; all task commands share these options."""
+    """Build one task command: the shared options, plus --mask and --resize only where they apply."""
 
     def command(
         input: Annotated[str, typer.Argument(help="Image file, folder, glob, @list.txt, or - for stdin.")],
@@ -240,8 +266,6 @@ def _task_command(task: str, summary: str, with_mask: bool = False, with_resize:
     ) -> None:
         if with_mask and mask is None:
             raise UsageError(f"'restore {task}' needs --mask MASK", "white (255) marks the area to fill")
-        if mask is not None and not with_mask:
-            raise UsageError(f"'restore {task}' takes no --mask", "masks are for 'restore inpaint' and 'restore shadow'")
         code = run_task(
             task, input, output, mask=mask, model=model, weights=weights, steps=steps, seed=seed,
             device=device, precision=precision, batch_size=batch_size, tile=tile,
@@ -253,20 +277,28 @@ def _task_command(task: str, summary: str, with_mask: bool = False, with_resize:
 
     command.__doc__ = summary
     command.__name__ = task
+    # Typer reads the options from the signature: leave out those this task does not take
+    sig = inspect.signature(command, eval_str=True)  # resolved: Typer takes a given signature as it is
+    dropped = {"mask"} if not with_mask else set()
+    dropped |= {"resize"} if not with_resize else set()
+    command.__signature__ = sig.replace(  # type: ignore[attr-defined]
+        parameters=[p for p in sig.parameters.values() if p.name not in dropped])
     return command
 
 
+# task -> (summary, takes --mask, takes --resize: a registered RDDM model serves it)
 TASKS = {
-    "sr": ("Super-resolve images (default: ResShift real-world x4, 4 steps).", False),
-    "inpaint": ("Fill the masked area of images (--mask, white = fill).", True),
-    "face": ("Restore degraded aligned face images (512x512).", False),
-    "deblur": ("Remove motion blur (default: DiffIR GoPro).", False),
-    "derain": ("Remove rain streaks.", False),
-    "lowlight": ("Brighten low-light images.", False),
-    "shadow": ("Remove shadows (--mask marks the shadow).", True),
+    "sr": ("Super-resolve images.", False, False),
+    "inpaint": ("Fill the masked area of images (--mask, white = fill).", True, False),
+    "face": ("Restore degraded aligned face images (512x512).", False, False),
+    "deblur": ("Remove motion blur.", False, True),
+    "derain": ("Remove rain streaks.", False, True),
+    "lowlight": ("Brighten low-light images.", False, True),
+    "shadow": ("Remove shadows (--mask marks the shadow).", True, True),
 }
-for _task, (_summary, _mask) in TASKS.items():
-    app.command(_task, help=_summary)(_task_command(_task, _summary, with_mask=_mask))
+for _task, (_summary, _mask, _resize) in TASKS.items():
+    app.command(_task, help=_summary, cls=_TaskCommand)(
+        _task_command(_task, _summary, with_mask=_mask, with_resize=_resize))
 
 
 @app.command("generate")
@@ -560,13 +592,23 @@ def _print_error(text: str) -> None:
     err_console.print(Text.assemble(("error:", "bold red"), " " + line), highlight=False, soft_wrap=True)
 
 
+# options only some task commands take: what to say when another task is given one
+TASK_ONLY_OPTIONS = {
+    "--mask": "masks are for 'restore inpaint' and 'restore shadow'",
+    "--resize": "it is for RDDM models ('restore derain', 'lowlight', 'deblur -m rddm-deblur', 'shadow')",
+}
+
+
 def _click_error(exc: object) -> str:
     """A Click usage error (unknown option, bad value, missing argument) as one line with a pointer to --help."""
+    ctx = getattr(exc, "ctx", None)
+    where = ctx.command_path if ctx is not None else "restore"
+    option = getattr(exc, "option_name", None)
+    if option in TASK_ONLY_OPTIONS and ctx is not None and ctx.info_name in TASKS:
+        return f"'{where}' takes no {option}; {TASK_ONLY_OPTIONS[option]}"
     message = str(exc.format_message()).strip().rstrip(".")  # type: ignore[attr-defined]
     if len(message) > 1 and message[0].isupper() and message[1].islower():
         message = message[0].lower() + message[1:]
-    ctx = getattr(exc, "ctx", None)
-    where = ctx.command_path if ctx is not None else "restore"
     return f"{message}; see '{where} --help'"
 
 

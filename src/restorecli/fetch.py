@@ -829,6 +829,25 @@ def availability(spec: ModelSpec) -> str:
     return "none"
 
 
+def download_note(spec: ModelSpec) -> str:
+    """What running the model for the first time fetches, in words (`restore TASK --help`)."""
+    kind = availability(spec)
+    if kind == "bundled":
+        return "shipped in the package: no download, runs offline"
+    if kind == "none" or _never_published(spec, list(spec.components)):
+        return "no published weights: pass --weights with a bundle you trained ('restore train')"
+    if kind == "manual":
+        return f"its weights are downloaded by hand ('restore fetch {spec.name}' says from where)"
+    sizes = [c.size for c in spec.components.values()]
+    known = sum(s for s in sizes if s)
+    size = _human(known) if all(sizes) else f"more than {_human(known)}" if known else "its weights"
+    hosts = sorted({urlsplit(describe(s, c)).hostname or s.kind for c in spec.components.values()
+                    for s in c.sources[:1]})
+    files = len(spec.components)
+    return (f"downloads {size} once ({files} file{'s' if files != 1 else ''} from {', '.join(hosts)}) "
+            f"into the cache; 'restore fetch {spec.name}' does it ahead of time")
+
+
 def model_rows(registry: Registry, cache_dir: Path | None = None) -> list[dict[str, Any]]:
     """One record per registered model: what `restore models` shows (and prints with --json)."""
     rows = []
