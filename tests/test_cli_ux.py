@@ -388,3 +388,63 @@ def test_an_option_of_another_task_is_refused_in_one_line():
     assert r.returncode == 2
     err = r.stderr.decode().strip()
     assert len(err.splitlines()) == 1 and "'restore sr' takes no --resize" in err, err
+
+
+# ---- 9. a rerun that skips everything loads nothing heavy; earlier outputs are not inputs -----
+
+
+WRAPPER = """
+import atexit, sys
+atexit.register(lambda: sys.stderr.write(
+    "\\nHEAVY=" + ",".join(m for m in ("torch", "restorecli.engines", "restorecli.restorer") if m in sys.modules) + "\\n"))
+sys.argv = ["restore", *sys.argv[1:]]
+from restorecli.cli import main
+main()
+"""
+
+
+def test_a_rerun_that_skips_every_file_does_not_import_torch(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from cli_helpers import REPO
+
+    for name in ("a", "b"):
+        _png(tmp_path / "in" / f"{name}.png")
+        _png(tmp_path / "out" / f"{name}.png")  # finished earlier
+    wrapper = tmp_path / "wrapper.py"
+    wrapper.write_text(WRAPPER)
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "NO_COLOR": "1",
+           "RESTORECLI_CACHE": str(tmp_path / "cache")}
+    r = subprocess.run([sys.executable, str(wrapper), "--offline", "derain", "in", "out", "--json"],
+                       cwd=tmp_path, env=env, capture_output=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["skipped"] == 2
+    assert r.stderr.decode().strip().splitlines()[-1] == "HEAVY=", r.stderr.decode()
+
+
+def test_earlier_outputs_of_the_same_task_next_to_the_inputs_are_not_inputs(tmp_path):
+    from restorecli.discovery import discover, plan_outputs
+    from restorecli.pipeline import JobOptions
+
+    for name in ("a.png", "a_derain.png", "c.jpg", "c_derain.png", "b_derain.png", "d_lowlight.png"):
+        _png(tmp_path / "in" / name)
+
+    def inputs(task, output, **kw):
+        items, _ = discover([str(tmp_path / "in")])
+        opts = JobOptions(task=task, inputs=[str(tmp_path / "in")], output=output, **kw)
+        return sorted(i.rel.name for i in plan_outputs(items, opts))
+
+    # a separate output folder: a_derain.png and c_derain.png are restorecli outputs of a.png and c.jpg
+    assert inputs("derain", str(tmp_path / "out")) == ["a.png", "b_derain.png", "c.jpg", "d_lowlight.png"]
+    # next to the inputs, as before
+    assert inputs("derain", None) == ["a.png", "b_derain.png", "c.jpg", "d_lowlight.png"]
+    # another task's outputs are inputs like any other file
+    assert "a_derain.png" in inputs("lowlight", str(tmp_path / "out"))
+    # with --suffix, that suffix marks the outputs
+    assert "a_derain.png" in inputs("derain", str(tmp_path / "out"), suffix="_clean")
+    # a file named explicitly is always an input
+    items, _ = discover([str(tmp_path / "in" / "a.png"), str(tmp_path / "in" / "a_derain.png")])
+    opts = JobOptions(task="derain", inputs=[], output=str(tmp_path / "out2"))
+    assert len(plan_outputs(items, opts)) == 2

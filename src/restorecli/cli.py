@@ -179,10 +179,12 @@ def run_task(
         source = (f"bundled with restorecli ({path})" if packaged is not None
                   else f"cache {path}" if was_cached else f"downloaded to {path}")
     from .pipeline import JobOptions, run_job
-    from .runtime import load_engine
+
     engines: dict[str | None, object] = {}
 
-    def make_engine(dev: str | None):
+    def make_engine(dev: str | None):  # called only once there is an image to restore (torch loads here)
+        from .runtime import load_engine
+
         if dev not in engines:
             engine = load_engine(
                 registered.name, task, weights=weights, device=dev or device, precision=precision,

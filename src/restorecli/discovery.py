@@ -219,6 +219,21 @@ def _check_output_folder_name(target: str) -> None:
         )
 
 
+def _earlier_outputs(items: list[Item], suffix: str) -> set[int]:
+    """Scanned files that are outputs of an earlier run of the same task next to their input.
+
+    `photo_derain.png` beside `photo.jpg` (any extension) was written by `restore derain`:
+    when this run writes into another folder it must not restore that output again.
+    Returns the ids of those items.
+    """
+    if not suffix:
+        return set()
+    stems = {(i.source.parent, i.source.stem) for i in items if i.scanned and i.source is not None}
+    return {id(i) for i in items
+            if i.scanned and i.source is not None and i.source.stem.endswith(suffix)
+            and (i.source.parent, i.source.stem[: -len(suffix)]) in stems}
+
+
 def plan_outputs(items: list[Item], opts: JobOptions) -> list[Item]:
     """Name every output; drop this job's own earlier outputs from the inputs; flag clashes."""
     ext = normalize_ext(opts.ext)
@@ -253,8 +268,9 @@ def plan_outputs(items: list[Item], opts: JobOptions) -> list[Item]:
             item.output = folder / f"{stem}{suffix}{output_ext(item, ext)}"
 
     produced = {i.output.resolve(): i for i in live if i.output is not None}
+    earlier = _earlier_outputs(live, default_suffix if opts.suffix is None else opts.suffix)
     kept = [i for i in items if not (i.scanned and i.error is None and i.source is not None
-                                     and produced.get(i.source.resolve(), i) is not i)]
+                                     and (produced.get(i.source.resolve(), i) is not i or id(i) in earlier))]
     inputs = {i.source.resolve() for i in kept if i.source is not None and i.error is None}
     claimed: dict[Path, Item] = {}
     for item in kept:

@@ -27,16 +27,20 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 from rich.console import Console
-from torch import Tensor
 
 from .discovery import Item, MaskFinder, discover, plan_outputs, take_shard
-from .engines.base import Engine
 from .errors import ImageFailed, InputError
 from .imageio import FORMAT_EXT, Picture, encode_image, format_for_ext, read_image, read_mask, remove_temp_files, write_atomic
-from .pixels import from_tensor, mask_tensor, to_tensor
 from .report import (DONE, EXIT_INTERRUPTED, EXIT_TERMINATED, FAILED, SKIPPED, FileRecord, Progress, Report)
-from .restorer import Restorer
+
+if TYPE_CHECKING:  # torch, the engines and the restorer load only once there is an image to restore,
+    from torch import Tensor  # so a rerun that skips every file starts fast
+
+    from .engines.base import Engine
+    from .restorer import Restorer
 
 __all__ = ["JobOptions", "Report", "FileRecord", "run_job"]
 
@@ -71,7 +75,7 @@ class JobOptions:
     stdin: bytes | None = field(default=None, repr=False)  # bytes to use for "-" instead of reading stdin
 
 
-MakeEngine = Callable[[str | None], Engine]
+MakeEngine = Callable[[str | None], "Engine"]
 
 
 @dataclass
@@ -187,7 +191,8 @@ class _Job:
     # ---- orchestration --------------------------------------------------------
     def run(self, todo: list[Item]) -> None:
         if not todo:
-            return
+            return  # every file skipped or failed before any work: torch is never imported
+        from . import pixels, restorer  # noqa: F401  (torch: imported here, in the main thread, before the pool)
         batches = _Batcher(self._decoded(todo), self.opts.batch_size, self._failed_decode)
         devices: list[str | None] = list(self.opts.devices or [None])
         if len(devices) == 1:
@@ -211,6 +216,8 @@ class _Job:
             self.stop.set()
 
     def _work(self, device: str | None, batches: _Batcher) -> None:
+        from .restorer import Restorer
+
         restorer: Restorer | None = None
         while not self.stop.is_set():
             batch = batches.next()
@@ -264,6 +271,8 @@ class _Job:
     def _decode(self, item: Item) -> _Decoded:
         if self.stop.is_set():
             return _Decoded(item, error="not started (interrupted)")
+        from .pixels import mask_tensor, to_tensor
+
         t0 = time.monotonic()
         try:
             pic = read_image(item.source if item.source is not None else item.data or b"",
@@ -288,6 +297,8 @@ class _Job:
 
     # ---- writing --------------------------------------------------------------
     def _write(self, d: _Decoded, result: Tensor | ImageFailed, restore_s: float) -> None:
+        from .pixels import from_tensor
+
         t0 = time.monotonic()
         try:
             if isinstance(result, ImageFailed):
