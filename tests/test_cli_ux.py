@@ -448,3 +448,68 @@ def test_earlier_outputs_of_the_same_task_next_to_the_inputs_are_not_inputs(tmp_
     items, _ = discover([str(tmp_path / "in" / "a.png"), str(tmp_path / "in" / "a_derain.png")])
     opts = JobOptions(task="derain", inputs=[], output=str(tmp_path / "out2"))
     assert len(plan_outputs(items, opts)) == 2
+
+
+# ---- 12. --report PATH.html on every task command and on `restore eval` ---------------------
+
+
+def _page_text(page):
+    from html.parser import HTMLParser
+
+    class Text(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.parts, self.imgs = [], []
+
+        def handle_data(self, data):
+            self.parts.append(data)
+
+        def handle_starttag(self, tag, attrs):
+            if tag == "img":
+                self.imgs.append(dict(attrs).get("src"))
+
+    parser = Text()
+    parser.feed(page.read_text(encoding="utf-8"))
+    return " ".join(" ".join(parser.parts).split()), parser.imgs
+
+
+def test_task_report_page_with_thumbnails_names_files_and_settings(tmp_path):
+    _png(tmp_path / "in" / "a.png", size=(40, 56), value=90)
+    _png(tmp_path / "in" / "b.png", size=(48, 32), value=160)
+    r = run_cli("--offline", "derain", "in", "out", "--report", "run.html", "--seed", "3", "--device", "cpu",
+                cwd=tmp_path, env=ONE_THREAD)
+    assert r.returncode == 0, r.stderr
+    page = tmp_path / "run.html"
+    text, imgs = _page_text(page)
+    for needle in ("a.png", "b.png", "derain", "rddm-derain-small", "seed", "3", "cpu", "fp32", "steps",
+                   "done", "bundled with restorecli"):
+        assert needle in text, (needle, text)
+    thumbs = sorted(p.name for p in (tmp_path / "run_files").iterdir() if not p.name.startswith("."))
+    assert len(thumbs) == 4, thumbs  # input and output of each file
+    assert all(src and src.startswith("run_files/") for src in imgs) and len(imgs) >= 4
+    assert "wrote report run.html" in r.stderr.decode()
+
+    # a rerun that skips everything still writes the page (the outputs exist)
+    r = run_cli("--offline", "derain", "in", "out", "--report", "run.html", cwd=tmp_path, env=ONE_THREAD)
+    assert r.returncode == 0, r.stderr
+    text, _ = _page_text(page)
+    assert "skipped" in text and "a.png" in text
+
+
+def test_eval_report_page_shows_metrics(tmp_path):
+    _png(tmp_path / "ref" / "a.png", value=100)
+    _png(tmp_path / "res" / "a_derain.png", value=104)
+    r = run_cli("eval", "res", "ref", "--strip-suffix", "_derain", "--report", "eval.html", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    text, imgs = _page_text(tmp_path / "eval.html")
+    assert "a.png" in text and "reference" in text and "restored" in text
+    assert "a_derain.png" in (tmp_path / "eval.html").read_text()  # the link to the restored file
+    assert "PSNR" in text and "SSIM" in text, text
+    assert len([p for p in (tmp_path / "eval_files").iterdir() if not p.name.startswith(".")]) == 2
+
+
+def test_report_needs_an_html_name(tmp_path):
+    _png(tmp_path / "a.png")
+    r = run_cli("--offline", "derain", "a.png", "out.png", "--report", "run.png", cwd=tmp_path, env=ONE_THREAD)
+    assert r.returncode == 2 and "--report" in r.stderr.decode() and ".html" in r.stderr.decode()
+    assert not (tmp_path / "out.png").exists()

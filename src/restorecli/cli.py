@@ -92,7 +92,36 @@ Devices = Annotated[Optional[str], typer.Option("--devices", help="Comma-separat
 Json = Annotated[bool, typer.Option("--json", help="Print a JSON report (one record per file) on stdout.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Only errors on stderr.")]
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="More detail on stderr.")]
+HtmlReport = Annotated[Optional[Path], typer.Option("--report", help="Also write one self-contained HTML page of the run to PATH.html (thumbnails in PATH_files/): each input beside its output, status, time and settings.", metavar="PATH.html")]
 Resize = Annotated[Optional[int], typer.Option("--resize", min=1, help="RDDM models only: resize inputs to SIZE x SIZE first (the paper's protocol: 256).")]
+
+
+def check_report_path(path: Path | None) -> None:
+    """--report must name an .html page whose thumbnail folder is free (or a report's own): checked before any work."""
+    if path is None:
+        return
+    if path.suffix.lower() not in (".html", ".htm"):
+        raise UsageError(f"--report {path}: the report is an HTML page", f"name it e.g. {path.with_suffix('.html')}")
+    from .html_report import MARKER, thumbs_dir_for
+
+    files = thumbs_dir_for(path)
+    if files.exists() and not (files / MARKER).exists() and (not files.is_dir() or any(files.iterdir())):
+        raise UsageError(f"--report {path}: {files} exists and holds no report thumbnails",
+                         "choose another report name, or move that folder")
+
+
+def write_report(path: Path, *, title: str, run_info: dict, entries: list, quiet: bool,
+                 labels: tuple[str, str] = ("input", "output")) -> None:
+    """Write the HTML page of a run (restorecli.html_report) and say where it is."""
+    from .html_report import write_html_report
+
+    try:
+        write_html_report(path, title=title, run_info=run_info, entries=entries, labels=labels)
+    except (OSError, FileExistsError) as exc:
+        raise RestoreError(f"cannot write the report {path}: {getattr(exc, 'strerror', None) or exc}",
+                           "check that its folder is writable, or choose another --report path") from None
+    if not quiet:
+        err_console.print(f"wrote report {path}", highlight=False, soft_wrap=True)
 
 
 def parse_shard(value: str | None) -> tuple[int, int] | None:
@@ -155,9 +184,12 @@ def run_task(
     quiet: bool,
     verbose: bool,
     resize: int | None = None,
+    report_path: Path | None = None,
 ) -> int:
     """Shared body of the task commands: build the engine factory and hand the job to the pipeline."""
     from .registry import load_registry
+
+    check_report_path(report_path)
 
     from .bundlespec import check_bundle_task, spec_for_weights
 
@@ -211,6 +243,20 @@ def run_task(
         quiet=quiet, verbose=verbose, devices=parse_devices(devices),
     )
     report = run_job(make_engine, opts, err_console)
+    if report_path is not None:
+        from .html_report import entries_from_records
+
+        loaded = list(engines.values())
+        run_info = {
+            "task": task, "model": spec.name, "weights": source, "steps": steps, "seed": seed,
+            # what ran; the request when no image needed the model (every file skipped)
+            "device": ", ".join(str(e.device) for e in loaded) if loaded else f"{device} (model not loaded)",
+            "precision": _precision_name(loaded[0].dtype) if loaded else precision,
+            "tile": "automatic" if tile is None else tile or "whole image",
+            "input": input, "output": output or "next to each input",
+        }
+        write_report(report_path, title=" ".join(["restore", task, input, *([output] if output else [])]),
+                     run_info=run_info, entries=entries_from_records(report.records), quiet=quiet)
     return report.exit_code
 
 
@@ -265,6 +311,7 @@ def _task_command(task: str, summary: str, with_mask: bool = False, with_resize:
         quiet: Quiet = False,
         verbose: Verbose = False,
         resize: Resize = None,
+        report: HtmlReport = None,
     ) -> None:
         if with_mask and mask is None:
             raise UsageError(f"'restore {task}' needs --mask MASK", "white (255) marks the area to fill")
@@ -273,7 +320,7 @@ def _task_command(task: str, summary: str, with_mask: bool = False, with_resize:
             device=device, precision=precision, batch_size=batch_size, tile=tile,
             tile_overlap=tile_overlap, recursive=recursive, suffix=suffix, ext=ext, quality=quality,
             overwrite=overwrite, shard=shard, devices=devices, json=json, quiet=quiet,
-            verbose=verbose, resize=resize,
+            verbose=verbose, resize=resize, report_path=report,
         )
         raise typer.Exit(code)
 
@@ -568,10 +615,12 @@ def eval_cmd(
     resize_reference: Annotated[bool, typer.Option("--resize-reference", help="Resize references to the restored size (bicubic) instead of refusing.")] = False,
     json: Json = False,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Also write the JSON report to this file.")] = None,
+    html: HtmlReport = None,
 ) -> None:
     """PSNR and SSIM (Y channel and RGB) of restored images against references."""
     from .evaluate import evaluate_pairs, format_table
 
+    check_report_path(html)
     report = evaluate_pairs(
         restored, reference, crop_border=crop_border, strip_suffix=strip_suffix, resize_reference=resize_reference,
     )
@@ -584,6 +633,13 @@ def eval_cmd(
         typer.echo(format_table(report))
     if report.unmatched:
         err_console.print(f"{len(report.unmatched)} file(s) without a partner: {', '.join(report.unmatched[:5])}")
+    if html is not None:
+        from .html_report import entries_from_eval
+
+        run_info = {"task": "eval", "restored": str(restored), "reference": str(reference),
+                    "crop border": crop_border, "pairs": len(report.files), "without a partner": len(report.unmatched)}
+        write_report(html, title=f"restore eval {restored} {reference}", run_info=run_info,
+                     entries=entries_from_eval(report.files), labels=("reference", "restored"), quiet=False)
 
 
 def _print_error(text: str) -> None:
