@@ -230,7 +230,7 @@ def test_bundle_of_another_task_exits_3_naming_both_tasks(tmp_path, task):
     assert r.returncode == 3, r.stderr
     err = r.stderr.decode().strip()
     assert len(err.splitlines()) == 1, err
-    assert f"'derain'" in err and f"'{task}'" in err and str(bundle) in err, err
+    assert "'derain'" in err and f"'{task}'" in err and str(bundle) in err, err
     assert not (tmp_path / "out.png").exists()
 
 
@@ -330,7 +330,7 @@ def test_exit_codes_agree_in_errors_py_help_and_docs():
     for doc in ("cli.md", "batch.md"):
         text = (REPO / "docs" / doc).read_text()
         section = text.split("## Exit codes", 1)[1]
-        rows = dict(re.findall(r"^\| (\d+) \| (.+?) \|$", section, re.M))
+        rows = dict(re.findall(r"^\| (\d+) \| (.+?) \|$", section, re.MULTILINE))
         assert {int(k): v for k, v in rows.items()} == EXIT_CODES, doc
     for code, meaning in EXIT_CODES.items():
         assert f"{code} {meaning}" in flat, (code, flat)
@@ -338,6 +338,7 @@ def test_exit_codes_agree_in_errors_py_help_and_docs():
 
 
 def test_a_mask_of_the_wrong_size_exits_with_the_documented_code(tmp_path):
+    import os
     import subprocess
     import sys
 
@@ -353,7 +354,7 @@ def test_a_mask_of_the_wrong_size_exits_with_the_documented_code(tmp_path):
                           {"net": fe.identity_state()})
     _png(tmp_path / "a.png", size=(16, 16))
     Image.fromarray(np.full((8, 8), 255, np.uint8)).save(tmp_path / "m.png")
-    env = {**__import__("os").environ, "PYTHONPATH": str(REPO / "src"), "NO_COLOR": "1", **ONE_THREAD}
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "NO_COLOR": "1", **ONE_THREAD}
     r = subprocess.run([sys.executable, str(REPO / "tests" / "fake_engines.py"), "--registry", str(overlay),
                         "inpaint", "a.png", "out.png", "--mask", "m.png", "--model", "fake-inpaint",
                         "--weights", str(bundle)], cwd=tmp_path, env=env, capture_output=True, timeout=120)
@@ -501,7 +502,7 @@ def test_eval_report_page_shows_metrics(tmp_path):
     _png(tmp_path / "res" / "a_derain.png", value=104)
     r = run_cli("eval", "res", "ref", "--strip-suffix", "_derain", "--report", "eval.html", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
-    text, imgs = _page_text(tmp_path / "eval.html")
+    text, _ = _page_text(tmp_path / "eval.html")
     assert "a.png" in text and "reference" in text and "restored" in text
     assert "a_derain.png" in (tmp_path / "eval.html").read_text()  # the link to the restored file
     assert "PSNR" in text and "SSIM" in text, text

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Annotated, Callable, Optional
 
 import typer
-from typer.core import TyperCommand
 from rich.console import Console
+from typer.core import TyperCommand
 
 from . import __version__
 from .errors import EXIT_CODES, RestoreError, UsageError
@@ -74,7 +74,11 @@ Seed = Annotated[Optional[int], typer.Option("--seed", help="Random seed; each i
 Device = Annotated[str, typer.Option("--device", "-d", help="auto, cpu, cuda, cuda:N or mps.")]
 Precision = Annotated[str, typer.Option("--precision", "-p", help="auto (fp16 on CUDA, fp32 elsewhere), fp32, fp16 or bf16.")]
 BatchSize = Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Same-size images run together.")]
+
+
 def _check_tile(value: Optional[int]) -> Optional[int]:
+    """--tile: 0 (whole image) or a size; a negative value is a usage error (a size below the model's
+    smallest tile is raised to it, with a warning, once the model is loaded)."""
     if value is not None and value < 0:
         raise typer.BadParameter(f"{value} is negative; use 0 (whole image) or a tile size in pixels")
     return value
@@ -117,7 +121,7 @@ def write_report(path: Path, *, title: str, run_info: dict, entries: list, quiet
 
     try:
         write_html_report(path, title=title, run_info=run_info, entries=entries, labels=labels)
-    except (OSError, FileExistsError) as exc:
+    except OSError as exc:  # FileExistsError included (checked before the run, but the disk may change)
         raise RestoreError(f"cannot write the report {path}: {getattr(exc, 'strerror', None) or exc}",
                            "check that its folder is writable, or choose another --report path") from None
     if not quiet:
