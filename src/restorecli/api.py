@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import ImageFailed, UsageError
+from .errors import ImageFailed, RestoreError, UsageError
 from .jobs.options import JobOptions
 from .jobs.report import Report
 from .runtime.load import engine_for_spec, ensure_bundle, resolve_spec
@@ -57,15 +57,38 @@ def _engine_for(
 ) -> Engine:
     return _cached_engine(
         key,
-        lambda: engine_for_spec(spec, weights=weights, device=device, precision=precision, offline=offline,
-                                cache_dir=cache_dir, bundle=bundle),
+        lambda: engine_for_spec(
+            spec,
+            weights=weights,
+            device=device,
+            precision=precision,
+            offline=offline,
+            cache_dir=cache_dir,
+            bundle=bundle,
+        ),
     )
 
 
-def _key(model: str | None, task: str, device: str, precision: str, weights: Sequence[str] | None,
-         registry_files: Sequence[Path | str], offline: bool, cache_dir: Path | None) -> tuple[Any, ...]:
-    return (model, task, device, precision, tuple(weights or ()), tuple(map(str, registry_files)), offline,
-            str(cache_dir))
+def _key(
+    model: str | None,
+    task: str,
+    device: str,
+    precision: str,
+    weights: Sequence[str] | None,
+    registry_files: Sequence[Path | str],
+    offline: bool,
+    cache_dir: Path | None,
+) -> tuple[Any, ...]:
+    return (
+        model,
+        task,
+        device,
+        precision,
+        tuple(weights or ()),
+        tuple(map(str, registry_files)),
+        offline,
+        str(cache_dir),
+    )
 
 
 def load_model(
@@ -82,12 +105,20 @@ def load_model(
     """A ready engine, loaded once per process for the same arguments (later calls reuse it)."""
     spec = resolve_spec(model, task, weights, registry_files)
     key = _key(model, task, device, precision, weights, registry_files, offline, cache_dir)
-    return _engine_for(spec, key, weights=weights, device=device, precision=precision, offline=offline,
-                       cache_dir=cache_dir)
+    return _engine_for(
+        spec, key, weights=weights, device=device, precision=precision, offline=offline, cache_dir=cache_dir
+    )
 
 
-def _plan(engine: Engine | None, model: str | None, task: str, steps: int | None, seed: int | None,
-          registry_files: Sequence[Path | str], weights: Sequence[str] | None = None) -> tuple[ModelSpec, int, int]:
+def _plan(
+    engine: Engine | None,
+    model: str | None,
+    task: str,
+    steps: int | None,
+    seed: int | None,
+    registry_files: Sequence[Path | str],
+    weights: Sequence[str] | None = None,
+) -> tuple[ModelSpec, int, int]:
     """The spec that runs, its steps and its seed, exactly as every entry point picks them.
 
     The spec is the engine's, else the registered model's, else (for one `--weights` bundle
@@ -97,11 +128,74 @@ def _plan(engine: Engine | None, model: str | None, task: str, steps: int | None
     return spec, spec.check_steps(steps), int(spec.extra.get("default_seed", 0) if seed is None else seed)
 
 
-def _resolve(engine: Engine | None, model: str | None, task: str, steps: int | None, seed: int | None,
-             registry_files: Sequence[Path | str], weights: Sequence[str] | None = None) -> tuple[int, int]:
+def _resolve(
+    engine: Engine | None,
+    model: str | None,
+    task: str,
+    steps: int | None,
+    seed: int | None,
+    registry_files: Sequence[Path | str],
+    weights: Sequence[str] | None = None,
+) -> tuple[int, int]:
     """(steps, seed) exactly as the CLI picks them for this model."""
     _, steps, seed = _plan(engine, model, task, steps, seed, registry_files, weights)
     return steps, seed
+
+
+def check_report_path(path: Path | str | None) -> None:
+    """--report must name an .html page whose thumbnail folder is free (or a report's own): checked before any work."""
+    if path is None:
+        return
+    path = Path(path)
+    if path.suffix.lower() not in (".html", ".htm"):
+        raise UsageError(f"--report {path}: the report is an HTML page", f"name it e.g. {path.with_suffix('.html')}")
+    from .jobs.html_report import MARKER, thumbs_dir_for
+
+    files = thumbs_dir_for(path)
+    if files.exists() and not (files / MARKER).exists() and (not files.is_dir() or any(files.iterdir())):
+        raise UsageError(
+            f"--report {path}: {files} exists and holds no report thumbnails",
+            "choose another report name, or move that folder",
+        )
+
+
+def write_report(
+    path: Path | str,
+    *,
+    title: str,
+    run_info: dict[str, Any],
+    entries: list[Any],
+    quiet: bool,
+    console: Any = None,
+    labels: tuple[str, str] = ("input", "output"),
+) -> None:
+    """Write the HTML page of a run (jobs.html_report) and say where it is."""
+    from .jobs.html_report import write_html_report
+
+    path = Path(path)
+    try:
+        write_html_report(path, title=title, run_info=run_info, entries=entries, labels=labels)
+    except OSError as exc:  # FileExistsError included (checked before the run, but the disk may change)
+        raise RestoreError(
+            f"cannot write the report {path}: {getattr(exc, 'strerror', None) or exc}",
+            "check that its folder is writable, or choose another --report path",
+        ) from None
+    if not quiet and console is not None:
+        console.print(f"wrote report {path}", highlight=False, soft_wrap=True)
+
+
+def _precision_name(dtype: object) -> str:
+    from .runtime.device import PRECISIONS
+
+    return next((name for name, d in PRECISIONS.items() if d == dtype), str(dtype))
+
+
+def _what_runs(engine: Engine, source: str, steps: int, seed: int) -> str:
+    """The `-v` line: model, where its weights came from, steps, seed, device and precision."""
+    return (
+        f"model {engine.spec.name}; weights {source}; {steps} step{'s' if steps != 1 else ''}; seed {seed}; "
+        f"device {engine.device}; precision {_precision_name(engine.dtype)}"
+    )
 
 
 def run_restore(
@@ -122,6 +216,7 @@ def run_restore(
     quiet: bool = True,
     console: Any = None,
     resize: int | None = None,
+    report_path: Path | str | None = None,
     **job_options: Any,
 ) -> Report:
     """The shared body of `restore(...)` and the CLI's task commands; returns the report, also when interrupted.
@@ -136,29 +231,104 @@ def run_restore(
         raise TypeError(f"restore() got unexpected option(s): {', '.join(sorted(unknown))}")
     if engine is not None and job_options.get("devices") and len(job_options["devices"]) > 1:
         raise UsageError("one engine cannot run on several devices", "pass model= instead of engine=")
+    check_report_path(report_path)
     spec, steps, seed = _plan(engine, model, task, steps, seed, registry_files, weights)
     bundle = None
-    if engine is None and not weights:  # fetch now (or fail at once when offline); engines load this bundle
-        bundle = ensure_bundle(spec, offline=offline, cache_dir=cache_dir, quiet=quiet)
+    if engine is not None:
+        source = "an engine already loaded"
+    elif weights:
+        source = "--weights " + " ".join(map(str, weights))
+    else:  # fetch now (or fail at once when offline); engines load this bundle
+        from .weights.cache import is_cached, packaged_bundle
 
-    def make_engine(dev: str | None) -> Engine:
+        packaged = packaged_bundle(spec)
+        was_cached = is_cached(spec, cache_dir)
+        bundle = ensure_bundle(spec, offline=offline, cache_dir=cache_dir, quiet=quiet)
+        source = (
+            f"bundled with restorecli ({bundle})"
+            if packaged is not None
+            else f"cache {bundle}"
+            if was_cached
+            else f"downloaded to {bundle}"
+        )
+    tile = job_options.get("tile", 0)
+    verbose = bool(job_options.get("verbose"))
+    loaded: dict[str | None, Engine] = {}
+
+    def make_engine(dev: str | None) -> Engine:  # called only once there is an image to restore (torch loads here)
         if engine is not None:
             chosen = engine
         else:
             key = (*_key(model, task, dev or device, precision, weights, registry_files, offline, cache_dir), resize)
-            chosen = _engine_for(spec, key, weights=weights, device=dev or device, precision=precision,
-                                 offline=offline, cache_dir=cache_dir, bundle=bundle)
+            chosen = _engine_for(
+                spec,
+                key,
+                weights=weights,
+                device=dev or device,
+                precision=precision,
+                offline=offline,
+                cache_dir=cache_dir,
+                bundle=bundle,
+            )
         if resize is not None:
             if not hasattr(chosen, "resize"):
                 raise UsageError(f"--resize is not supported by model '{spec.name}'")
             chosen.resize = resize
+        if dev not in loaded:
+            loaded[dev] = chosen
+            least = getattr(chosen, "min_tile", 0)
+            if console is not None and not quiet:
+                if tile and tile < least and chosen.tileable:
+                    console.print(
+                        f"warning: --tile {tile} is below the smallest tile model {chosen.spec.name} "
+                        f"takes; using {least}-pixel tiles",
+                        style="yellow",
+                        highlight=False,
+                        soft_wrap=True,
+                    )
+                if verbose:
+                    console.print(_what_runs(chosen, source, steps, seed), highlight=False, soft_wrap=True)
         return chosen
 
     from .jobs.pipeline import run_job
 
-    opts = JobOptions(task=task, inputs=[str(p) for p in raw], output=None if output is None else str(output),
-                      steps=steps, seed=seed, quiet=quiet, **job_options)
-    return run_job(make_engine, opts, console)
+    opts = JobOptions(
+        task=task,
+        inputs=[str(p) for p in raw],
+        output=None if output is None else str(output),
+        steps=steps,
+        seed=seed,
+        quiet=quiet,
+        **job_options,
+    )
+    report = run_job(make_engine, opts, console)
+    if report_path is not None:
+        from .jobs.html_report import entries_from_records
+
+        engines = list(loaded.values())
+        run_info = {
+            "task": task,
+            "model": spec.name,
+            "weights": source,
+            "steps": steps,
+            "seed": seed,
+            # what ran; the request when no image needed the model (every file skipped)
+            "device": ", ".join(str(e.device) for e in engines) if engines else f"{device} (model not loaded)",
+            "precision": _precision_name(engines[0].dtype) if engines else precision,
+            "tile": "automatic" if tile is None else tile or "whole image",
+            "input": " ".join(map(str, raw)),
+            "output": str(output) if output is not None else "next to each input",
+        }
+        title = " ".join(["restore", task, *map(str, raw), *([str(output)] if output is not None else [])])
+        write_report(
+            report_path,
+            title=title,
+            run_info=run_info,
+            entries=entries_from_records(report.records),
+            quiet=quiet,
+            console=console,
+        )
+    return report
 
 
 def restore(
@@ -192,9 +362,23 @@ def restore(
     after the finished files are written.
     """
     report = run_restore(
-        inputs, output, task=task, model=model, steps=steps, seed=seed, device=device, precision=precision,
-        weights=weights, engine=engine, registry_files=registry_files, offline=offline, cache_dir=cache_dir,
-        quiet=quiet, console=console, resize=resize, **job_options,
+        inputs,
+        output,
+        task=task,
+        model=model,
+        steps=steps,
+        seed=seed,
+        device=device,
+        precision=precision,
+        weights=weights,
+        engine=engine,
+        registry_files=registry_files,
+        offline=offline,
+        cache_dir=cache_dir,
+        quiet=quiet,
+        console=console,
+        resize=resize,
+        **job_options,
     )
     if report.interrupted is not None:
         raise KeyboardInterrupt
@@ -230,25 +414,34 @@ def restore_images(
     from .runtime.restorer import Restorer
 
     if engine is None:
-        engine = load_model(model, task, device=device, precision=precision, weights=weights,
-                            registry_files=registry_files, offline=offline)
+        engine = load_model(
+            model,
+            task,
+            device=device,
+            precision=precision,
+            weights=weights,
+            registry_files=registry_files,
+            offline=offline,
+        )
     _, steps, seed = _plan(engine, model, task, steps, seed, registry_files, weights)
     restorer = Restorer(engine, steps=steps, seed=seed, tile=tile, overlap=tile_overlap)
     decoded = [picture_from_array(im) for im in images]
     tensors = [to_tensor(pic) for pic, _ in decoded]
-    mask_t = [None if masks is None or masks[i] is None else mask_tensor(_mask_bits(masks[i]))
-              for i in range(len(decoded))]
+    mask_t = [
+        None if masks is None or masks[i] is None else mask_tensor(_mask_bits(masks[i])) for i in range(len(decoded))
+    ]
     for i, (x, m) in enumerate(zip(tensors, mask_t)):
         if m is not None and m.shape[-2:] != x.shape[-2:]:
-            raise ImageFailed(f"image {i}: mask is {m.shape[-1]}x{m.shape[-2]} but the image is "
-                              f"{x.shape[-1]}x{x.shape[-2]}")
+            raise ImageFailed(
+                f"image {i}: mask is {m.shape[-1]}x{m.shape[-2]} but the image is {x.shape[-1]}x{x.shape[-2]}"
+            )
     groups: dict[tuple[int, ...], list[int]] = {}
     for i, x in enumerate(tensors):
         groups.setdefault((*x.shape[-2:], mask_t[i] is not None), []).append(i)
     results: list[np.ndarray | None] = [None] * len(decoded)
     for members in groups.values():
         for start in range(0, len(members), max(1, batch_size)):
-            chunk = members[start:start + max(1, batch_size)]
+            chunk = members[start : start + max(1, batch_size)]
             outs = restorer.run([tensors[i] for i in chunk], [mask_t[i] for i in chunk])
             for i, out in zip(chunk, outs):
                 if isinstance(out, ImageFailed):
@@ -293,10 +486,10 @@ def generate(
     from .jobs.generate import write_generated
 
     spec, steps, seed = _plan(None, model, "generate", steps, seed, registry_files, weights)
-    engine = engine_for_spec(spec, weights=weights, device=device, precision=precision, offline=offline,
-                             cache_dir=cache_dir)
-    return write_generated(engine, Path(output), count=count, steps=steps, seed=seed, batch_size=batch_size,
-                           grid=grid)
+    engine = engine_for_spec(
+        spec, weights=weights, device=device, precision=precision, offline=offline, cache_dir=cache_dir
+    )
+    return write_generated(engine, Path(output), count=count, steps=steps, seed=seed, batch_size=batch_size, grid=grid)
 
 
 class FileBatchRestorer:
@@ -307,21 +500,31 @@ class FileBatchRestorer:
     Ray job resumes. Returns the batch with "output", "status" and "reason" columns added.
     """
 
-    def __init__(self, output: str | Path, *, input_root: str | Path | None = None, task: str = "sr",
-                 model: str | None = None, engine: Engine | None = None, device: str = "auto",
-                 precision: str = "auto", weights: Sequence[str] | None = None,
-                 registry_files: Sequence[Path | str] = (), **options: Any) -> None:
+    def __init__(
+        self,
+        output: str | Path,
+        *,
+        input_root: str | Path | None = None,
+        task: str = "sr",
+        model: str | None = None,
+        engine: Engine | None = None,
+        device: str = "auto",
+        precision: str = "auto",
+        weights: Sequence[str] | None = None,
+        registry_files: Sequence[Path | str] = (),
+        **options: Any,
+    ) -> None:
         self.output, self.task, self.model = str(output), task, model
         self.options = dict(options, relative_to=None if input_root is None else str(input_root))
-        self.engine = engine or load_model(model, task, device=device, precision=precision, weights=weights,
-                                           registry_files=registry_files)
+        self.engine = engine or load_model(
+            model, task, device=device, precision=precision, weights=weights, registry_files=registry_files
+        )
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         import numpy as np
 
         paths = [str(p) for p in batch["path"]]
-        report = restore(paths, self.output, task=self.task, model=self.model, engine=self.engine,
-                         **self.options)
+        report = restore(paths, self.output, task=self.task, model=self.model, engine=self.engine, **self.options)
         by_path = {r.path: r for r in report.records}
         out = dict(batch)
         out["output"] = np.array([getattr(by_path.get(p), "output", None) or "" for p in paths], dtype=object)
@@ -333,9 +536,18 @@ class FileBatchRestorer:
 class ImageBatchRestorer:
     """For `map_batches` over `ray.data.read_images(...)`: restores the "image" column in place."""
 
-    def __init__(self, *, task: str = "sr", model: str | None = None, engine: Engine | None = None,
-                 device: str = "auto", precision: str = "auto", weights: Sequence[str] | None = None,
-                 column: str = "image", **options: Any) -> None:
+    def __init__(
+        self,
+        *,
+        task: str = "sr",
+        model: str | None = None,
+        engine: Engine | None = None,
+        device: str = "auto",
+        precision: str = "auto",
+        weights: Sequence[str] | None = None,
+        column: str = "image",
+        **options: Any,
+    ) -> None:
         self.task, self.model, self.column, self.options = task, model, column, options
         self.engine = engine or load_model(model, task, device=device, precision=precision, weights=weights)
 

@@ -18,9 +18,11 @@ import typer
 from ..errors import EXIT_CODES, RestoreError
 from ..version import __version__
 from . import restore, tools, weights
-from .options import GLOBAL, err_console
+from .options import GLOBAL, print_error
+from .restore import TASKS
 
-EPILOG = "Exit codes: " + "; ".join(f"{code} {text}" for code, text in EXIT_CODES.items())
+# one exit code per line (rich help joins lines, and keeps paragraphs apart)
+EPILOG = "Exit codes:\n\n" + "\n\n".join(f"{code} {text}" for code, text in EXIT_CODES.items())
 
 app = typer.Typer(
     name="restore",
@@ -41,10 +43,19 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _main(
-    offline: Annotated[bool, typer.Option("--offline", envvar="RESTORECLI_OFFLINE", help="Never use the network; only cached weights.")] = False,
-    cache_dir: Annotated[Optional[Path], typer.Option("--cache-dir", envvar="RESTORECLI_CACHE", help="Where downloaded weights are kept.")] = None,
-    registry: Annotated[Optional[list[Path]], typer.Option("--registry", help="Extra weights.toml overlay (repeatable).")] = None,
-    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")] = False,
+    offline: Annotated[
+        bool, typer.Option("--offline", envvar="RESTORECLI_OFFLINE", help="Never use the network; only cached weights.")
+    ] = False,
+    cache_dir: Annotated[
+        Optional[Path],
+        typer.Option("--cache-dir", envvar="RESTORECLI_CACHE", help="Where downloaded weights are kept."),
+    ] = None,
+    registry: Annotated[
+        Optional[list[Path]], typer.Option("--registry", help="Extra weights.toml overlay (repeatable).")
+    ] = None,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
+    ] = False,
 ) -> None:
     GLOBAL.offline = offline
     GLOBAL.cache_dir = cache_dir
@@ -56,11 +67,50 @@ weights.register(app)
 tools.register(app)
 
 
+# options only some task commands take: what to say when another task is given one
+TASK_ONLY_OPTIONS = {
+    "--mask": "masks are for 'restore inpaint' and 'restore shadow'",
+    "--resize": "it is for RDDM models ('restore derain', 'lowlight', 'deblur -m rddm-deblur', 'shadow')",
+}
+
+
+def _click_error(exc: object) -> str:
+    """A Click usage error (unknown option, bad value, missing argument) as one line with a pointer to --help."""
+    ctx = getattr(exc, "ctx", None)
+    where = ctx.command_path if ctx is not None else "restore"
+    option = getattr(exc, "option_name", None)
+    if option in TASK_ONLY_OPTIONS and ctx is not None and ctx.info_name in TASKS:
+        return f"'{where}' takes no {option}; {TASK_ONLY_OPTIONS[option]}"
+    message = str(exc.format_message()).strip().rstrip(".")  # type: ignore[attr-defined]
+    if len(message) > 1 and message[0].isupper() and message[1].islower():
+        message = message[0].lower() + message[1:]
+    return f"{message}; see '{where} --help'"
+
+
 def main() -> None:
-    """Console-script entry point. Click handles its own usage errors (exit 2) and typer.Exit;
-    a RestoreError becomes one line on stderr and its own exit code."""
+    """Console-script entry point: every error is one line on stderr with its exit code.
+
+    Click's usage errors (exit 2) are printed as one line instead of Typer's box; `--help`
+    (and `restore` without arguments) prints the help as usual. A RestoreError becomes one
+    line and its own exit code (errors.EXIT_CODES).
+    """
+    # Click's exceptions, wherever this Typer takes them from (click, or its vendored copy)
+    click_errors = sys.modules[typer.BadParameter.__module__]
+    no_args_help = getattr(click_errors, "NoArgsIsHelpError", ())
+
+    command = typer.main.get_command(app)
     try:
-        app()
-    except RestoreError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        code = command.main(prog_name="restore", standalone_mode=False)
+    except no_args_help as exc:  # `restore` alone: the help, as before
+        exc.show()
         sys.exit(exc.exit_code)
+    except click_errors.ClickException as exc:
+        print_error(_click_error(exc))
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        print_error("aborted")
+        sys.exit(1)
+    except RestoreError as exc:
+        print_error(str(exc))
+        sys.exit(exc.exit_code)
+    sys.exit(code if isinstance(code, int) else 0)

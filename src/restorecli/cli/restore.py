@@ -7,21 +7,24 @@ serves that task, so a new engine needs no CLI code; the work is
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from typer.core import TyperCommand
 
 from ..api import generate as api_generate
 from ..api import run_restore
-from ..errors import UsageError
+from ..errors import RestoreError, UsageError
 from .options import (
     GLOBAL,
     BatchSize,
     Device,
     Devices,
     Ext,
+    HtmlReport,
     Json,
     Model,
     Overwrite,
@@ -45,12 +48,16 @@ from .options import (
 
 
 def _task_command(task: str, summary: str, with_mask: bool = False, with_resize: bool = False) -> Callable[..., None]:
-    """Build one task command; all task commands share these options."""
+    """Build one task command: the shared options, plus --mask and --resize only where they apply."""
 
     def command(
         input: Annotated[str, typer.Argument(help="Image file, folder, glob, @list.txt, or - for stdin.")],
-        output: Annotated[Optional[str], typer.Argument(help="File, folder, or - for stdout; default: next to the input.")] = None,
-        mask: Annotated[Optional[str], typer.Option("--mask", help="Mask image or folder (white = area to fill).")] = None,
+        output: Annotated[
+            Optional[str], typer.Argument(help="File, folder, or - for stdout; default: next to the input.")
+        ] = None,
+        mask: Annotated[
+            Optional[str], typer.Option("--mask", help="Mask image or folder (white = area to fill).")
+        ] = None,
         model: Model = None,
         weights: Weights = None,
         steps: Steps = None,
@@ -71,60 +78,133 @@ def _task_command(task: str, summary: str, with_mask: bool = False, with_resize:
         quiet: Quiet = False,
         verbose: Verbose = False,
         resize: Resize = None,
+        report: HtmlReport = None,
     ) -> None:
         if with_mask and mask is None:
             raise UsageError(f"'restore {task}' needs --mask MASK", "white (255) marks the area to fill")
-        if mask is not None and not with_mask:
-            raise UsageError(f"'restore {task}' takes no --mask", "masks are for 'restore inpaint' and 'restore shadow'")
-        report = run_restore(
-            [input], output, task=task, model=model, steps=steps, seed=seed, device=device, precision=precision,
-            weights=weights, registry_files=GLOBAL.registry, offline=GLOBAL.offline, cache_dir=GLOBAL.cache_dir,
-            quiet=quiet, console=err_console, resize=resize, mask=mask, recursive=recursive, suffix=suffix,
-            ext=ext, quality=quality, overwrite=overwrite, shard=parse_shard(shard), batch_size=batch_size,
-            tile=tile, tile_overlap=tile_overlap, json=json, verbose=verbose, devices=parse_devices(devices),
+        result = run_restore(
+            [input],
+            output,
+            task=task,
+            model=model,
+            steps=steps,
+            seed=seed,
+            device=device,
+            precision=precision,
+            weights=weights,
+            registry_files=GLOBAL.registry,
+            offline=GLOBAL.offline,
+            cache_dir=GLOBAL.cache_dir,
+            quiet=quiet,
+            console=err_console,
+            resize=resize,
+            mask=mask,
+            recursive=recursive,
+            suffix=suffix,
+            ext=ext,
+            quality=quality,
+            overwrite=overwrite,
+            shard=parse_shard(shard),
+            batch_size=batch_size,
+            tile=tile,
+            tile_overlap=tile_overlap,
+            json=json,
+            verbose=verbose,
+            devices=parse_devices(devices),
+            report_path=report,
         )
-        raise typer.Exit(report.exit_code)
+        raise typer.Exit(result.exit_code)
 
     command.__doc__ = summary
     command.__name__ = task
+    # Typer reads the options from the signature: leave out those this task does not take
+    sig = inspect.signature(command, eval_str=True)  # resolved: Typer takes a given signature as it is
+    dropped = {"mask"} if not with_mask else set()
+    dropped |= {"resize"} if not with_resize else set()
+    command.__signature__ = sig.replace(  # type: ignore[attr-defined]
+        parameters=[p for p in sig.parameters.values() if p.name not in dropped]
+    )
     return command
 
 
+# task -> (summary, takes --mask, takes --resize: a registered RDDM model serves it)
 TASKS = {
-    "sr": ("Super-resolve images (default: ResShift real-world x4, 4 steps).", False),
-    "inpaint": ("Fill the masked area of images (--mask, white = fill).", True),
-    "face": ("Restore degraded aligned face images (512x512).", False),
-    "deblur": ("Remove motion blur (default: DiffIR GoPro).", False),
-    "derain": ("Remove rain streaks.", False),
-    "lowlight": ("Brighten low-light images.", False),
-    "shadow": ("Remove shadows (--mask marks the shadow).", True),
+    "sr": ("Super-resolve images.", False, False),
+    "inpaint": ("Fill the masked area of images (--mask, white = fill).", True, False),
+    "face": ("Restore degraded aligned face images (512x512).", False, False),
+    "deblur": ("Remove motion blur.", False, True),
+    "derain": ("Remove rain streaks.", False, True),
+    "lowlight": ("Brighten low-light images.", False, True),
+    "shadow": ("Remove shadows (--mask marks the shadow).", True, True),
 }
+
+
+def _task_help(task: str) -> str:
+    """A task's --help text: what it does, its default model and what that model downloads."""
+    summary = TASKS[task][0]
+    try:
+        from ..weights.catalog import download_note
+        from ..weights.registry import load_registry
+
+        spec = load_registry(tuple(GLOBAL.registry)).default_for(task)
+    except RestoreError:  # a broken overlay: its error comes when the command runs
+        return summary
+    steps = f"{spec.default_steps} step{'s' if spec.default_steps != 1 else ''}"
+    return (
+        f"{summary}\n\nDefault model: {spec.name} ({spec.method}, {steps}); {download_note(spec)}. "
+        f"'restore models --task {task}' lists the others (--model)."
+    )
+
+
+class _TaskCommand(TyperCommand):
+    """A task command whose --help names the task's default model, read from the registry
+    (with the --registry overlays) only when the help is shown."""
+
+    def format_help(self, ctx, formatter):  # type: ignore[no-untyped-def]
+        self.help = _task_help(self.name or "")
+        return super().format_help(ctx, formatter)
 
 
 def generate(
     output: Annotated[Path, typer.Argument(help="Folder for the generated PNGs.")],
-    model: Annotated[str, typer.Option("--model", "-m", help="Generation model, e.g. rddm-celeba64.")] = "rddm-celeba64",
+    model: Annotated[
+        str, typer.Option("--model", "-m", help="Generation model, e.g. rddm-celeba64.")
+    ] = "rddm-celeba64",
     count: Annotated[int, typer.Option("-n", "--count", min=1, help="How many images.")] = 16,
     weights: Weights = None,
     steps: Steps = None,
     seed: Seed = None,
     device: Device = "auto",
     precision: Precision = "auto",
-    batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=0, help="Images per network call (0 = all).")] = 0,
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", "-b", min=0, help="Images per network call (0 = all).")
+    ] = 0,
     grid: Annotated[bool, typer.Option("--grid", help="Also write grid.png with all images.")] = False,
     quiet: Quiet = False,
 ) -> None:
     """Generate images with an unconditional model (RDDM CelebA 64, DDO CIFAR-10)."""
     paths = api_generate(
-        model, output, count=count, weights=weights, steps=steps, seed=seed, device=device,
-        precision=precision, batch_size=batch_size, grid=grid,
-        registry_files=GLOBAL.registry, offline=GLOBAL.offline, cache_dir=GLOBAL.cache_dir,
+        model,
+        output,
+        count=count,
+        weights=weights,
+        steps=steps,
+        seed=seed,
+        device=device,
+        precision=precision,
+        batch_size=batch_size,
+        grid=grid,
+        registry_files=GLOBAL.registry,
+        offline=GLOBAL.offline,
+        cache_dir=GLOBAL.cache_dir,
     )
     if not quiet:
         err_console.print(f"wrote {len(paths)} image(s) to {output}")
 
 
 def register(app: typer.Typer) -> None:
-    for task, (summary, mask) in TASKS.items():
-        app.command(task, help=summary)(_task_command(task, summary, with_mask=mask))
+    for task, (summary, mask, resize) in TASKS.items():
+        app.command(task, help=summary, cls=_TaskCommand)(
+            _task_command(task, summary, with_mask=mask, with_resize=resize)
+        )
     app.command("generate")(generate)

@@ -81,15 +81,24 @@ def _tiny(name: str, model: str, side: int, **kw: Any) -> Workload:
     return Workload(name, model, side, side, repeats=2, threads=1, **kw)
 
 
-TINY = {w.name: w for w in (
-    _tiny("resshift-tiny", "resshift-realsr-x4-v3", 16, shrink=_RESSHIFT_TINY, sampler={"pad_multiple": 16}),
-    _tiny("sinsr-tiny", "sinsr-realsr-x4", 16, shrink=_RESSHIFT_TINY, sampler={"pad_multiple": 16}),
-    _tiny("diffir-sr-tiny", "diffir-srgan-x4", 16, shrink={"g": _DIFFIR_TINY}),
-    _tiny("diffir-deblur-tiny", "diffir-deblur", 32, shrink={"g": _DIFFIR_TINY}),
-    _tiny("rddm-tiny", "rddm-derain", 32, steps=2, shrink={"model": {"dim": 8}}),
-    _tiny("ddo-tiny", "ddo-cifar10", 16, steps=4, batch=2,
-          shrink={"unet": {"channels": 32, "n_res_blocks": 1, "resolution": 16}}),
-)}
+TINY = {
+    w.name: w
+    for w in (
+        _tiny("resshift-tiny", "resshift-realsr-x4-v3", 16, shrink=_RESSHIFT_TINY, sampler={"pad_multiple": 16}),
+        _tiny("sinsr-tiny", "sinsr-realsr-x4", 16, shrink=_RESSHIFT_TINY, sampler={"pad_multiple": 16}),
+        _tiny("diffir-sr-tiny", "diffir-srgan-x4", 16, shrink={"g": _DIFFIR_TINY}),
+        _tiny("diffir-deblur-tiny", "diffir-deblur", 32, shrink={"g": _DIFFIR_TINY}),
+        _tiny("rddm-tiny", "rddm-derain", 32, steps=2, shrink={"model": {"dim": 8}}),
+        _tiny(
+            "ddo-tiny",
+            "ddo-cifar10",
+            16,
+            steps=4,
+            batch=2,
+            shrink={"unet": {"channels": 32, "n_res_blocks": 1, "resolution": 16}},
+        ),
+    )
+}
 
 
 @dataclass
@@ -206,8 +215,9 @@ def run_bench(
     return {
         "date": _dt.date.today().isoformat(),
         "torch": torch.__version__,
-        "device_name": (torch.cuda.get_device_name(dev) if dev.type == "cuda"
-                        else platform.processor() or platform.machine()),
+        "device_name": (
+            torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or platform.machine()
+        ),
         "cpu_threads": threads or _common_threads(results) or default_threads,
         "results": [asdict(r) for r in results],
     }
@@ -220,8 +230,13 @@ def _common_threads(results: Sequence[Result]) -> int | None:
 
 
 def _run_one(
-    work: Workload, registered: ModelSpec, dev: torch.device, dtype: torch.dtype,
-    repeats: int, warmup: int, reference: bool,
+    work: Workload,
+    registered: ModelSpec,
+    dev: torch.device,
+    dtype: torch.dtype,
+    repeats: int,
+    warmup: int,
+    reference: bool,
 ) -> Result:
     """One workload: the chosen path, then (optionally) the plain fp32 reference on the same weights."""
     spec = shrunk_spec(registered, work)
@@ -260,17 +275,26 @@ def _run_one(
     del engine, run
     ms = statistics.median(times)
     res = Result(
-        workload=work.name, model=work.model, shape=f"{work.height}x{work.width}", batch=work.batch,
-        steps=steps, device=str(dev), precision=str(dtype).replace("torch.", ""),
-        ms_per_batch=ms, ms_per_image=ms / work.batch, images_per_s=1000 * work.batch / ms,
-        peak_mem_gib=peak, cpu_threads=torch.get_num_threads() if dev.type == "cpu" else None,
+        workload=work.name,
+        model=work.model,
+        shape=f"{work.height}x{work.width}",
+        batch=work.batch,
+        steps=steps,
+        device=str(dev),
+        precision=str(dtype).replace("torch.", ""),
+        ms_per_batch=ms,
+        ms_per_image=ms / work.batch,
+        images_per_s=1000 * work.batch / ms,
+        peak_mem_gib=peak,
+        cpu_threads=torch.get_num_threads() if dev.type == "cpu" else None,
     )
     if work.shrink or work.sampler:
         res.arch = "tiny"
         changed = {**(work.shrink or {}), **({"sampler": dict(work.sampler)} if work.sampler else {})}
-        res.notes.append("shrunk network (CI smoke run, not a performance figure): " + "; ".join(
-            f"{name}: {', '.join(f'{k}={v}' for k, v in over.items())}" for name, over in changed.items()
-        ))
+        res.notes.append(
+            "shrunk network (CI smoke run, not a performance figure): "
+            + "; ".join(f"{name}: {', '.join(f'{k}={v}' for k, v in over.items())}" for name, over in changed.items())
+        )
     if ref_times:
         ref_ms = statistics.median(ref_times)
         res.reference_ms_per_batch = ref_ms
@@ -302,27 +326,49 @@ def parse_workloads(names: Sequence[str] | None, shape: str | None) -> list[Work
 
 
 def print_table(report: dict) -> None:
-    from rich.console import Console
     from rich.table import Table
+
+    from ..io.tables import print_table as print_rich_table
 
     tiny = any(r.get("arch") == "tiny" for r in report["results"])
     table = Table(
         title=f"restore bench - {report['device_name']}, torch {report['torch']}, {report['date']}",
-        caption=("arch tiny = shrunk networks on tiny inputs: a CI smoke run, not a performance figure"
-                 if tiny else None),
+        caption=(
+            "arch tiny = shrunk networks on tiny inputs: a CI smoke run, not a performance figure" if tiny else None
+        ),
     )
-    cols = ("workload", "model", "arch", "shape", "batch", "steps", "precision", "threads", "ms/img", "img/s",
-            "peak GiB", "ref ms/img", "speedup")
+    cols = (
+        "workload",
+        "model",
+        "arch",
+        "shape",
+        "batch",
+        "steps",
+        "precision",
+        "threads",
+        "ms/img",
+        "img/s",
+        "peak GiB",
+        "ref ms/img",
+        "speedup",
+    )
     for col in cols:
         table.add_column(col, justify="right" if col not in {"workload", "model", "arch"} else "left")
     for r in report["results"]:
         ref = r["reference_ms_per_batch"]
         table.add_row(
-            r["workload"], r["model"], r.get("arch", "registered"), r["shape"], str(r["batch"]), str(r["steps"]),
-            r["precision"], str(r.get("cpu_threads") or "-"),
-            f"{r['ms_per_image']:.1f}", f"{r['images_per_s']:.2f}",
+            r["workload"],
+            r["model"],
+            r.get("arch", "registered"),
+            r["shape"],
+            str(r["batch"]),
+            str(r["steps"]),
+            r["precision"],
+            str(r.get("cpu_threads") or "-"),
+            f"{r['ms_per_image']:.1f}",
+            f"{r['images_per_s']:.2f}",
             "-" if r["peak_mem_gib"] is None else f"{r['peak_mem_gib']:.2f}",
             "-" if ref is None else f"{ref / r['batch']:.1f}",
             "-" if r["speedup_vs_reference"] is None else f"{r['speedup_vs_reference']:.2f}x",
         )
-    Console().print(table)
+    print_rich_table(table)

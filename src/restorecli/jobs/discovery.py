@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import glob
 import hashlib
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -41,14 +42,14 @@ class Item:
     """One input image and where its result goes."""
 
     index: int
-    display: str                 # the path as the user sees it in messages and reports
-    rel: PurePosixPath           # path below its root: mirrored in an output folder, hashed for --shard
-    source: Path | None = None   # None: stdin (bytes in `data`)
+    display: str  # the path as the user sees it in messages and reports
+    rel: PurePosixPath  # path below its root: mirrored in an output folder, hashed for --shard
+    source: Path | None = None  # None: stdin (bytes in `data`)
     data: bytes | None = None
-    scanned: bool = False        # found by a folder scan or glob (not named explicitly)
-    output: Path | None = None   # None: stdout
+    scanned: bool = False  # found by a folder scan or glob (not named explicitly)
+    output: Path | None = None  # None: stdout
     mask: Path | None = None
-    error: str | None = None     # known to fail before any work (missing list entry, name clash)
+    error: str | None = None  # known to fail before any work (missing list entry, name clash)
     warning: str | None = None
 
     @property
@@ -115,8 +116,7 @@ def discover(
             add(path, _rel(path, base), False)
         elif _has_magic(arg):
             root = _glob_root(arg)
-            files = sorted(Path(p) for p in glob.glob(arg, recursive=True)
-                           if Path(p).is_file() and is_image_name(p))
+            files = sorted(Path(p) for p in glob.glob(arg, recursive=True) if Path(p).is_file() and is_image_name(p))
             if not files:
                 notes.append(f"no images match {arg}")
             for f in files:
@@ -124,8 +124,7 @@ def discover(
         elif top:
             raise UsageError(f"input not found: {arg}", "give an image file, a folder, a glob, @list.txt or -")
         else:
-            items.append(Item(len(items), arg, PurePosixPath(Path(arg).name), source=path,
-                              error="file not found"))
+            items.append(Item(len(items), arg, PurePosixPath(Path(arg).name), source=path, error="file not found"))
 
     for arg in inputs:
         if arg == STDIO:
@@ -188,6 +187,43 @@ def _same_dir(a: Path, b: Path) -> bool:
         return False
 
 
+def _check_output_folder_name(target: str) -> None:
+    """An OUTPUT that is no image file name is a folder, unless it looks like a mistyped file name.
+
+    `out.xyz` (an extension restorecli does not write) is refused, so a typo never
+    silently becomes a folder; `out.xyz/` or an existing folder is taken as one.
+    """
+    seps = (os.sep, os.altsep) if os.altsep else (os.sep,)
+    if target.endswith(seps) or target.endswith("/") or Path(target).is_dir():
+        return
+    suffix = Path(target).suffix
+    if suffix and not suffix[1:].isdigit():
+        raise UsageError(
+            f"output {target}: '{suffix}' is not an image format restorecli writes",
+            f"name a .png, .jpg, .webp, .tif or .bmp file, or write {target}/ for a folder",
+        )
+
+
+def _earlier_outputs(items: list[Item], suffix: str) -> set[int]:
+    """Scanned files that are outputs of an earlier run of the same task next to their input.
+
+    `photo_derain.png` beside `photo.jpg` (any extension) was written by `restore derain`:
+    when this run writes into another folder it must not restore that output again.
+    Returns the ids of those items.
+    """
+    if not suffix:
+        return set()
+    stems = {(i.source.parent, i.source.stem) for i in items if i.scanned and i.source is not None}
+    return {
+        id(i)
+        for i in items
+        if i.scanned
+        and i.source is not None
+        and i.source.stem.endswith(suffix)
+        and (i.source.parent, i.source.stem[: -len(suffix)]) in stems
+    }
+
+
 def plan_outputs(items: list[Item], opts: JobOptions) -> list[Item]:
     """Name every output; drop this job's own earlier outputs from the inputs; flag clashes."""
     ext = normalize_ext(opts.ext)
@@ -195,10 +231,14 @@ def plan_outputs(items: list[Item], opts: JobOptions) -> list[Item]:
     default_suffix = f"_{opts.task}"
     live = [i for i in items if i.error is None]
     out_file = target not in (None, STDIO) and not Path(target).is_dir() and is_image_name(target)
+    if target not in (None, STDIO) and not out_file:
+        _check_output_folder_name(target)
     if target == STDIO or out_file:
         if len(live) > 1:
-            raise UsageError(f"output {target} is one {'stream' if target == STDIO else 'file'} "
-                             f"but {len(live)} images were given", "give an output folder")
+            raise UsageError(
+                f"output {target} is one {'stream' if target == STDIO else 'file'} but {len(live)} images were given",
+                "give an output folder",
+            )
     if out_file and ext and Path(target).suffix.lower() != ext.lower():
         raise UsageError(f"--ext {opts.ext} contradicts the output name {target}", "drop --ext or rename the output")
     if opts.json and (target == STDIO or (target is None and any(i.source is None for i in live))):
@@ -220,8 +260,17 @@ def plan_outputs(items: list[Item], opts: JobOptions) -> list[Item]:
             item.output = folder / f"{stem}{suffix}{output_ext(item, ext)}"
 
     produced = {i.output.resolve(): i for i in live if i.output is not None}
-    kept = [i for i in items if not (i.scanned and i.error is None and i.source is not None
-                                     and produced.get(i.source.resolve(), i) is not i)]
+    earlier = _earlier_outputs(live, default_suffix if opts.suffix is None else opts.suffix)
+    kept = [
+        i
+        for i in items
+        if not (
+            i.scanned
+            and i.error is None
+            and i.source is not None
+            and (produced.get(i.source.resolve(), i) is not i or id(i) in earlier)
+        )
+    ]
     inputs = {i.source.resolve() for i in kept if i.source is not None and i.error is None}
     claimed: dict[Path, Item] = {}
     for item in kept:
@@ -229,7 +278,9 @@ def plan_outputs(items: list[Item], opts: JobOptions) -> list[Item]:
             continue
         real = item.output.resolve()
         if real in inputs:
-            item.error = f"output {item.output} is an input file; it is never overwritten (use --suffix or an output folder)"
+            item.error = (
+                f"output {item.output} is an input file; it is never overwritten (use --suffix or an output folder)"
+            )
         elif real in claimed:
             item.error = f"same output name {item.output} as {claimed[real].display}"
         else:
@@ -286,4 +337,6 @@ class MaskFinder:
             if item.error is None:
                 item.mask = self.find(item)
                 if item.mask is None:
-                    item.error = f"no mask for it in {self.path} (looked for {item.rel.stem}.* and {item.rel.stem}_mask.*)"
+                    item.error = (
+                        f"no mask for it in {self.path} (looked for {item.rel.stem}.* and {item.rel.stem}_mask.*)"
+                    )

@@ -26,24 +26,27 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
-from torch import Tensor
 
-from ..engines.base import Engine
 from ..errors import ImageFailed, InputError
 from ..io.files import remove_temp_files, write_atomic
 from ..io.imageio import FORMAT_EXT, Picture, encode_image, format_for_ext, read_image, read_mask
-from ..io.pixels import from_tensor, mask_tensor, to_tensor
-from ..runtime.restorer import Restorer
 from .discovery import Item, MaskFinder, discover, plan_outputs, take_shard
 from .options import JobOptions
 from .report import DONE, EXIT_INTERRUPTED, EXIT_TERMINATED, FAILED, SKIPPED, FileRecord, Progress, Report
 
+if TYPE_CHECKING:  # torch, the engines and the restorer load only once there is an image to restore,
+    from torch import Tensor  # so a rerun that skips every file starts fast
+
+    from ..engines.base import Engine
+    from ..runtime.restorer import Restorer
+
 __all__ = ["JobOptions", "Report", "FileRecord", "run_job"]
 
 
-MakeEngine = Callable[[str | None], Engine]
+MakeEngine = Callable[[str | None], "Engine"]
 
 
 @dataclass
@@ -85,8 +88,9 @@ def prepare(opts: JobOptions) -> tuple[list[Item], list[str]]:
     exclude: frozenset[Path] = frozenset()
     if opts.output not in (None, "-") and Path(opts.output).is_dir():
         exclude = frozenset({Path(opts.output).resolve()})  # an output folder inside a scanned tree
-    items, notes = discover(opts.inputs, recursive=opts.recursive, relative_to=opts.relative_to,
-                            exclude=exclude, stdin=opts.stdin)
+    items, notes = discover(
+        opts.inputs, recursive=opts.recursive, relative_to=opts.relative_to, exclude=exclude, stdin=opts.stdin
+    )
     items = take_shard(plan_outputs(items, opts), opts.shard)
     if masks is not None:
         masks.assign(items)
@@ -159,14 +163,19 @@ class _Job:
     # ---- orchestration --------------------------------------------------------
     def run(self, todo: list[Item]) -> None:
         if not todo:
-            return
+            return  # every file skipped or failed before any work: torch is never imported
+        from ..io import pixels  # noqa: F401  (torch: imported here, in the main thread, before the pool)
+        from ..runtime import restorer  # noqa: F401  (torch: imported here, in the main thread, before the pool)
+
         batches = _Batcher(self._decoded(todo), self.opts.batch_size, self._failed_decode)
         devices: list[str | None] = list(self.opts.devices or [None])
         if len(devices) == 1:
             self._work(devices[0], batches)
             return
-        threads = [threading.Thread(target=self._guarded_work, args=(dev, batches), daemon=True,
-                                    name=f"restorecli-{dev}") for dev in devices]
+        threads = [
+            threading.Thread(target=self._guarded_work, args=(dev, batches), daemon=True, name=f"restorecli-{dev}")
+            for dev in devices
+        ]
         for t in threads:
             t.start()
         while any(t.is_alive() for t in threads):
@@ -183,6 +192,8 @@ class _Job:
             self.stop.set()
 
     def _work(self, device: str | None, batches: _Batcher) -> None:
+        from ..runtime.restorer import Restorer
+
         restorer: Restorer | None = None
         while not self.stop.is_set():
             batch = batches.next()
@@ -190,15 +201,23 @@ class _Job:
                 return
             if restorer is None:  # built only once there is work: a resumed, finished run loads no model
                 engine = self.make_engine(device)
-                restorer = Restorer(engine, steps=self.opts.steps, seed=self.opts.seed, tile=self.opts.tile,
-                                    overlap=self.opts.tile_overlap,
-                                    note=lambda text: self.progress.note(text, level="debug"),
-                                    on_tile=self.progress.tile)
+                restorer = Restorer(
+                    engine,
+                    steps=self.opts.steps,
+                    seed=self.opts.seed,
+                    tile=self.opts.tile,
+                    overlap=self.opts.tile_overlap,
+                    note=lambda text: self.progress.note(text, level="debug"),
+                    on_tile=self.progress.tile,
+                )
             height, width = batch[0].pic.size  # type: ignore[union-attr]
             tile = restorer.tile_for(height, width)
-            self.progress.note(f"restoring {len(batch)} image(s) of {width}x{height}"
-                               + (f" in {tile}-pixel tiles" if tile else "")
-                               + (f" on {device}" if device else ""), level="debug")
+            self.progress.note(
+                f"restoring {len(batch)} image(s) of {width}x{height}"
+                + (f" in {tile}-pixel tiles" if tile else "")
+                + (f" on {device}" if device else ""),
+                level="debug",
+            )
             t0 = time.monotonic()
             results = restorer.run([d.image for d in batch], [d.mask for d in batch])  # type: ignore[misc]
             share = (time.monotonic() - t0) / len(batch)
@@ -236,16 +255,22 @@ class _Job:
     def _decode(self, item: Item) -> _Decoded:
         if self.stop.is_set():
             return _Decoded(item, error="not started (interrupted)")
+        from ..io.pixels import mask_tensor, to_tensor
+
         t0 = time.monotonic()
         try:
-            pic = read_image(item.source if item.source is not None else item.data or b"",
-                             max_pixels=self.opts.max_pixels)
+            pic = read_image(
+                item.source if item.source is not None else item.data or b"", max_pixels=self.opts.max_pixels
+            )
             mask = None
             if item.mask is not None:
                 bits = read_mask(item.mask, max_pixels=self.opts.max_pixels)
                 if bits.shape != pic.size:
-                    raise InputError(f"mask {item.mask} is {bits.shape[1]}x{bits.shape[0]} but the image is "
-                                     f"{pic.size[1]}x{pic.size[0]}", "give a mask of the same size")
+                    raise InputError(
+                        f"mask {item.mask} is {bits.shape[1]}x{bits.shape[0]} but the image is "
+                        f"{pic.size[1]}x{pic.size[0]}",
+                        "give a mask of the same size",
+                    )
                 mask = mask_tensor(bits)
             image = to_tensor(pic)
         except InputError as exc:
@@ -260,6 +285,8 @@ class _Job:
 
     # ---- writing --------------------------------------------------------------
     def _write(self, d: _Decoded, result: Tensor | ImageFailed, restore_s: float) -> None:
+        from ..io.pixels import from_tensor
+
         t0 = time.monotonic()
         try:
             if isinstance(result, ImageFailed):
@@ -278,8 +305,7 @@ class _Job:
             self._record(d.item, DONE, None, d.seconds + restore_s + time.monotonic() - t0, lost)
         except Exception as exc:
             where = d.item.output or "stdout"
-            self._record(d.item, FAILED, f"cannot write {where}: {type(exc).__name__}: {exc}",
-                         d.seconds + restore_s)
+            self._record(d.item, FAILED, f"cannot write {where}: {type(exc).__name__}: {exc}", d.seconds + restore_s)
         finally:
             self.write_slots.release()
 
@@ -291,10 +317,18 @@ class _Job:
         fmt = d.pic.format if d.pic is not None else None
         return fmt if fmt in FORMAT_EXT else "PNG"
 
-    def _record(self, item: Item, status: str, reason: str | None, seconds: float,
-                warnings: list[str] | None = None) -> None:
-        record = FileRecord(item.display, str(item.output) if item.output is not None else None, status,
-                            reason, round(seconds, 3), list(warnings or []), item.index)
+    def _record(
+        self, item: Item, status: str, reason: str | None, seconds: float, warnings: list[str] | None = None
+    ) -> None:
+        record = FileRecord(
+            item.display,
+            str(item.output) if item.output is not None else None,
+            status,
+            reason,
+            round(seconds, 3),
+            list(warnings or []),
+            item.index,
+        )
         with self.lock:
             self.report.records.append(record)
         self.progress.finished(record)
@@ -331,8 +365,7 @@ class _Batcher:
 
     def _take(self, key: tuple[int, int, bool]) -> list[_Decoded]:
         group = self.groups.pop(key)
-        batch, rest = group[:self.size], group[self.size:]
+        batch, rest = group[: self.size], group[self.size :]
         if rest:
             self.groups[key] = rest
         return batch
-

@@ -44,7 +44,9 @@ def read_rgb01(path: Path) -> np.ndarray:
     return read_rgb8(path).astype(np.float32) / 255.0
 
 
-def pair_files(restored: Path, reference: Path, strip_suffix: str = "") -> tuple[list[tuple[str, Path, Path]], list[str]]:
+def pair_files(
+    restored: Path, reference: Path, strip_suffix: str = ""
+) -> tuple[list[tuple[str, Path, Path]], list[str]]:
     """(name, restored file, reference file) for every match, and the names found on one side only."""
     restored, reference = Path(restored), Path(reference)
     if restored.is_file() and reference.is_file():
@@ -133,20 +135,19 @@ def evaluate_pairs(
                     f"{ref_path.name} is {ref.shape[1]}x{ref.shape[0]}",
                     "pass --resize-reference to score at the restored size",
                 )
-            ref = np.asarray(
-                Image.fromarray(ref).resize((ours.shape[1], ours.shape[0]), Image.BICUBIC), dtype=np.uint8
-            )
+            ref = np.asarray(Image.fromarray(ref).resize((ours.shape[1], ours.shape[0]), Image.BICUBIC), dtype=np.uint8)
         scores = all_metrics(ours, ref, crop_border=crop_border)
         report.files.append({"name": name, "restored": str(ours_path), "reference": str(ref_path), **scores})
     return report
 
 
 def format_table(report: EvalReport) -> str:
-    """A plain-text table for the terminal: one row per file and the mean."""
-    lines = [f"{'file':<24} {'PSNR-Y':>8} {'SSIM-Y':>7} {'PSNR':>8} {'SSIM':>7}"]
+    """A plain-text table: one row per file and the mean; names are never shortened."""
+    width = max([24, *(len(f["name"]) for f in report.files)])
+    lines = [f"{'file':<{width}} {'PSNR-Y':>8} {'SSIM-Y':>7} {'PSNR':>8} {'SSIM':>7}"]
 
     def row(name: str, s: dict[str, float]) -> str:
-        return f"{name[:24]:<24} {s['psnr_y']:8.3f} {s['ssim_y']:7.4f} {s['psnr_rgb']:8.3f} {s['ssim_rgb']:7.4f}"
+        return f"{name:<{width}} {s['psnr_y']:8.3f} {s['ssim_y']:7.4f} {s['psnr_rgb']:8.3f} {s['ssim_rgb']:7.4f}"
 
     lines += [row(f["name"], f) for f in report.files]
     if len(report.files) > 1:

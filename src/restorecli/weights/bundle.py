@@ -27,7 +27,7 @@ from safetensors import SafetensorError
 
 from ..errors import WeightsError
 from ..io.files import atomic_target
-from .registry import ComponentSpec, ModelSpec
+from .registry import ComponentSpec, ModelSpec, Registry
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -52,10 +52,17 @@ def read_bundle_metadata(path: Path | str) -> dict[str, str]:
 
 def spec_to_dict(spec: ModelSpec) -> dict[str, Any]:
     return {
-        "name": spec.name, "method": spec.method, "task": spec.task, "scale": spec.scale,
+        "name": spec.name,
+        "method": spec.method,
+        "task": spec.task,
+        "scale": spec.scale,
         "components": {n: {"kind": c.kind, "config": c.config} for n, c in spec.components.items()},
-        "sampler": spec.sampler, "trained_steps": spec.trained_steps, "default_steps": spec.default_steps,
-        "min_steps": spec.min_steps, "max_steps": spec.max_steps, "origin": spec.origin,
+        "sampler": spec.sampler,
+        "trained_steps": spec.trained_steps,
+        "default_steps": spec.default_steps,
+        "min_steps": spec.min_steps,
+        "max_steps": spec.max_steps,
+        "origin": spec.origin,
         "description": spec.description,
     }
 
@@ -63,10 +70,17 @@ def spec_to_dict(spec: ModelSpec) -> dict[str, Any]:
 def spec_from_dict(data: dict[str, Any]) -> ModelSpec:
     comps = {n: ComponentSpec(name=n, kind=c["kind"], config=c["config"]) for n, c in data["components"].items()}
     return ModelSpec(
-        name=data["name"], method=data["method"], task=data["task"], scale=int(data.get("scale", 1)),
-        components=comps, sampler=dict(data["sampler"]), trained_steps=int(data["trained_steps"]),
-        default_steps=int(data["default_steps"]), min_steps=int(data["min_steps"]),
-        max_steps=int(data["max_steps"]), origin=data.get("origin", "user-trained"),
+        name=data["name"],
+        method=data["method"],
+        task=data["task"],
+        scale=int(data.get("scale", 1)),
+        components=comps,
+        sampler=dict(data["sampler"]),
+        trained_steps=int(data["trained_steps"]),
+        default_steps=int(data["default_steps"]),
+        min_steps=int(data["min_steps"]),
+        max_steps=int(data["max_steps"]),
+        origin=data.get("origin", "user-trained"),
         description=data.get("description", ""),
     )
 
@@ -212,8 +226,7 @@ def read_bundle(path: Path, spec: ModelSpec) -> dict[str, StateDict]:
             stray.append(key)
     if stray:
         raise WeightsError(
-            f"{path} has {len(stray)} tensors outside the components of '{spec.name}' "
-            f"(e.g. {stray[0]})",
+            f"{path} has {len(stray)} tensors outside the components of '{spec.name}' (e.g. {stray[0]})",
             "pass a bundle made by 'restore convert' for this model",
         )
     empty = [name for name, state in states.items() if not state]
@@ -223,3 +236,41 @@ def read_bundle(path: Path, spec: ModelSpec) -> dict[str, StateDict]:
             "convert all of the model's official files into one bundle with 'restore convert'",
         )
     return states
+
+
+def bundle_tasks(path: Path | str, registry: Registry) -> tuple[str | None, set[str]]:
+    """(the task a bundle records, every task it may serve); (None, empty) when it records none.
+
+    A `restore train` bundle records its spec's task; a bundle of a registered model
+    (`restore convert`, the cache, the package) names the model, whose registry entry
+    gives its task. Tasks the registered model is also the default for (`default_for`)
+    are served too: one model may legitimately serve several tasks.
+    """
+    path = Path(path)
+    if path.suffix != ".safetensors" or not path.is_file():
+        return None, set()
+    try:
+        meta = read_bundle_metadata(path)
+        own = json.loads(meta["spec"]).get("task") if "spec" in meta else None
+    except Exception:  # unreadable or foreign files are reported by the weights loader
+        return None, set()
+    registered = registry.models.get(meta.get("model", ""))
+    task = own or (registered.task if registered is not None else None)
+    if task is None:
+        return None, set()
+    served = {task}
+    if registered is not None and (own is None or own == registered.task):
+        served |= {registered.task, *registered.default_for}
+    return task, served
+
+
+def check_bundle_task(weights: list[str] | tuple[str, ...] | None, task: str, registry: Registry) -> None:
+    """Refuse (exit 3) a single --weights bundle that records a task other than `task`."""
+    if not weights or len(weights) != 1 or "=" in weights[0]:
+        return
+    recorded, served = bundle_tasks(weights[0], registry)
+    if recorded is not None and task not in served:
+        raise WeightsError(
+            f"{weights[0]} is a bundle for the '{recorded}' task, not for '{task}'",
+            f"run it with 'restore {recorded}', or pass a bundle made for '{task}'",
+        )

@@ -28,16 +28,34 @@ def read_torch_file(path: Path) -> Any:
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"checkpoint not found: {path}", "check the path")
+    hint = "the file is corrupt, truncated, or not a PyTorch weights file"
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+    if not head:
+        raise WeightsError(f"cannot read checkpoint {path}: the file is empty", hint)
+    if not head.startswith(b"PK") and head[:1] != b"\x80":  # torch.save writes a zip, or (legacy) a pickle
+        raise WeightsError(
+            f"cannot read checkpoint {path}: not a PyTorch checkpoint "
+            f"(neither a zip archive nor a pickle; it starts with {head!r})",
+            hint,
+        )
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for corrupt or unsafe files
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         if "Weights only load failed" in str(exc) and _unsafe_globals(path):
             return _load_with_inert_configs(path)
-        raise WeightsError(
-            f"cannot read checkpoint {path}: {first}",
-            "the file is corrupt, truncated, or not a PyTorch weights file",
-        ) from None
+        raise WeightsError(f"cannot read checkpoint {path}: {_torch_load_reason(exc)}", hint) from None
+
+
+def _torch_load_reason(exc: BaseException) -> str:
+    """One short phrase for a failed torch.load (its own messages span many lines of advice)."""
+    text = str(exc).strip()
+    if "Weights only load failed" in text:
+        after = text.split("WeightsUnpickler error:", 1)[1] if "WeightsUnpickler error:" in text else ""
+        detail = next((ln.strip() for ln in after.splitlines() if ln.strip()), "")
+        return "PyTorch's safe loader refused it" + (f" ({detail})" if detail else "")
+    first = text.splitlines()[0] if text else ""
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
 
 
 # Training containers (e.g. Lightning `hyper_parameters`) pickle config objects
@@ -96,7 +114,7 @@ def _load_with_inert_configs(path: Path) -> Any:
 
 
 def strip_prefix(state: Mapping[str, Any], prefix: str) -> dict[str, Any]:
-    return {k[len(prefix):] if k.startswith(prefix) else k: v for k, v in state.items()}
+    return {k[len(prefix) :] if k.startswith(prefix) else k: v for k, v in state.items()}
 
 
 def unwrap_state_dict(obj: Any) -> StateDict:

@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from ..errors import WeightsError, WeightsUnavailable
 from ..io.files import sha256_file
@@ -30,6 +31,7 @@ from .progress import ByteProgress, Reporter
 from .registry import ComponentSpec, ModelSpec, Source, load_registry
 
 # ---- the entry point -----------------------------------------------------------------
+
 
 @dataclass
 class _Have:
@@ -110,6 +112,7 @@ def ensure_bundle(
 
 # ---- finding what is already here ------------------------------------------------------
 
+
 def _find_local(comp: ComponentSpec, name: str, root: Path) -> _Have | None:
     """A component obtainable without the network: another bundle, our staged download, the Hub cache."""
     reused = _bundled_elsewhere(root, component_key(comp))
@@ -149,22 +152,26 @@ def _bundled_elsewhere(root: Path, ckey: str) -> _Have | None:
 
 # ---- downloading -----------------------------------------------------------------------
 
+
 def _download_component(
     comp: ComponentSpec, name: str, root: Path, progress: ByteProgress, report: Reporter, *, force: bool
 ) -> tuple[_Have | None, list[SourceFailed]]:
     """Try the component's sources in order; a checksum mismatch stops everything (WeightsError)."""
     failures: list[SourceFailed] = []
     label = comp.file or name
-    for src in comp.sources:
+    for i, src in enumerate(comp.sources):
         where = describe(src, comp)
+        last = i == len(comp.sources) - 1
         try:
             if src.kind == "bundled":  # packaged_bundle() found no file: a broken installation
-                raise SourceFailed(f"{where}: the file is missing from this installation; reinstall restorecli",
-                                    manual=True)
+                raise SourceFailed(
+                    f"{where}: the file is missing from this installation; reinstall restorecli", manual=True
+                )
             if src.kind == "manual":
                 note = f" ({src.note})" if src.note and src.url else ""
                 raise SourceFailed(f"{src.url or src.note}{note}", manual=True)
-            report.say(f"downloading {label} from {where}")
+            # the host only: the URL is named once, in the error if this fails (or by `restore models --json`)
+            report.say(f"downloading {label} from {urlsplit(where).hostname or where}")
             if src.kind == "hub":
                 path = hub_download(src, comp, local_only=False, progress=progress, force=force)
                 return _Have(where, path=path, sha256=_verify_hub(comp, path, src)), failures
@@ -172,8 +179,8 @@ def _download_component(
             url_download(src.url or "", dest, expected_size=comp.size, label=label, progress=progress)
             return _Have(where, path=dest, sha256=_verify(comp, dest, where, delete=True), staged=True), failures
         except SourceFailed as exc:
-            if not exc.manual:
-                report.say(f"[yellow]failed:[/] {exc}")
+            if not exc.manual and not last:  # the final error names every failure
+                report.say(f"[yellow]failed:[/] {exc}; trying the next source")
             failures.append(exc)
     return None, failures
 
@@ -215,6 +222,7 @@ def _verify_hub(comp: ComponentSpec, path: Path, src: Source) -> str:
 
 # ---- conversion ------------------------------------------------------------------------
 
+
 def _build_bundle(
     spec: ModelSpec, have: dict[str, _Have], target: Path, report: Reporter, canonicalize: Canonicalize
 ) -> Path:
@@ -255,7 +263,7 @@ def _component_from_bundle(path: Path, prefix: str) -> tuple[dict[str, Any], str
 
     lead = f"{prefix}."
     with safe_open(str(path), "pt") as fh:
-        state = {k[len(lead):]: fh.get_tensor(k) for k in fh.keys() if k.startswith(lead)}
+        state = {k[len(lead) :]: fh.get_tensor(k) for k in fh.keys() if k.startswith(lead)}
         meta = fh.metadata() or {}
     source = json.loads(meta.get("sources", "{}")).get(prefix, f"{path.name}:{prefix}")
     if not state:
@@ -264,6 +272,7 @@ def _component_from_bundle(path: Path, prefix: str) -> tuple[dict[str, Any], str
 
 
 # ---- messages --------------------------------------------------------------------------
+
 
 def _needs(spec: ModelSpec, names: list[str]) -> str:
     parts = []
@@ -285,12 +294,14 @@ def offline_tasks() -> list[str]:
         registry = load_registry()
     except Exception:  # never let a hint hide the real error
         return []
-    return sorted({
-        task
-        for model in registry.models.values()
-        if all(any(s.kind == "bundled" for s in c.sources) for c in model.components.values())
-        for task in model.default_for
-    })
+    return sorted(
+        {
+            task
+            for model in registry.models.values()
+            if all(any(s.kind == "bundled" for s in c.sources) for c in model.components.values())
+            for task in model.default_for
+        }
+    )
 
 
 def _offline_hint() -> str:

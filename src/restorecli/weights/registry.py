@@ -79,13 +79,10 @@ class ModelSpec:
             return self.default_steps
         if not self.min_steps <= steps <= self.max_steps:
             accepted = (
-                str(self.min_steps)
-                if self.min_steps == self.max_steps
-                else f"{self.min_steps} to {self.max_steps}"
+                str(self.min_steps) if self.min_steps == self.max_steps else f"{self.min_steps} to {self.max_steps}"
             )
             raise UsageError(
-                f"--steps {steps} is not accepted by model '{self.name}' "
-                f"(trained with {self.trained_steps} steps)",
+                f"--steps {steps} is not accepted by model '{self.name}' (trained with {self.trained_steps} steps)",
                 f"use --steps {accepted}",
             )
         return steps
@@ -112,7 +109,7 @@ class Registry:
         if model is None:
             return self.default_for(task)
         spec = self.get(model)
-        if spec.task != task:
+        if spec.task != task and task not in spec.default_for:
             others = ", ".join(m.name for m in self.for_task(task)) or "none"
             raise UsageError(
                 f"model '{model}' does the '{spec.task}' task, not '{task}'",
@@ -223,16 +220,26 @@ def parse_registry(data: dict[str, Any]) -> Registry:
     archs = data.get("arch", {})
     models: dict[str, ModelSpec] = {}
     known = {
-        "method", "task", "scale", "components", "sampler", "trained_steps",
-        "default_steps", "min_steps", "max_steps", "license", "citation",
-        "description", "origin", "default_for",
+        "method",
+        "task",
+        "scale",
+        "components",
+        "sampler",
+        "trained_steps",
+        "default_steps",
+        "min_steps",
+        "max_steps",
+        "license",
+        "citation",
+        "description",
+        "origin",
+        "default_for",
     }
     for name, raw in data.get("models", {}).items():
         try:
             trained = int(raw["trained_steps"])
             components = {
-                cname: _parse_component(cname, craw, archs, name)
-                for cname, craw in raw.get("components", {}).items()
+                cname: _parse_component(cname, craw, archs, name) for cname, craw in raw.get("components", {}).items()
             }
             models[name] = ModelSpec(
                 name=name,
