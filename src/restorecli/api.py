@@ -21,9 +21,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import ImageFailed, RestoreError, UsageError
+from .errors import ImageFailed, UsageError
 from .jobs.options import JobOptions
 from .jobs.report import Report
+from .jobs.runinfo import check_report_path, say_what_runs, write_run_page
 from .runtime.load import engine_for_spec, ensure_bundle, resolve_spec
 from .weights.registry import ModelSpec
 
@@ -142,62 +143,6 @@ def _resolve(
     return steps, seed
 
 
-def check_report_path(path: Path | str | None) -> None:
-    """--report must name an .html page whose thumbnail folder is free (or a report's own): checked before any work."""
-    if path is None:
-        return
-    path = Path(path)
-    if path.suffix.lower() not in (".html", ".htm"):
-        raise UsageError(f"--report {path}: the report is an HTML page", f"name it e.g. {path.with_suffix('.html')}")
-    from .jobs.html_report import MARKER, thumbs_dir_for
-
-    files = thumbs_dir_for(path)
-    if files.exists() and not (files / MARKER).exists() and (not files.is_dir() or any(files.iterdir())):
-        raise UsageError(
-            f"--report {path}: {files} exists and holds no report thumbnails",
-            "choose another report name, or move that folder",
-        )
-
-
-def write_report(
-    path: Path | str,
-    *,
-    title: str,
-    run_info: dict[str, Any],
-    entries: list[Any],
-    quiet: bool,
-    console: Any = None,
-    labels: tuple[str, str] = ("input", "output"),
-) -> None:
-    """Write the HTML page of a run (jobs.html_report) and say where it is."""
-    from .jobs.html_report import write_html_report
-
-    path = Path(path)
-    try:
-        write_html_report(path, title=title, run_info=run_info, entries=entries, labels=labels)
-    except OSError as exc:  # FileExistsError included (checked before the run, but the disk may change)
-        raise RestoreError(
-            f"cannot write the report {path}: {getattr(exc, 'strerror', None) or exc}",
-            "check that its folder is writable, or choose another --report path",
-        ) from None
-    if not quiet and console is not None:
-        console.print(f"wrote report {path}", highlight=False, soft_wrap=True)
-
-
-def _precision_name(dtype: object) -> str:
-    from .runtime.device import PRECISIONS
-
-    return next((name for name, d in PRECISIONS.items() if d == dtype), str(dtype))
-
-
-def _what_runs(engine: Engine, source: str, steps: int, seed: int) -> str:
-    """The `-v` line: model, where its weights came from, steps, seed, device and precision."""
-    return (
-        f"model {engine.spec.name}; weights {source}; {steps} step{'s' if steps != 1 else ''}; seed {seed}; "
-        f"device {engine.device}; precision {_precision_name(engine.dtype)}"
-    )
-
-
 def run_restore(
     inputs: str | Path | Sequence[str | Path],
     output: str | Path | None = None,
@@ -276,18 +221,8 @@ def run_restore(
             chosen.resize = resize
         if dev not in loaded:
             loaded[dev] = chosen
-            least = getattr(chosen, "min_tile", 0)
             if console is not None and not quiet:
-                if tile and tile < least and chosen.tileable:
-                    console.print(
-                        f"warning: --tile {tile} is below the smallest tile model {chosen.spec.name} "
-                        f"takes; using {least}-pixel tiles",
-                        style="yellow",
-                        highlight=False,
-                        soft_wrap=True,
-                    )
-                if verbose:
-                    console.print(_what_runs(chosen, source, steps, seed), highlight=False, soft_wrap=True)
+                say_what_runs(console, chosen, source, steps, seed, tile=tile, verbose=verbose)
         return chosen
 
     from .jobs.pipeline import run_job
@@ -303,28 +238,17 @@ def run_restore(
     )
     report = run_job(make_engine, opts, console)
     if report_path is not None:
-        from .jobs.html_report import entries_from_records
-
-        engines = list(loaded.values())
-        run_info = {
-            "task": task,
-            "model": spec.name,
-            "weights": source,
-            "steps": steps,
-            "seed": seed,
-            # what ran; the request when no image needed the model (every file skipped)
-            "device": ", ".join(str(e.device) for e in engines) if engines else f"{device} (model not loaded)",
-            "precision": _precision_name(engines[0].dtype) if engines else precision,
-            "tile": "automatic" if tile is None else tile or "whole image",
-            "input": " ".join(map(str, raw)),
-            "output": str(output) if output is not None else "next to each input",
-        }
-        title = " ".join(["restore", task, *map(str, raw), *([str(output)] if output is not None else [])])
-        write_report(
+        run_info = {"task": task, "model": spec.name, "weights": source, "steps": steps, "seed": seed}
+        write_run_page(
             report_path,
-            title=title,
-            run_info=run_info,
-            entries=entries_from_records(report.records),
+            report,
+            run_info,
+            list(loaded.values()),
+            device=device,
+            precision=precision,
+            tile=tile,
+            inputs=[str(p) for p in raw],
+            output=output,
             quiet=quiet,
             console=console,
         )

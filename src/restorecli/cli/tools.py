@@ -257,7 +257,7 @@ def eval_cmd(
     html: HtmlReport = None,
 ) -> None:
     """PSNR and SSIM (Y channel and RGB) of restored images against references."""
-    from ..api import check_report_path, write_report
+    from ..jobs.runinfo import check_report_path, write_report
     from ..quality.evaluate import evaluate_pairs, format_table
 
     check_report_path(html)
