@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import ImageFailed, UsageError
 from .jobs.options import JobOptions
 from .jobs.report import Report
+from .jobs.runinfo import check_report_path, say_what_runs, write_run_page
 from .runtime.load import engine_for_spec, ensure_bundle, resolve_spec
 from .weights.registry import ModelSpec
 
@@ -160,6 +161,7 @@ def run_restore(
     quiet: bool = True,
     console: Any = None,
     resize: int | None = None,
+    report_path: Path | str | None = None,
     **job_options: Any,
 ) -> Report:
     """The shared body of `restore(...)` and the CLI's task commands; returns the report, also when interrupted.
@@ -174,12 +176,31 @@ def run_restore(
         raise TypeError(f"restore() got unexpected option(s): {', '.join(sorted(unknown))}")
     if engine is not None and job_options.get("devices") and len(job_options["devices"]) > 1:
         raise UsageError("one engine cannot run on several devices", "pass model= instead of engine=")
+    check_report_path(report_path)
     spec, steps, seed = _plan(engine, model, task, steps, seed, registry_files, weights)
     bundle = None
-    if engine is None and not weights:  # fetch now (or fail at once when offline); engines load this bundle
-        bundle = ensure_bundle(spec, offline=offline, cache_dir=cache_dir, quiet=quiet)
+    if engine is not None:
+        source = "an engine already loaded"
+    elif weights:
+        source = "--weights " + " ".join(map(str, weights))
+    else:  # fetch now (or fail at once when offline); engines load this bundle
+        from .weights.cache import is_cached, packaged_bundle
 
-    def make_engine(dev: str | None) -> Engine:
+        packaged = packaged_bundle(spec)
+        was_cached = is_cached(spec, cache_dir)
+        bundle = ensure_bundle(spec, offline=offline, cache_dir=cache_dir, quiet=quiet)
+        source = (
+            f"bundled with restorecli ({bundle})"
+            if packaged is not None
+            else f"cache {bundle}"
+            if was_cached
+            else f"downloaded to {bundle}"
+        )
+    tile = job_options.get("tile", 0)
+    verbose = bool(job_options.get("verbose"))
+    loaded: dict[str | None, Engine] = {}
+
+    def make_engine(dev: str | None) -> Engine:  # called only once there is an image to restore (torch loads here)
         if engine is not None:
             chosen = engine
         else:
@@ -198,6 +219,10 @@ def run_restore(
             if not hasattr(chosen, "resize"):
                 raise UsageError(f"--resize is not supported by model '{spec.name}'")
             chosen.resize = resize
+        if dev not in loaded:
+            loaded[dev] = chosen
+            if console is not None and not quiet:
+                say_what_runs(console, chosen, source, steps, seed, tile=tile, verbose=verbose)
         return chosen
 
     from .jobs.pipeline import run_job
@@ -211,7 +236,23 @@ def run_restore(
         quiet=quiet,
         **job_options,
     )
-    return run_job(make_engine, opts, console)
+    report = run_job(make_engine, opts, console)
+    if report_path is not None:
+        run_info = {"task": task, "model": spec.name, "weights": source, "steps": steps, "seed": seed}
+        write_run_page(
+            report_path,
+            report,
+            run_info,
+            list(loaded.values()),
+            device=device,
+            precision=precision,
+            tile=tile,
+            inputs=[str(p) for p in raw],
+            output=output,
+            quiet=quiet,
+            console=console,
+        )
+    return report
 
 
 def restore(

@@ -26,7 +26,7 @@ class ImageFailed(RestoreError):
 
 
 class UsageError(RestoreError):
-    """Bad arguments: unknown model, steps out of range, mismatched mask (exit 2)."""
+    """Bad arguments: unknown model, steps out of range, missing mask, unknown output format (exit 2)."""
 
     exit_code = 2
 
@@ -55,13 +55,25 @@ class DeviceError(RestoreError):
     exit_code = 5
 
 
-EXIT_CODES = {
-    0: "every image was restored (or skipped because its output already exists)",
-    1: "some images failed (each is reported; the others were written)",
-    2: "usage error: bad option, unknown model, steps out of range, mask of the wrong size",
-    3: "weights error: a checkpoint is corrupt, fails its checksum or does not fit the model",
-    4: "weights unavailable: not cached and cannot be downloaded now (offline or no network)",
+EXIT_CODES = {  # the one table of exit codes: `restore --help`, docs/cli.md and docs/batch.md say the same
+    0: "every image was restored, or skipped because its output already exists",
+    1: (
+        "some images failed (unreadable, a mask of the wrong size or none for it, out of memory, not writable); "
+        "each is reported with its path and reason, the others were written"
+    ),
+    2: (
+        "usage error: bad option or value, unknown model, steps out of range, missing --mask, "
+        "an input that does not exist, an output name of an unknown format"
+    ),
+    3: (
+        "weights error: a checkpoint is corrupt, fails its checksum, pickles code, does not fit the model "
+        "or is a bundle for another task (also: a download past its ceiling, a bundle that cannot be written)"
+    ),
+    4: (
+        "weights unavailable: not cached and cannot be downloaded now "
+        "(offline, no network, HTTP error, manual download needed)"
+    ),
     5: "device error: the requested device or precision is not available",
-    130: "interrupted (Ctrl-C); finished outputs are kept, no partial file is left",
-    143: "terminated (SIGTERM, e.g. by a scheduler); finished outputs are kept, no partial file is left",
+    130: "interrupted (Ctrl-C); finished outputs are kept, no partial or .part file is left",
+    143: "terminated (SIGTERM, e.g. by a scheduler, also during a download); finished outputs are kept, no partial or .part file is left",
 }

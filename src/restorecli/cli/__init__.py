@@ -18,9 +18,11 @@ import typer
 from ..errors import EXIT_CODES, RestoreError
 from ..version import __version__
 from . import restore, tools, weights
-from .options import GLOBAL, err_console
+from .options import GLOBAL, print_error
+from .restore import TASKS
 
-EPILOG = "Exit codes: " + "; ".join(f"{code} {text}" for code, text in EXIT_CODES.items())
+# one exit code per line (rich help joins lines, and keeps paragraphs apart)
+EPILOG = "Exit codes:\n\n" + "\n\n".join(f"{code} {text}" for code, text in EXIT_CODES.items())
 
 app = typer.Typer(
     name="restore",
@@ -65,24 +67,64 @@ weights.register(app)
 tools.register(app)
 
 
+# options only some task commands take: what to say when another task is given one
+TASK_ONLY_OPTIONS = {
+    "--mask": "masks are for 'restore inpaint' and 'restore shadow'",
+    "--resize": "it is for RDDM models ('restore derain', 'lowlight', 'deblur -m rddm-deblur', 'shadow')",
+}
+
+
+def _click_error(exc: object) -> str:
+    """A Click usage error (unknown option, bad value, missing argument) as one line with a pointer to --help."""
+    ctx = getattr(exc, "ctx", None)
+    where = ctx.command_path if ctx is not None else "restore"
+    option = getattr(exc, "option_name", None)
+    if option in TASK_ONLY_OPTIONS and ctx is not None and ctx.info_name in TASKS:
+        return f"'{where}' takes no {option}; {TASK_ONLY_OPTIONS[option]}"
+    message = str(exc.format_message()).strip().rstrip(".")  # type: ignore[attr-defined]
+    if len(message) > 1 and message[0].isupper() and message[1].islower():
+        message = message[0].lower() + message[1:]
+    return f"{message}; see '{where} --help'"
+
+
 def main() -> None:
-    """Console-script entry point. Click handles its own usage errors (exit 2) and typer.Exit;
-    a RestoreError becomes one line on stderr and its own exit code."""
-    from .interrupts import Terminated, exit_code_after, install_sigterm
+    """Console-script entry point: every error is one line on stderr with its exit code.
 
-    install_sigterm()  # issue #13: SIGTERM stops every command like Ctrl-C (cleanup runs, exit 143)
+    Click's usage errors (exit 2) are printed as one line instead of Typer's box; `--help`
+    (and `restore` without arguments) prints the help as usual. A RestoreError becomes one
+    line and its own exit code (errors.EXIT_CODES); Ctrl-C is 130 and SIGTERM 143 wherever
+    they arrive (issue #13: cleanup in `finally` blocks runs first).
+    """
+    from ..jobs.printable import printable
+    from .interrupts import EXIT_INTERRUPTED, Terminated, install_sigterm
+
+    install_sigterm()
+    # Click's exceptions, wherever this Typer takes them from (click, or its vendored copy)
+    click_errors = sys.modules[typer.BadParameter.__module__]
+    no_args_help = getattr(click_errors, "NoArgsIsHelpError", ())
+
+    command = typer.main.get_command(app)
     try:
-        app()
-    except RestoreError as exc:
-        from rich.markup import escape
-
-        from ..jobs.printable import printable
-
-        # issue #13: one line whatever the message quotes (control characters escaped, no markup)
-        err_console.print(f"[bold red]error:[/] {escape(printable(str(exc)))}", highlight=False, soft_wrap=True)
+        code = command.main(prog_name="restore", standalone_mode=False)
+    except no_args_help as exc:  # `restore` alone: the help, as before
+        exc.show()
         sys.exit(exc.exit_code)
-    except Terminated:  # issue #13
-        err_console.print("interrupted (SIGTERM): stopped; no partial file was kept", highlight=False)
+    except click_errors.ClickException as exc:
+        print_error(printable(_click_error(exc)))
+        sys.exit(exc.exit_code)
+    except typer.Abort as exc:  # Click turns Ctrl-C outside a batch into Abort
+        if isinstance(exc.__cause__, KeyboardInterrupt):
+            print_error("interrupted (Ctrl-C): stopped; no partial file was kept")
+            sys.exit(EXIT_INTERRUPTED)
+        print_error("aborted")
+        sys.exit(1)
+    except KeyboardInterrupt:
+        print_error("interrupted (Ctrl-C): stopped; no partial file was kept")
+        sys.exit(EXIT_INTERRUPTED)
+    except Terminated:
+        print_error("interrupted (SIGTERM): stopped; no partial file was kept")
         sys.exit(Terminated.code)
-    except SystemExit as exc:  # issue #13: click's "Aborted!" after Ctrl-C exits 130, not 1
-        sys.exit(exit_code_after(exc))
+    except RestoreError as exc:
+        print_error(printable(str(exc)))
+        sys.exit(exc.exit_code)
+    sys.exit(code if isinstance(code, int) else 0)

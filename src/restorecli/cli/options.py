@@ -43,9 +43,23 @@ Precision = Annotated[
     str, typer.Option("--precision", "-p", help="auto (fp16 on CUDA, fp32 elsewhere), fp32, fp16 or bf16.")
 ]
 BatchSize = Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Same-size images run together.")]
+
+
+def _check_tile(value: Optional[int]) -> Optional[int]:
+    """--tile: 0 (whole image) or a size; a negative value is a usage error (a size below the model's
+    smallest tile is raised to it, with a warning, once the model is loaded)."""
+    if value is not None and value < 0:
+        raise typer.BadParameter(f"{value} is negative; use 0 (whole image) or a tile size in pixels")
+    return value
+
+
 Tile = Annotated[
     Optional[int],
-    typer.Option("--tile", help="Tile size in input pixels; 0 = whole image; default: automatic from memory."),
+    typer.Option(
+        "--tile",
+        callback=_check_tile,
+        help="Tile size in input pixels (raised to the model's smallest tile); 0 = whole image; default: automatic from memory.",
+    ),
 ]
 TileOverlap = Annotated[int, typer.Option("--tile-overlap", min=0, help="Overlap between tiles in input pixels.")]
 Recursive = Annotated[
@@ -66,9 +80,28 @@ Devices = Annotated[Optional[str], typer.Option("--devices", help="Comma-separat
 Json = Annotated[bool, typer.Option("--json", help="Print a JSON report (one record per file) on stdout.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Only errors on stderr.")]
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="More detail on stderr.")]
-Resize = Annotated[
-    Optional[int], typer.Option("--resize", help="Resize inputs to SIZE x SIZE first (RDDM paper protocol: 256).")
+HtmlReport = Annotated[
+    Optional[Path],
+    typer.Option(
+        "--report",
+        help="Also write one self-contained HTML page of the run to PATH.html (thumbnails in PATH_files/): each input beside its output, status, time and settings.",
+        metavar="PATH.html",
+    ),
 ]
+Resize = Annotated[
+    Optional[int],
+    typer.Option(
+        "--resize", min=1, help="RDDM models only: resize inputs to SIZE x SIZE first (the paper's protocol: 256)."
+    ),
+]
+
+
+def print_error(text: str) -> None:
+    """`error: WHAT; WHAT TO DO` as one line on stderr (never wrapped, never read as markup)."""
+    from rich.text import Text
+
+    line = " ".join(str(text).split())
+    err_console.print(Text.assemble(("error:", "bold red"), " " + line), highlight=False, soft_wrap=True)
 
 
 def parse_shard(value: str | None) -> tuple[int, int] | None:

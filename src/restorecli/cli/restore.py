@@ -7,21 +7,24 @@ serves that task, so a new engine needs no CLI code; the work is
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from typer.core import TyperCommand
 
 from ..api import generate as api_generate
 from ..api import run_restore
-from ..errors import UsageError
+from ..errors import RestoreError, UsageError
 from .options import (
     GLOBAL,
     BatchSize,
     Device,
     Devices,
     Ext,
+    HtmlReport,
     Json,
     Model,
     Overwrite,
@@ -45,7 +48,7 @@ from .options import (
 
 
 def _task_command(task: str, summary: str, with_mask: bool = False, with_resize: bool = False) -> Callable[..., None]:
-    """Build one task command; all task commands share these options."""
+    """Build one task command: the shared options, plus --mask and --resize only where they apply."""
 
     def command(
         input: Annotated[str, typer.Argument(help="Image file, folder, glob, @list.txt, or - for stdin.")],
@@ -75,6 +78,7 @@ def _task_command(task: str, summary: str, with_mask: bool = False, with_resize:
         quiet: Quiet = False,
         verbose: Verbose = False,
         resize: Resize = None,
+        report: HtmlReport = None,
     ) -> None:
         if with_mask and mask is None:
             raise UsageError(f"'restore {task}' needs --mask MASK", "white (255) marks the area to fill")
@@ -82,7 +86,7 @@ def _task_command(task: str, summary: str, with_mask: bool = False, with_resize:
             raise UsageError(
                 f"'restore {task}' takes no --mask", "masks are for 'restore inpaint' and 'restore shadow'"
             )
-        report = run_restore(
+        result = run_restore(
             [input],
             output,
             task=task,
@@ -111,23 +115,58 @@ def _task_command(task: str, summary: str, with_mask: bool = False, with_resize:
             json=json,
             verbose=verbose,
             devices=parse_devices(devices),
+            report_path=report,
         )
-        raise typer.Exit(report.exit_code)
+        raise typer.Exit(result.exit_code)
 
     command.__doc__ = summary
     command.__name__ = task
+    # Typer reads the options from the signature: leave out those this task does not take
+    sig = inspect.signature(command, eval_str=True)  # resolved: Typer takes a given signature as it is
+    dropped = {"mask"} if not with_mask else set()
+    dropped |= {"resize"} if not with_resize else set()
+    command.__signature__ = sig.replace(  # type: ignore[attr-defined]
+        parameters=[p for p in sig.parameters.values() if p.name not in dropped]
+    )
     return command
 
 
+# task -> (summary, takes --mask, takes --resize: a registered RDDM model serves it)
 TASKS = {
-    "sr": ("Super-resolve images (default: ResShift real-world x4, 4 steps).", False),
-    "inpaint": ("Fill the masked area of images (--mask, white = fill).", True),
-    "face": ("Restore degraded aligned face images (512x512).", False),
-    "deblur": ("Remove motion blur (default: DiffIR GoPro).", False),
-    "derain": ("Remove rain streaks.", False),
-    "lowlight": ("Brighten low-light images.", False),
-    "shadow": ("Remove shadows (--mask marks the shadow).", True),
+    "sr": ("Super-resolve images.", False, False),
+    "inpaint": ("Fill the masked area of images (--mask, white = fill).", True, False),
+    "face": ("Restore degraded aligned face images (512x512).", False, False),
+    "deblur": ("Remove motion blur.", False, True),
+    "derain": ("Remove rain streaks.", False, True),
+    "lowlight": ("Brighten low-light images.", False, True),
+    "shadow": ("Remove shadows (--mask marks the shadow).", True, True),
 }
+
+
+def _task_help(task: str) -> str:
+    """A task's --help text: what it does, its default model and what that model downloads."""
+    summary = TASKS[task][0]
+    try:
+        from ..weights.catalog import download_note
+        from ..weights.registry import load_registry
+
+        spec = load_registry(tuple(GLOBAL.registry)).default_for(task)
+    except RestoreError:  # a broken overlay: its error comes when the command runs
+        return summary
+    steps = f"{spec.default_steps} step{'s' if spec.default_steps != 1 else ''}"
+    return (
+        f"{summary}\n\nDefault model: {spec.name} ({spec.method}, {steps}); {download_note(spec)}. "
+        f"'restore models --task {task}' lists the others (--model)."
+    )
+
+
+class _TaskCommand(TyperCommand):
+    """A task command whose --help names the task's default model, read from the registry
+    (with the --registry overlays) only when the help is shown."""
+
+    def format_help(self, ctx, formatter):  # type: ignore[no-untyped-def]
+        self.help = _task_help(self.name or "")
+        return super().format_help(ctx, formatter)
 
 
 def generate(
@@ -168,6 +207,8 @@ def generate(
 
 
 def register(app: typer.Typer) -> None:
-    for task, (summary, mask) in TASKS.items():
-        app.command(task, help=summary)(_task_command(task, summary, with_mask=mask))
+    for task, (summary, mask, resize) in TASKS.items():
+        app.command(task, help=summary, cls=_TaskCommand)(
+            _task_command(task, summary, with_mask=mask, with_resize=resize)
+        )
     app.command("generate")(generate)

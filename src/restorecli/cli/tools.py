@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from ..errors import UsageError
-from .options import Device, Json, Precision, Quiet, err_console, parse_params
+from .options import Device, HtmlReport, Json, Precision, Quiet, err_console, parse_params
 
 
 def bench_cmd(
@@ -254,9 +254,13 @@ def eval_cmd(
     output: Annotated[
         Optional[Path], typer.Option("--output", "-o", help="Also write the JSON report to this file.")
     ] = None,
+    html: HtmlReport = None,
 ) -> None:
     """PSNR and SSIM (Y channel and RGB) of restored images against references."""
+    from ..jobs.runinfo import check_report_path, write_report
     from ..quality.evaluate import evaluate_pairs, format_table
+
+    check_report_path(html)
 
     report = evaluate_pairs(
         restored,
@@ -274,6 +278,26 @@ def eval_cmd(
         typer.echo(format_table(report))
     if report.unmatched:
         err_console.print(f"{len(report.unmatched)} file(s) without a partner: {', '.join(report.unmatched[:5])}")
+    if html is not None:
+        from ..jobs.html_report import entries_from_eval
+
+        run_info = {
+            "task": "eval",
+            "restored": str(restored),
+            "reference": str(reference),
+            "crop border": crop_border,
+            "pairs": len(report.files),
+            "without a partner": len(report.unmatched),
+        }
+        write_report(
+            html,
+            title=f"restore eval {restored} {reference}",
+            run_info=run_info,
+            entries=entries_from_eval(report.files),
+            labels=("reference", "restored"),
+            quiet=False,
+            console=err_console,
+        )
 
 
 def register(app: typer.Typer) -> None:

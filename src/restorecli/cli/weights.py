@@ -8,18 +8,17 @@ from typing import Annotated, Optional
 import typer
 
 from ..errors import UsageError
-from .options import GLOBAL, Json, Quiet, err_console
+from .options import GLOBAL, Json, Quiet, err_console, print_error
 
 
 def models_cmd(
     json: Json = False,
     task: Annotated[Optional[str], typer.Option("--task", help="Only the models of this task.")] = None,
 ) -> None:
-    """List the registered models: task, method, steps, download size, license, and whether cached."""
+    """List the registered models: task, method, steps, download size, license, and whether cached (or bundled)."""
     import json as jsonlib
 
-    from rich.console import Console
-
+    from ..io.tables import print_table
     from ..weights.cache import cache_root
     from ..weights.catalog import model_rows, models_table
     from ..weights.registry import load_registry
@@ -29,7 +28,7 @@ def models_cmd(
     if json:
         typer.echo(jsonlib.dumps(rows, indent=2))
     else:
-        Console().print(models_table(rows, cache_root(GLOBAL.cache_dir)))
+        print_table(models_table(rows, cache_root(GLOBAL.cache_dir)))
 
 
 def fetch_cmd(
@@ -79,7 +78,7 @@ def fetch_cmd(
         quiet=quiet,
     ):
         if error is not None:
-            err_console.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
+            print_error(str(error))
             worst = max(worst, error.exit_code)
         elif not quiet:
             err_console.print(f"{spec.name}: ready ({path})", highlight=False, soft_wrap=True)

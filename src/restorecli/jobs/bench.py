@@ -326,8 +326,9 @@ def parse_workloads(names: Sequence[str] | None, shape: str | None) -> list[Work
 
 
 def print_table(report: dict) -> None:
-    from rich.console import Console
     from rich.table import Table
+
+    from ..io.tables import print_table as print_rich_table
 
     tiny = any(r.get("arch") == "tiny" for r in report["results"])
     table = Table(
@@ -370,4 +371,4 @@ def print_table(report: dict) -> None:
             "-" if ref is None else f"{ref / r['batch']:.1f}",
             "-" if r["speedup_vs_reference"] is None else f"{r['speedup_vs_reference']:.2f}x",
         )
-    Console().print(table)
+    print_rich_table(table)

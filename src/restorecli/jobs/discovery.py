@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import glob
 import hashlib
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -191,6 +192,43 @@ def _same_dir(a: Path, b: Path) -> bool:
         return False
 
 
+def _check_output_folder_name(target: str) -> None:
+    """An OUTPUT that is no image file name is a folder, unless it looks like a mistyped file name.
+
+    `out.xyz` (an extension restorecli does not write) is refused, so a typo never
+    silently becomes a folder; `out.xyz/` or an existing folder is taken as one.
+    """
+    seps = (os.sep, os.altsep) if os.altsep else (os.sep,)
+    if target.endswith(seps) or target.endswith("/") or Path(target).is_dir():
+        return
+    suffix = Path(target).suffix
+    if suffix and not suffix[1:].isdigit():
+        raise UsageError(
+            f"output {target}: '{suffix}' is not an image format restorecli writes",
+            f"name a .png, .jpg, .webp, .tif or .bmp file, or write {target}/ for a folder",
+        )
+
+
+def _earlier_outputs(items: list[Item], suffix: str) -> set[int]:
+    """Scanned files that are outputs of an earlier run of the same task next to their input.
+
+    `photo_derain.png` beside `photo.jpg` (any extension) was written by `restore derain`:
+    when this run writes into another folder it must not restore that output again.
+    Returns the ids of those items.
+    """
+    if not suffix:
+        return set()
+    stems = {(i.source.parent, i.source.stem) for i in items if i.scanned and i.source is not None}
+    return {
+        id(i)
+        for i in items
+        if i.scanned
+        and i.source is not None
+        and i.source.stem.endswith(suffix)
+        and (i.source.parent, i.source.stem[: -len(suffix)]) in stems
+    }
+
+
 def plan_outputs(items: list[Item], opts: JobOptions) -> list[Item]:
     """Name every output; drop this job's own earlier outputs from the inputs; flag clashes."""
     ext = normalize_ext(opts.ext)
@@ -198,6 +236,8 @@ def plan_outputs(items: list[Item], opts: JobOptions) -> list[Item]:
     default_suffix = f"_{opts.task}"
     live = [i for i in items if i.error is None]
     out_file = target not in (None, STDIO) and not Path(target).is_dir() and is_image_name(target)
+    if target not in (None, STDIO) and not out_file:
+        _check_output_folder_name(target)
     if target == STDIO or out_file:
         if len(live) > 1:
             raise UsageError(
@@ -225,10 +265,16 @@ def plan_outputs(items: list[Item], opts: JobOptions) -> list[Item]:
             item.output = folder / f"{stem}{suffix}{output_ext(item, ext)}"
 
     produced = {i.output.resolve(): i for i in live if i.output is not None}
+    earlier = _earlier_outputs(live, default_suffix if opts.suffix is None else opts.suffix)
     kept = [
         i
         for i in items
-        if not (i.scanned and i.error is None and i.source is not None and produced.get(i.source.resolve(), i) is not i)
+        if not (
+            i.scanned
+            and i.error is None
+            and i.source is not None
+            and (produced.get(i.source.resolve(), i) is not i or id(i) in earlier)
+        )
     ]
     inputs = {i.source.resolve() for i in kept if i.source is not None and i.error is None}
     claimed: dict[Path, Item] = {}

@@ -26,25 +26,28 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
-from torch import Tensor
 
-from ..engines.base import Engine
 from ..errors import ImageFailed, InputError
 from ..io.files import remove_temp_files, write_atomic
 from ..io.imageio import FORMAT_EXT, Picture, encode_image, format_for_ext, read_image, read_mask
-from ..io.pixels import from_tensor, mask_tensor, to_tensor
-from ..runtime.restorer import Restorer
 from .discovery import Item, MaskFinder, discover, plan_outputs, take_shard
 from .options import JobOptions
 from .outcheck import OutputFolders
 from .report import DONE, EXIT_INTERRUPTED, EXIT_TERMINATED, FAILED, SKIPPED, FileRecord, Progress, Report
 
+if TYPE_CHECKING:  # torch, the engines and the restorer load only once there is an image to restore,
+    from torch import Tensor  # so a rerun that skips every file starts fast
+
+    from ..engines.base import Engine
+    from ..runtime.restorer import Restorer
+
 __all__ = ["JobOptions", "Report", "FileRecord", "run_job"]
 
 
-MakeEngine = Callable[[str | None], Engine]
+MakeEngine = Callable[[str | None], "Engine"]
 
 
 @dataclass
@@ -164,7 +167,10 @@ class _Job:
     # ---- orchestration --------------------------------------------------------
     def run(self, todo: list[Item]) -> None:
         if not todo:
-            return
+            return  # every file skipped or failed before any work: torch is never imported
+        from ..io import pixels  # noqa: F401  (torch: imported here, in the main thread, before the pool)
+        from ..runtime import restorer  # noqa: F401  (torch: imported here, in the main thread, before the pool)
+
         batches = _Batcher(self._decoded(todo), self.opts.batch_size, self._failed_decode)
         devices: list[str | None] = list(self.opts.devices or [None])
         if len(devices) == 1:
@@ -190,6 +196,8 @@ class _Job:
             self.stop.set()
 
     def _work(self, device: str | None, batches: _Batcher) -> None:
+        from ..runtime.restorer import Restorer
+
         restorer: Restorer | None = None
         while not self.stop.is_set():
             batch = batches.next()
@@ -251,6 +259,8 @@ class _Job:
     def _decode(self, item: Item) -> _Decoded:
         if self.stop.is_set():
             return _Decoded(item, error="not started (interrupted)")
+        from ..io.pixels import mask_tensor, to_tensor
+
         t0 = time.monotonic()
         try:
             pic = read_image(
@@ -282,6 +292,8 @@ class _Job:
 
     # ---- writing --------------------------------------------------------------
     def _write(self, d: _Decoded, result: Tensor | ImageFailed, restore_s: float) -> None:
+        from ..io.pixels import from_tensor
+
         t0 = time.monotonic()
         try:
             if isinstance(result, ImageFailed):

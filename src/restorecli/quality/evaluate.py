@@ -142,11 +142,12 @@ def evaluate_pairs(
 
 
 def format_table(report: EvalReport) -> str:
-    """A plain-text table for the terminal: one row per file and the mean."""
-    lines = [f"{'file':<24} {'PSNR-Y':>8} {'SSIM-Y':>7} {'PSNR':>8} {'SSIM':>7}"]
+    """A plain-text table: one row per file and the mean; names are never shortened."""
+    width = max([24, *(len(f["name"]) for f in report.files)])
+    lines = [f"{'file':<{width}} {'PSNR-Y':>8} {'SSIM-Y':>7} {'PSNR':>8} {'SSIM':>7}"]
 
     def row(name: str, s: dict[str, float]) -> str:
-        return f"{name[:24]:<24} {s['psnr_y']:8.3f} {s['ssim_y']:7.4f} {s['psnr_rgb']:8.3f} {s['ssim_rgb']:7.4f}"
+        return f"{name:<{width}} {s['psnr_y']:8.3f} {s['ssim_y']:7.4f} {s['psnr_rgb']:8.3f} {s['ssim_rgb']:7.4f}"
 
     lines += [row(f["name"], f) for f in report.files]
     if len(report.files) > 1:

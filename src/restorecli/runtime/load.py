@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import WeightsError
 from ..weights import convert, fetch
-from ..weights.bundle import StateDict, read_bundle, spec_for_weights
+from ..weights.bundle import StateDict, check_bundle_task, read_bundle, spec_for_weights
 from ..weights.convert import Canonicalize
 from ..weights.registry import ModelSpec, load_registry
 
@@ -46,7 +46,9 @@ def resolve_spec(
 ) -> ModelSpec:
     """The spec a command runs: the registered model (or the task's default), or the spec a single
     `restore train` bundle given as `weights` carries (network size, sampler, accepted steps)."""
-    registered = load_registry(tuple(Path(p) for p in registry_files)).resolve(model, task)
+    registry = load_registry(tuple(Path(p) for p in registry_files))
+    registered = registry.resolve(model, task)
+    check_bundle_task(list(weights) if weights else None, task, registry)  # a bundle of another task: exit 3
     return spec_for_weights(registered, list(weights) if weights else None)
 
 

@@ -28,7 +28,7 @@ from safetensors import SafetensorError
 from ..errors import WeightsError
 from ..io.files import atomic_target
 from .filemode import follow_umask
-from .registry import ComponentSpec, ModelSpec
+from .registry import ComponentSpec, ModelSpec, Registry
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -238,3 +238,41 @@ def read_bundle(path: Path, spec: ModelSpec) -> dict[str, StateDict]:
             "convert all of the model's official files into one bundle with 'restore convert'",
         )
     return states
+
+
+def bundle_tasks(path: Path | str, registry: Registry) -> tuple[str | None, set[str]]:
+    """(the task a bundle records, every task it may serve); (None, empty) when it records none.
+
+    A `restore train` bundle records its spec's task; a bundle of a registered model
+    (`restore convert`, the cache, the package) names the model, whose registry entry
+    gives its task. Tasks the registered model is also the default for (`default_for`)
+    are served too: one model may legitimately serve several tasks.
+    """
+    path = Path(path)
+    if path.suffix != ".safetensors" or not path.is_file():
+        return None, set()
+    try:
+        meta = read_bundle_metadata(path)
+        own = json.loads(meta["spec"]).get("task") if "spec" in meta else None
+    except Exception:  # unreadable or foreign files are reported by the weights loader
+        return None, set()
+    registered = registry.models.get(meta.get("model", ""))
+    task = own or (registered.task if registered is not None else None)
+    if task is None:
+        return None, set()
+    served = {task}
+    if registered is not None and (own is None or own == registered.task):
+        served |= {registered.task, *registered.default_for}
+    return task, served
+
+
+def check_bundle_task(weights: list[str] | tuple[str, ...] | None, task: str, registry: Registry) -> None:
+    """Refuse (exit 3) a single --weights bundle that records a task other than `task`."""
+    if not weights or len(weights) != 1 or "=" in weights[0]:
+        return
+    recorded, served = bundle_tasks(weights[0], registry)
+    if recorded is not None and task not in served:
+        raise WeightsError(
+            f"{weights[0]} is a bundle for the '{recorded}' task, not for '{task}'",
+            f"run it with 'restore {recorded}', or pass a bundle made for '{task}'",
+        )

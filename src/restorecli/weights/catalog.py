@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from .cache import bundle_path, packaged_bundle
 from .download import describe
@@ -11,7 +12,8 @@ from .registry import ModelSpec, Registry
 
 
 def availability(spec: ModelSpec) -> str:
-    """'download' if every component has a source a program can fetch, 'manual' if some need a person, else 'none'."""
+    """'bundled' if the model ships inside the package, 'download' if every component has a source a
+    program can fetch, 'manual' if some need a person, else 'none'."""
     kinds = [{s.kind for s in c.sources} for c in spec.components.values()]
     if packaged_bundle(spec) is not None:
         return "bundled"
@@ -22,12 +24,38 @@ def availability(spec: ModelSpec) -> str:
     return "none"
 
 
+def download_note(spec: ModelSpec) -> str:
+    """What running the model for the first time fetches, in words (`restore TASK --help`)."""
+    from .fetch import _never_published
+
+    kind = availability(spec)
+    if kind == "bundled":
+        return "shipped in the package: no download, runs offline"
+    if kind == "none" or _never_published(spec, list(spec.components)):
+        return "no published weights: pass --weights with a bundle you trained ('restore train')"
+    if kind == "manual":
+        return f"its weights are downloaded by hand ('restore fetch {spec.name}' says from where)"
+    sizes = [c.size for c in spec.components.values()]
+    known = sum(s for s in sizes if s)
+    size = _human(known) if all(sizes) else f"more than {_human(known)}" if known else "its weights"
+    hosts = sorted(
+        {urlsplit(describe(s, c)).hostname or s.kind for c in spec.components.values() for s in c.sources[:1]}
+    )
+    files = len(spec.components)
+    return (
+        f"downloads {size} once ({files} file{'s' if files != 1 else ''} from {', '.join(hosts)}) "
+        f"into the cache; 'restore fetch {spec.name}' does it ahead of time"
+    )
+
+
 def model_rows(registry: Registry, cache_dir: Path | None = None) -> list[dict[str, Any]]:
     """One record per registered model: what `restore models` shows (and prints with --json)."""
     rows = []
     for spec in registry.models.values():
         sizes = [c.size for c in spec.components.values()]
-        path = bundle_path(spec, cache_dir)
+        packaged = packaged_bundle(spec)
+        path = packaged if packaged is not None else bundle_path(spec, cache_dir)
+        cached = packaged is None and path.is_file()
         rows.append(
             {
                 "name": spec.name,
@@ -44,7 +72,8 @@ def model_rows(registry: Registry, cache_dir: Path | None = None) -> list[dict[s
                 "license": spec.license,
                 "origin": spec.origin,
                 "availability": availability(spec),
-                "cached": path.is_file(),
+                "cached": cached,  # its bundle is in the cache (a bundled model needs none)
+                "ready": cached or packaged is not None,  # runs without the network
                 "bundle": str(path),
                 "components": {
                     n: {
@@ -92,7 +121,9 @@ def models_table(rows: list[dict[str, Any]], root: Path) -> Any:
     for r in rows:
         lo, hi = r["min_steps"], r["max_steps"]
         steps = f"{r['default_steps']} ({lo})" if lo == hi else f"{r['default_steps']} ({lo}-{hi})"
-        if r["availability"] == "manual":
+        if r["availability"] == "bundled":
+            size = "bundled"  # shipped inside the package: nothing to download
+        elif r["availability"] == "manual":
             size = "by hand"
         elif r["availability"] == "none":
             size = "none"
@@ -110,6 +141,6 @@ def models_table(rows: list[dict[str, Any]], root: Path) -> Any:
             steps,
             size,
             r["license"] or "-",
-            "[green]yes[/]" if r["cached"] else "no",
+            "[green]bundled[/]" if r["availability"] == "bundled" else "[green]yes[/]" if r["cached"] else "no",
         )
     return table

@@ -30,23 +30,42 @@ def read_torch_file(path: Path) -> Any:
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"checkpoint not found: {path}", "check the path")
+    hint = "the file is corrupt, truncated, or not a PyTorch weights file"
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+    if not head:
+        raise WeightsError(f"cannot read checkpoint {path}: the file is empty", hint)
+    if not head.startswith(b"PK") and head[:1] != b"\x80":  # torch.save writes a zip, or (legacy) a pickle
+        raise WeightsError(
+            f"cannot read checkpoint {path}: not a PyTorch checkpoint "
+            f"(neither a zip archive nor a pickle; it starts with {head!r})",
+            hint,
+        )
     try:
         with warnings.catch_warnings():  # issue #13: no torch warnings on stderr
             warnings.simplefilter("ignore")
             return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for corrupt or unsafe files
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         if "Weights only load failed" in str(exc) and _unsafe_globals(path):
             return _load_with_inert_configs(path)
         held = pickle_refusal(path)  # issue #13: say what a non-zip pickle holds (weights.picklescan)
         if held is not None:
             raise WeightsError(f"refusing checkpoint {path}: {held}", REFUSAL_HINT) from None
-        if "weights_only" in str(exc) or "Weights only" in first:  # never pass on torch's advice to disable it
-            first = "it holds objects the safe loader does not accept"
-        raise WeightsError(
-            f"cannot read checkpoint {path}: {first}",
-            "the file is corrupt, truncated, or not a PyTorch weights file",
-        ) from None
+        raise WeightsError(f"cannot read checkpoint {path}: {_torch_load_reason(exc)}", hint) from None
+
+
+def _torch_load_reason(exc: BaseException) -> str:
+    """One short phrase for a failed torch.load (its own messages span many lines of advice,
+    including the suggestion to disable the safe loader, which is never passed on)."""
+    text = str(exc).strip()
+    if "Weights only load failed" in text or "weights_only" in text:
+        after = text.split("WeightsUnpickler error:", 1)[1] if "WeightsUnpickler error:" in text else ""
+        detail = next((ln.strip() for ln in after.splitlines() if ln.strip()), "")
+        if "weights_only" in detail:
+            detail = ""
+        return "it holds objects the safe loader does not accept" + (f" ({detail})" if detail else "")
+    first = text.splitlines()[0] if text else ""
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
 
 
 # Training containers (e.g. Lightning `hyper_parameters`) pickle config objects

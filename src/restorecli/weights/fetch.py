@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from ..errors import WeightsError, WeightsUnavailable
 from ..io.files import sha256_file
@@ -207,8 +208,9 @@ def _download_component(
     """Try the component's sources in order; a checksum mismatch stops everything (WeightsError)."""
     failures: list[SourceFailed] = []
     label = comp.file or name
-    for src in comp.sources:
+    for i, src in enumerate(comp.sources):
         where = describe(src, comp)
+        last = i == len(comp.sources) - 1
         try:
             if src.kind == "bundled":  # packaged_bundle() found no file: a broken installation
                 raise SourceFailed(
@@ -217,7 +219,8 @@ def _download_component(
             if src.kind == "manual":
                 note = f" ({src.note})" if src.note and src.url else ""
                 raise SourceFailed(f"{src.url or src.note}{note}", manual=True)
-            report.say(f"downloading {label} from {where}")
+            # the host only: the URL is named once, in the error if this fails (or by `restore models --json`)
+            report.say(f"downloading {label} from {urlsplit(where).hostname or where}")
             if src.kind == "hub":
                 path = hub_download(src, comp, local_only=False, progress=progress, force=force)
                 return _Have(where, path=path, sha256=_verify_hub(comp, path, src)), failures
@@ -225,8 +228,8 @@ def _download_component(
             url_download(src.url or "", dest, expected_size=comp.size, label=label, progress=progress)
             return _Have(where, path=dest, sha256=_verify(comp, dest, where, delete=True), staged=True), failures
         except SourceFailed as exc:
-            if not exc.manual:
-                report.say(f"[yellow]failed:[/] {exc}")
+            if not exc.manual and not last:  # the final error names every failure
+                report.say(f"[yellow]failed:[/] {exc}; trying the next source")
             failures.append(exc)
     return None, failures
 

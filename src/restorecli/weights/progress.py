@@ -74,7 +74,7 @@ class Reporter:
 
     def say(self, message: str) -> None:
         if self.console is not None:
-            self.console.print(message, highlight=False)
+            self.console.print(message, highlight=False, soft_wrap=True)  # never wrap a URL or path
 
     @contextmanager
     def progress(self) -> Iterator[ByteProgress]:

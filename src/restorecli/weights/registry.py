@@ -110,7 +110,7 @@ class Registry:
         if model is None:
             return self.default_for(task)
         spec = self.get(model)
-        if spec.task != task:
+        if spec.task != task and task not in spec.default_for:
             others = ", ".join(m.name for m in self.for_task(task)) or "none"
             raise UsageError(
                 f"model '{model}' does the '{spec.task}' task, not '{task}'",
