@@ -80,6 +80,8 @@ def model_rows(registry: Registry, cache_dir: Path | None = None) -> list[dict[s
                         "file": c.file,
                         "size": c.size,
                         "sha256": c.sha256,
+                        # how the pin was confirmed: "independent-copies", or "unverified" (one source only)
+                        "sha256_checked": (c.sha256_checked or "unverified") if c.sha256 else None,
                         "sources": [describe(s, c) for s in c.sources],
                     }
                     for n, c in spec.components.items()

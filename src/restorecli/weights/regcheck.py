@@ -72,7 +72,11 @@ def _name(where: _Where, field: str, value: Any, *, folders: bool) -> None:
 MODEL_INTS = ("trained_steps", "default_steps", "min_steps", "max_steps", "scale")
 MODEL_TEXTS = ("method", "task", "license", "citation", "description", "origin")
 MODEL_TABLES = ("components", "sampler")
-COMPONENT_FIELDS = frozenset({"arch", "file", "url", "size", "sha256", "sources", "container", "config"})
+COMPONENT_FIELDS = frozenset(
+    {"arch", "file", "url", "size", "sha256", "sha256_checked", "sources", "container", "config"}
+)
+# how a published sha256 was confirmed (issue #15): absent = taken from one source only, unverified
+SHA256_CHECKS = ("independent-copies",)
 SOURCE_KINDS = ("hub", "url", "manual", "bundled")
 SOURCE_FIELDS = frozenset({"kind", "url", "repo", "filename", "revision", "note", "endpoint", "path"})
 SHA256 = re.compile(r"[0-9a-fA-F]{64}")
@@ -202,6 +206,15 @@ def _check_component(path: Path | str, model: str, comp: str, craw: dict[str, An
         value = craw["sha256"]
         if not isinstance(value, str) or not SHA256.fullmatch(value):
             raise where.fail("sha256", value, "is not 64 hex digits", "copy the full sha256 (sha256sum FILE)")
+    if "sha256_checked" in craw:
+        value = craw["sha256_checked"]
+        if value not in SHA256_CHECKS or "sha256" not in craw:
+            raise where.fail(
+                "sha256_checked",
+                value,
+                "is not a known check of a given sha256",
+                f"use {', '.join(SHA256_CHECKS)} next to sha256",
+            )
     if "sources" in craw:
         sources = craw["sources"]
         if not isinstance(sources, list):

@@ -51,6 +51,7 @@ class ComponentSpec:
     sha256: str | None = None
     sources: tuple[Source, ...] = ()
     container: str | None = None  # how the official file wraps the state dict
+    sha256_checked: str | None = None  # "independent-copies": the pin matches copies from other hosts too
 
 
 @dataclass(frozen=True)
@@ -214,6 +215,7 @@ def _parse_component(name: str, raw: dict[str, Any], archs: dict[str, Any], mode
         sha256=raw.get("sha256"),
         sources=_parse_sources(f"model '{model}' component '{name}'" if model else f"component '{name}'", raw),
         container=raw.get("container"),
+        sha256_checked=raw.get("sha256_checked"),
     )
 
 
