@@ -62,11 +62,11 @@ class ChannelNorm(nn.Module):
         self.body = _NormParams(dim, with_bias=self.subtract_mean)
 
     def forward(self, x: Tensor) -> Tensor:
-        var = x.var(dim=1, keepdim=True, unbiased=False)
-        if self.subtract_mean:
-            y = x - x.mean(dim=1, keepdim=True)
-        else:
-            y = x.clone()
+        # Two explicit passes give torch.var's biased variance; torch's strided reduction
+        # over dim 1 is several times slower on the CPU than these elementwise means.
+        centred = x - x.mean(dim=1, keepdim=True)
+        var = (centred * centred).mean(dim=1, keepdim=True)
+        y = centred if self.subtract_mean else x.clone()
         y.div_(torch.sqrt(var + 1e-5))
         y.mul_(self.body.weight.view(1, -1, 1, 1).to(y.dtype))
         if self.body.bias is not None:
