@@ -76,7 +76,8 @@ def _what_runs(engine: Engine, source: str, steps: int, seed: int) -> str:
 def say_what_runs(
     console: Any, engine: Engine, source: str, steps: int, seed: int, *, tile: int | None, verbose: bool
 ) -> None:
-    """Once per loaded engine: warn when --tile is below the model's smallest tile; with -v, what runs."""
+    """Once per loaded engine: warn when --tile is below the model's smallest tile or the precision is
+    slow on this CPU; with -v, what runs."""
     least = getattr(engine, "min_tile", 0)
     if tile and tile < least and engine.tileable:
         console.print(
@@ -86,6 +87,11 @@ def say_what_runs(
             highlight=False,
             soft_wrap=True,
         )
+    from ..runtime.device import slow_precision_note
+
+    note = slow_precision_note(engine.device, engine.dtype)
+    if note:
+        console.print(f"warning: {note}", style="yellow", highlight=False, soft_wrap=True)
     if verbose:
         console.print(_what_runs(engine, source, steps, seed), highlight=False, soft_wrap=True)
 

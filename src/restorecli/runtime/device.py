@@ -69,3 +69,27 @@ def pick_dtype(precision: str, device: torch.device) -> torch.dtype:
     if device.type == "cuda" and dtype == torch.bfloat16 and not torch.cuda.is_bf16_supported():
         raise DeviceError("--precision bf16: this GPU has no bf16 support", "use --precision fp16")
     return dtype
+
+
+def native_cpu_bf16() -> bool:
+    """Whether oneDNN has bf16 kernels on this CPU (AVX512-BF16 or AMX)."""
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def slow_precision_note(device: torch.device, dtype: torch.dtype) -> str | None:
+    """Why a reduced precision the user chose will run slower than fp32 here, or None.
+
+    On a CPU without native bf16 (no AVX512-BF16/AMX: oneDNN has no bf16 convolution
+    there) torch falls back to its reference convolution, measured ~100x slower than
+    fp32 on an AVX2 EPYC (docs/performance.md). The run is still correct, so this is
+    a warning, not an error.
+    """
+    if device.type != "cpu" or dtype != torch.bfloat16:
+        return None
+    if native_cpu_bf16():
+        return None
+    capability = torch.backends.cpu.get_cpu_capability()
+    return (
+        f"--precision bf16: this CPU ({capability}) has no native bf16 convolutions, so it runs "
+        "far slower than fp32 (about 100x measured); use --precision fp32 (the CPU default)"
+    )
