@@ -39,3 +39,10 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked `slow` first: with `-n 2` (the README's test command) the longest one then runs
+    beside all the others instead of after them."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
