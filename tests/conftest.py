@@ -45,4 +45,3 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """Tests marked `slow` first: with `-n 2` (the README's test command) the longest one then runs
     beside all the others instead of after them."""
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
-

@@ -232,7 +232,9 @@ def train_cmd(
     log = (lambda _msg: None) if quiet else (lambda msg: err_console.print(msg, highlight=False))
     result = train(cfg, output, device=pick_device(device), resume=resume, log=log, half=half)
     if not quiet:
-        err_console.print(f"wrote {result.bundle}; run it with: restore {task} IMAGE --weights {result.bundle}")
+        err_console.print(
+            f"wrote {result.bundle}; run it with: restore {task} IMAGE --weights {result.bundle}", soft_wrap=True
+        )
 
 
 def eval_cmd(
