@@ -7,6 +7,7 @@ except under CI=true, where a missing fixture is a failure (CI always has it).
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,11 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("RESTORECLI_SHARED", REPO.parent / "shared"))
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+# A shell starts background jobs (`cmd &`, nohup, some CI runners) with Ctrl-C ignored, and
+# children inherit that: the Ctrl-C tests (exit 130, a read interrupted mid-file) need it live.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def shared_path(*parts: str) -> Path:

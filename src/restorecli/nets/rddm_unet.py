@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .attention import attention
+from .attention import attention, is_reference
 from .blocks import sinusoidal_embedding
 
 
@@ -202,9 +202,13 @@ class FullAttention(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         b, _, h, w = x.shape
-        # (b, heads, positions, dim_head) for q, k and v
+        # (b, heads, positions, dim_head) for q, k and v, made contiguous: on strided inputs the
+        # CPU's scaled_dot_product_attention falls back to the math kernel, which materialises
+        # heads * tokens^2 (measured, official width at 1024^2: 9.7 GB and 44 s; contiguous:
+        # 0.3 GB and 12 s, the same result within 3e-8)
         q, k, v = (
-            z.reshape(b, self.heads, self.dim_head, h * w).transpose(-2, -1) for z in self.to_qkv(x).chunk(3, dim=1)
+            z.reshape(b, self.heads, self.dim_head, h * w).transpose(-2, -1).contiguous()
+            for z in self.to_qkv(x).chunk(3, dim=1)
         )
         out = attention(q, k, v, scale=self.dim_head**-0.5)
         return self.to_out(out.transpose(-2, -1).reshape(b, -1, h, w))
@@ -299,21 +303,23 @@ class RDDMUnet(nn.Module):
 
         The skip connections (two per level, plus their concatenations on the way up)
         stay alive; on top of them the widest level's transient maps (the two conv
-        blocks, group norm, the linear attention's q/k/v) and the middle block's full
-        attention matrix, which softmax materialises on the CPU (heads * tokens^2,
-        twice). Checked against measured peaks (CPU fp32, torch 2.13): dim 16 with a
-        2x fold, 1024^2: 339 MiB measured, 444 estimated; 2048^2: 2.7 / 3.3 GiB; the
-        official attention width (4x32, no fold) at 1024^2: 9.6 / 10.7 GiB.
+        blocks, group norm, the linear attention's q/k/v and their softmax copies) and the middle block's full
+        attention: its q/k/v/output copies, plus the heads * tokens^2 matrix (twice) only
+        on the reference path (`nets.attention.reference_mode`), since the fused kernels
+        work in blocks. MEASURED_PEAKS in tests/test_rddm_memory.py holds the checks.
         """
         fold = self.unshuffle
         pixels = height * width / (fold * fold)
         widths = [self.init_conv.out_channels] + [down[0].block1.proj.out_channels for down in self.downs]
         hidden = self.attn_hidden
         skips = sum(4 * widths[level] * pixels / 4**level for level in range(self.levels))
-        transient = max((8 * widths[level] + 3 * hidden) * pixels / 4**level for level in range(self.levels))
+        transient = max((8 * widths[level] + 5 * hidden) * pixels / 4**level for level in range(self.levels))
         side = fold * 2 ** (self.levels - 1)
         tokens = (height / side) * (width / side)
-        return skips + transient + 2 * self.attn_heads * tokens * tokens
+        attention = 4 * hidden * tokens
+        if is_reference():
+            attention += 2 * self.attn_heads * tokens * tokens
+        return skips + transient + attention
 
     def forward(self, x: Tensor, time: Tensor) -> Tensor:
         if self.unshuffle > 1:
