@@ -186,11 +186,7 @@ def _check_model(where: _Where, raw: dict[str, Any]) -> None:
 
 def _check_component(path: Path | str, model: str, comp: str, craw: dict[str, Any]) -> None:
     where = _Where(path, model, comp)
-    for field in craw:
-        if field not in COMPONENT_FIELDS:
-            raise where.fail(
-                field, craw[field], "is not a component field", f"the fields are {', '.join(sorted(COMPONENT_FIELDS))}"
-            )
+    _known_fields(where, craw, COMPONENT_FIELDS, "component")
     for field in ("arch", "container"):
         if field in craw:
             _text(where, field, craw[field])
@@ -236,12 +232,17 @@ def _check_component(path: Path | str, model: str, comp: str, craw: dict[str, An
             _check_source(swhere, src)
 
 
-def _check_source(where: _Where, src: dict[str, Any]) -> None:
-    for field in src:
-        if field not in SOURCE_FIELDS:
+def _known_fields(where: _Where, raw: dict[str, Any], allowed: frozenset[str], what: str) -> None:
+    """A typo such as `filname` is an error naming the allowed fields, not silently ignored."""
+    for field in raw:
+        if field not in allowed:
             raise where.fail(
-                field, src[field], "is not a source field", f"the fields are {', '.join(sorted(SOURCE_FIELDS))}"
+                field, raw[field], f"is not a {what} field", f"the fields are {', '.join(sorted(allowed))}"
             )
+
+
+def _check_source(where: _Where, src: dict[str, Any]) -> None:
+    _known_fields(where, src, SOURCE_FIELDS, "source")
     for field in ("kind", "note"):
         if field in src:
             _text(where, field, src[field])
