@@ -88,11 +88,27 @@ def test_small_budget_picks_a_fitting_tile(monkeypatch, config):
     assert 0 < tile < 3000
     assert engine.estimate_bytes(tile, tile) <= budget or tile == engine.min_tile
     # the next larger candidate would not have fitted
-    bigger = [t for t in engine.tile_sizes if t > tile]
+    cap = engine.largest_efficient_tile() or max(engine.tile_sizes)  # tiles above it are slower
+    bigger = [t for t in engine.tile_sizes if tile < t <= cap]
     if bigger:
         assert engine.estimate_bytes(min(bigger), min(bigger)) > budget
     monkeypatch.setattr(engine, "_memory_budget", lambda: engine.estimate_bytes(3000, 4000))
-    assert engine.auto_tile(3000, 4000) == 0  # the whole image when it fits
+    # the whole image when it fits, unless full attention makes big tiles slow (below)
+    assert engine.auto_tile(3000, 4000) == (engine.largest_efficient_tile() or 0)
+
+
+def test_wide_attention_at_high_resolution_gets_small_tiles_for_speed():
+    """A shallow user-trained net (attention at half resolution): work per pixel grows with the tile,
+    so it is tiled small even when memory would take the whole image; shipped nets are not capped."""
+    shallow = make_engine(dim=32, dim_mults=(1, 2))
+    assert shallow.estimate_bytes(400, 600) < shallow._memory_budget()
+    tile = shallow.auto_tile(400, 600)
+    assert 0 < tile <= 256
+    net = shallow.unet0 or shallow.unet1
+    assert net.attention_flops_per_pixel(tile, tile) <= net.conv_flops_per_pixel()
+    assert net.attention_flops_per_pixel(2 * tile, 2 * tile) > net.conv_flops_per_pixel()
+    shipped = make_engine(**SHIPPED_SHAPE)
+    assert shipped.largest_efficient_tile() is None and shipped.auto_tile(700, 1000) == 0
 
 
 def test_cpu_budget_is_capped_for_a_twelve_megapixel_photo():

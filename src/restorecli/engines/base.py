@@ -150,19 +150,29 @@ class Engine(ABC):
         if whole is None:
             return 0
         budget = self._memory_budget()
-        if whole <= budget:
+        fastest = self.largest_efficient_tile()
+        if whole <= budget and (fastest is None or max(height, width) <= fastest):
             return 0
-        return self.tile_for_budget(height, width, budget)
+        return self.tile_for_budget(height, width, budget, largest=fastest)
 
-    def tile_for_budget(self, height: int, width: int, budget: int) -> int:
-        """The largest of `tile_sizes` below the image's longer side whose tiles fit `budget`, else `min_tile`.
+    def largest_efficient_tile(self) -> int | None:
+        """The largest tile worth running for speed alone, or None (bigger is never slower).
+
+        Engines whose cost per pixel grows with the tile (full attention over all
+        positions) cap their tiles here even when memory would allow more.
+        """
+        return None
+
+    def tile_for_budget(self, height: int, width: int, budget: int, largest: int | None = None) -> int:
+        """The largest of `tile_sizes` below the image's longer side (and `largest`) whose tiles fit
+        `budget`, else `min_tile`.
 
         A tile is cut to the image where the image is smaller, so a tile of side T costs
         `estimate_bytes(min(T, height), min(T, width))`.
         """
         side = max(height, width)
         for tile in self.tile_sizes:
-            if tile >= side or tile % self.tile_multiple:
+            if tile >= side or tile % self.tile_multiple or (largest is not None and tile > largest):
                 continue
             if (self.estimate_bytes(min(tile, height), min(tile, width)) or 0) <= budget:
                 return max(tile, self.min_tile)

@@ -321,6 +321,35 @@ class RDDMUnet(nn.Module):
             attention += 2 * self.attn_heads * tokens * tokens
         return skips + transient + attention
 
+    def conv_flops_per_pixel(self) -> float:
+        """Multiply-adds x2 of every convolution per input pixel (each at its level's resolution).
+
+        `downs.i` runs at level i, `ups.j` at level levels-1-j, the middle block at the
+        lowest level; everything sits behind the pixel-unshuffle fold.
+        """
+        fold = self.unshuffle**2
+        total = 0.0
+        for name, module in self.named_modules():
+            if not isinstance(module, nn.Conv2d):
+                continue
+            parts = name.split(".")
+            if parts[0] == "downs":
+                level = int(parts[1])
+            elif parts[0] == "ups":
+                level = self.levels - 1 - int(parts[1])
+            elif parts[0].startswith("mid"):
+                level = self.levels - 1
+            else:
+                level = 0
+            total += 2 * module.weight.numel() / (fold * 4**level)
+        return total
+
+    def attention_flops_per_pixel(self, height: int, width: int) -> float:
+        """The middle block's full attention per input pixel: it grows with the tokens of the tile."""
+        side = self.unshuffle * 2 ** (self.levels - 1)
+        tokens = (height / side) * (width / side)
+        return 4 * self.attn_hidden * tokens / (side * side)
+
     def forward(self, x: Tensor, time: Tensor) -> Tensor:
         if self.unshuffle > 1:
             return F.pixel_shuffle(self._forward(F.pixel_unshuffle(x, self.unshuffle), time), self.unshuffle)

@@ -346,6 +346,20 @@ class RDDMEngine(Engine):
         elem = 4 if self.dtype == torch.float32 else 2
         return int(floats * elem + self.BASE_BYTES)
 
+    def largest_efficient_tile(self) -> int | None:
+        """The largest tile whose middle-block attention costs at most what the convolutions cost.
+
+        Full attention's work per pixel grows with the tile's tokens, so for networks with
+        wide attention at a high resolution (e.g. a user-trained `--dim-mults 1,2`) small
+        tiles are several times faster than the largest that fits in memory. The shipped
+        and official shapes are not capped below 1024 pixels.
+        """
+        nets = [net for net in (self.unet0, self.unet1) if net is not None]
+        for tile in self.tile_sizes:
+            if all(net.attention_flops_per_pixel(tile, tile) <= net.conv_flops_per_pixel() for net in nets):
+                return None if tile == self.tile_sizes[0] else max(tile, self.min_tile)
+        return self.min_tile
+
     # ---- one network evaluation ---------------------------------------------------------
     def _predictor(
         self, x_in: Tensor | float, cond: Tensor | None, batch_size: int = 0
