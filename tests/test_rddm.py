@@ -20,7 +20,8 @@ from safetensors.torch import load_file
 
 from cli_helpers import run_cli
 from helpers import maxdiff
-from restorecli.engines.rddm.engine import RDDMEngine, component_state, paper_resize, paper_resize_uint8
+from restorecli.engines.rddm.engine import RDDMEngine, component_state
+from restorecli.engines.rddm.paper_resize import paper_resize, paper_resize_uint8
 from restorecli.engines.rddm.schedule import (
     OBJECTIVES,
     SCHEDULE_BUFFERS,

@@ -28,9 +28,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
-from PIL import Image
 from torch import Tensor, nn
 
 from ...errors import UsageError, WeightsError
@@ -38,6 +36,7 @@ from ...nets.rddm_unet import RDDMUnet, RDDMUnetRes, build_unet, build_unetres
 from ...weights.registry import ComponentSpec, ModelSpec
 from ..base import Engine, MemoryShare, StateDict, check_batch
 from ..common import pad_end, padded_size, randn, randn_per_image
+from .paper_resize import paper_resize
 from .schedule import (
     OBJECTIVES,
     SCHEDULE_BUFFERS,
@@ -56,7 +55,6 @@ UNET_KIND = "rddm.unet"  # one Unet per component, named unet0 / unet1 (what `re
 KINDS = (UNETRES_KIND, UNET_KIND)
 EMA_PREFIX = "ema_model."
 MODEL_PREFIX = "model."
-PAPER_BLOCK = 8  # the official test loader pads to a multiple of 8 before resizing
 
 
 # ---- sampler configuration ---------------------------------------------------------------
@@ -194,36 +192,6 @@ def component_state(comp: ComponentSpec, obj: Any) -> StateDict:
             raise WeightsError(f"the checkpoint holds no '{comp.name}' network", "check the file and the model")
         return state
     raise UsageError(f"the rddm engine cannot load component kind '{comp.kind}'")
-
-
-# ---- pre-processing ----------------------------------------------------------------------
-
-
-def paper_resize_uint8(image: np.ndarray, size: int = 256, block: int = PAPER_BLOCK) -> tuple[np.ndarray, np.ndarray]:
-    """The official restoration test input: (padded, resized) uint8 HWC arrays.
-
-    Zero-pad bottom/right so both sides are >= size and multiples of `block`,
-    then PIL-bicubic resize to size x size (aspect ratio not kept, no crop).
-    """
-    h, w = image.shape[:2]
-    ph, pw = padded_size(h, block, size), padded_size(w, block, size)
-    padded = np.zeros((ph, pw) + image.shape[2:], dtype=np.uint8)
-    padded[:h, :w] = image
-    resized = np.asarray(Image.fromarray(padded).resize((size, size), Image.BICUBIC))
-    return padded, resized
-
-
-def paper_resize(x: Tensor, size: int) -> Tensor:
-    """(B, C, H, W) in [0, 1] -> (B, C, size, size) through the official uint8 PIL pipeline."""
-    out = []
-    for img in x:
-        arr = (img.permute(1, 2, 0).clamp(0, 1) * 255).round().to(torch.uint8).numpy()
-        if arr.shape[2] == 1:
-            arr = arr[:, :, 0]
-        _, resized = paper_resize_uint8(arr, size)
-        t = torch.from_numpy(resized.astype(np.float32) / 255.0)
-        out.append(t[None] if t.dim() == 2 else t.permute(2, 0, 1))
-    return torch.stack(out)
 
 
 # ---- the engine --------------------------------------------------------------------------
