@@ -112,13 +112,10 @@ def main() -> None:
     except click_errors.ClickException as exc:
         print_error(printable(_click_error(exc)))
         sys.exit(exc.exit_code)
-    except typer.Abort as exc:  # Click turns Ctrl-C outside a batch into Abort
-        if isinstance(exc.__cause__, KeyboardInterrupt):
-            print_error("interrupted (Ctrl-C): stopped; no partial file was kept")
-            sys.exit(EXIT_INTERRUPTED)
-        print_error("aborted")
-        sys.exit(1)
-    except KeyboardInterrupt:
+    except (typer.Abort, KeyboardInterrupt) as exc:  # Click turns Ctrl-C outside a batch into Abort
+        if isinstance(exc, typer.Abort) and not isinstance(exc.__cause__, KeyboardInterrupt):
+            print_error("aborted")
+            sys.exit(1)
         print_error("interrupted (Ctrl-C): stopped; no partial file was kept")
         sys.exit(EXIT_INTERRUPTED)
     except Terminated:

@@ -8,8 +8,8 @@ file behind and a held cache lock or temporary file was never cleaned up. With
 command exits 143 with one line. The batch pipeline still installs its own
 handler while images are processed (finished outputs kept, exit 143).
 
-Click turns a Ctrl-C outside a batch into "Aborted!" and exit 1;
-`exit_code_after` maps that back to 130, as docs/cli.md says.
+Click turns a Ctrl-C outside a batch into `Abort`; `cli.main` maps that back to
+130, as docs/cli.md says.
 
 No imports from other restorecli modules except `errors`, so the module can move freely.
 """
@@ -37,11 +37,3 @@ def install_sigterm() -> None:
     """Make SIGTERM raise `Terminated` in the main thread (a no-op elsewhere)."""
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _raise_terminated)
-
-
-def exit_code_after(exc: SystemExit) -> int | str | None:
-    """The exit code to use for a SystemExit: 130 when it is click's "Aborted!" after a Ctrl-C."""
-    context = exc.__context__
-    if type(context).__name__ == "Abort" and isinstance(context.__cause__, KeyboardInterrupt):
-        return EXIT_INTERRUPTED
-    return exc.code

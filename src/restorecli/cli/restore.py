@@ -82,10 +82,6 @@ def _task_command(task: str, summary: str, with_mask: bool = False, with_resize:
     ) -> None:
         if with_mask and mask is None:
             raise UsageError(f"'restore {task}' needs --mask MASK", "white (255) marks the area to fill")
-        if mask is not None and not with_mask:
-            raise UsageError(
-                f"'restore {task}' takes no --mask", "masks are for 'restore inpaint' and 'restore shadow'"
-            )
         result = run_restore(
             [input],
             output,

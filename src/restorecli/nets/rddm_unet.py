@@ -314,7 +314,7 @@ class RDDMUnet(nn.Module):
         hidden = self.attn_hidden
         skips = sum(4 * widths[level] * pixels / 4**level for level in range(self.levels))
         transient = max((8 * widths[level] + 5 * hidden) * pixels / 4**level for level in range(self.levels))
-        side = fold * 2 ** (self.levels - 1)
+        side = self.size_multiple
         tokens = (height / side) * (width / side)
         attention = 4 * hidden * tokens
         if is_reference():
@@ -346,7 +346,7 @@ class RDDMUnet(nn.Module):
 
     def attention_flops_per_pixel(self, height: int, width: int) -> float:
         """The middle block's full attention per input pixel: it grows with the tokens of the tile."""
-        side = self.unshuffle * 2 ** (self.levels - 1)
+        side = self.size_multiple
         tokens = (height / side) * (width / side)
         return 4 * self.attn_hidden * tokens / (side * side)
 

@@ -322,9 +322,9 @@ class RDDMEngine(Engine):
         tiles are several times faster than the largest that fits in memory. The shipped
         and official shapes are not capped below 1024 pixels.
         """
-        nets = [net for net in (self.unet0, self.unet1) if net is not None]
+        nets = [(net, net.conv_flops_per_pixel()) for net in (self.unet0, self.unet1) if net is not None]
         for tile in self.tile_sizes:
-            if all(net.attention_flops_per_pixel(tile, tile) <= net.conv_flops_per_pixel() for net in nets):
+            if all(net.attention_flops_per_pixel(tile, tile) <= conv for net, conv in nets):
                 return None if tile == self.tile_sizes[0] else max(tile, self.min_tile)
         return self.min_tile
 
