@@ -31,7 +31,7 @@ SHIPPED_SHAPE = {"dim": 16, "attn_heads": 1, "attn_dim_head": 16, "pixel_unshuff
 
 
 # Peak memory of one network forward (CPU fp32, batch 1, torch 2.13, 1 thread), measured as the
-# growth of the process's max RSS (scripts-free: /work/scratch/peak.py, 2026-12-01), in MiB.
+# growth of the process's max RSS around the forward in a fresh process, 2026-12-01), in MiB.
 MEASURED_PEAKS = [
     (SHIPPED_SHAPE, 1024, 312),
     (SHIPPED_SHAPE, 2048, 907),

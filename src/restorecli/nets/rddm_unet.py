@@ -314,8 +314,7 @@ class RDDMUnet(nn.Module):
         hidden = self.attn_hidden
         skips = sum(4 * widths[level] * pixels / 4**level for level in range(self.levels))
         transient = max((8 * widths[level] + 5 * hidden) * pixels / 4**level for level in range(self.levels))
-        side = self.size_multiple
-        tokens = (height / side) * (width / side)
+        tokens = self.middle_tokens(height, width)
         attention = 4 * hidden * tokens
         if is_reference():
             attention += 2 * self.attn_heads * tokens * tokens
@@ -344,11 +343,14 @@ class RDDMUnet(nn.Module):
             total += 2 * module.weight.numel() / (fold * 4**level)
         return total
 
+    def middle_tokens(self, height: int, width: int) -> float:
+        """Positions the middle block's full attention sees for a height x width input."""
+        side = self.size_multiple
+        return (height / side) * (width / side)
+
     def attention_flops_per_pixel(self, height: int, width: int) -> float:
         """The middle block's full attention per input pixel: it grows with the tokens of the tile."""
-        side = self.size_multiple
-        tokens = (height / side) * (width / side)
-        return 4 * self.attn_hidden * tokens / (side * side)
+        return 4 * self.attn_hidden * self.middle_tokens(height, width) / self.size_multiple**2
 
     def forward(self, x: Tensor, time: Tensor) -> Tensor:
         if self.unshuffle > 1:
