@@ -3,7 +3,9 @@ exact resume, and a tiny end-to-end run through the real CLI (train, save, resto
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 import os
 import subprocess
 import sys
@@ -17,6 +19,7 @@ from PIL import Image
 from restorecli.engines.rddm.schedule import gated_x0, linear_schedule, time_pairs
 from restorecli.errors import UsageError
 from restorecli.training.config import TrainConfig, model_spec
+from restorecli.training.datasets import is_held_out
 from restorecli.training.loop import _reorder_opt_state, train
 from restorecli.training.objective import training_loss
 from restorecli.training.validate import sample
@@ -170,6 +173,49 @@ def test_resume_continues_exactly(tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
     spec = bundle_spec(full.bundle)
     assert spec is not None and spec.method == "rddm" and set(spec.components) == {"unet0", "unet1"}
+
+
+def _strict_json(text: str):
+    """json.loads that rejects the non-standard Infinity / NaN literals, as jq and JSON.parse do."""
+
+    def refuse(name: str):
+        raise ValueError(f"non-standard JSON literal {name}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_identity_pairs_are_scored_apart_and_logs_stay_strict_json(tmp_path):
+    """Held-out identity pairs (input == target) used to make every mean PSNR infinite and
+    wrote `Infinity` into log.jsonl and the bundle's metadata; now they get their own score."""
+    from restorecli.weights.bundle import read_bundle_metadata
+
+    write_clean_images(tmp_path / "clean", count=12)
+    deg = tmp_path / "dark"
+    deg.mkdir()
+    for f in sorted((tmp_path / "clean").iterdir()):
+        Image.fromarray((np.asarray(Image.open(f)) // 3).astype(np.uint8)).save(deg / f.name)
+    held = [f.name for f in sorted((tmp_path / "clean").iterdir()) if is_held_out(f.name, 0.5)]
+    assert held and len(held) < 12  # both halves of the split are used below
+    cfg = tiny_config(
+        tmp_path / "clean",
+        pairs=[[str(deg), str(tmp_path / "clean")], [str(tmp_path / "clean"), str(tmp_path / "clean")]],
+        pair_fraction=1.0,
+        held_out=0.5,
+        val_count=8,
+        val_every=2,
+    )
+    cfg = dataclasses.replace(cfg, clean=[])  # pairs only: every held-out image is a darkened or an identity pair
+    lines: list[str] = []
+    result = train(cfg, tmp_path / "run", log=lines.append)
+    assert math.isfinite(result.baseline["psnr_y"])  # the darkened pairs alone
+    records = [_strict_json(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    last = records[-1]
+    assert math.isfinite(last["psnr_y"]) and math.isfinite(last["identity_psnr_rgb"])
+    assert last["identity_count"] == len(held)
+    assert any("identity pairs kept at" in line for line in lines)
+    meta = read_bundle_metadata(tmp_path / "run" / "last.safetensors")
+    metrics = _strict_json(meta["metrics"])
+    assert metrics["held_out"]["identity_count"] == len(held)
 
 
 def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:

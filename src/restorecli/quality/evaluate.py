@@ -7,8 +7,6 @@ added (`1_derain.png` -> `1`). Both sides may also be single files.
 
 from __future__ import annotations
 
-import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +15,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import InputError, UsageError
+from ..io import jsontext as strict_json
 from ..io.files import list_images
 from .metrics import all_metrics
 
@@ -101,16 +100,7 @@ class EvalReport:
         }
 
     def to_json(self) -> str:
-        def clean(obj: Any) -> Any:
-            if isinstance(obj, float) and not math.isfinite(obj):
-                return "inf" if obj > 0 else "-inf"
-            if isinstance(obj, dict):
-                return {k: clean(v) for k, v in obj.items()}
-            if isinstance(obj, list):
-                return [clean(v) for v in obj]
-            return obj
-
-        return json.dumps(clean(self.as_dict()), indent=1)
+        return strict_json.dumps(self.as_dict(), indent=1)
 
 
 def evaluate_pairs(

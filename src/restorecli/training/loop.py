@@ -27,12 +27,13 @@ from torch import nn
 from ..engines import engine_class
 from ..engines.rddm.schedule import linear_schedule
 from ..errors import UsageError
+from ..io import jsontext as strict_json
 from ..io.files import atomic_target
 from ..weights.bundle import spec_to_dict, write_bundle
 from ..weights.registry import ModelSpec
 from .config import TrainConfig, model_spec, public_training_record
 from .objective import training_loss
-from .validate import build_data, input_scores, validate
+from .validate import build_data, describe_scores, input_scores, is_identity, validate
 
 
 def build_nets(spec: ModelSpec, device: torch.device) -> dict[str, nn.Module]:
@@ -202,10 +203,14 @@ def train(
         elapsed_before = float(ckpt.get("elapsed", 0.0))
         log(f"resumed from {resume} at step {step}")
     baseline = input_scores(val_pairs)
+    n_identity = sum(is_identity(p) for p in val_pairs)
     if baseline:
         log(
-            f"held-out inputs: PSNR-Y {baseline['psnr_y']:.2f} dB, SSIM-Y {baseline['ssim_y']:.4f} ({len(val_pairs)} pairs)"
+            f"held-out inputs: PSNR-Y {baseline['psnr_y']:.2f} dB, SSIM-Y {baseline['ssim_y']:.4f} "
+            f"({len(val_pairs) - n_identity} pairs)"
         )
+    if n_identity:
+        log(f"held-out identity pairs (output scored against the unchanged input): {n_identity}")
     n_params = sum(p.numel() for p in params)
     log(
         f"training {cfg.objective}{' + gate' if cfg.dual_output else ''}: {len(nets)} UNet(s), "
@@ -277,21 +282,18 @@ def train(
             record = {"step": step, "seconds": round(time.monotonic() - start, 1), "loss": dict(running), **metrics}
             history.append(record)
             with open(out_dir / "log.jsonl", "a") as fh:
-                fh.write(json.dumps(record) + "\n")
+                fh.write(strict_json.dumps(record) + "\n")
             if metrics:
-                log(
-                    f"step {step}: held-out PSNR-Y {metrics['psnr_y']:.2f} dB  SSIM-Y {metrics['ssim_y']:.4f}  "
-                    f"PSNR {metrics['psnr_rgb']:.2f} dB"
+                log(f"step {step}: {describe_scores(metrics)}")
+            if metrics.get("psnr_y", -math.inf) > best_psnr:
+                best_psnr = metrics["psnr_y"]
+                save_bundle(
+                    out_dir / "best.safetensors",
+                    cfg,
+                    ema.nets,
+                    half=half,
+                    metrics={"step": step, "held_out": metrics, "held_out_input": baseline},
                 )
-                if metrics["psnr_y"] > best_psnr:
-                    best_psnr = metrics["psnr_y"]
-                    save_bundle(
-                        out_dir / "best.safetensors",
-                        cfg,
-                        ema.nets,
-                        half=half,
-                        metrics={"step": step, "held_out": metrics, "held_out_input": baseline},
-                    )
         if (cfg.save_every and step % cfg.save_every == 0) or done:
             checkpoint()
             save_bundle(

@@ -19,7 +19,7 @@ from ..engines.rddm.schedule import Predict, Prediction, Schedule, gated_predict
 from ..engines.rddm.schedule import sample as rddm_sample
 from ..errors import UsageError
 from ..quality.evaluate import read_rgb8
-from ..quality.metrics import all_metrics, to_255
+from ..quality.metrics import all_metrics, psnr, to_255
 from .config import TrainConfig
 from .datasets import CropSampler, Pair, collect_images, fixed_pairs, is_held_out, load_pairs, split_files
 
@@ -124,6 +124,11 @@ def _centre(pair: Pair, size: int) -> Pair:
     return Pair(pair.name, pair.degraded[y : y + s_h, x : x + s_w].copy(), pair.clean[y : y + s_h, x : x + s_w].copy())
 
 
+def is_identity(pair: Pair) -> bool:
+    """A pair whose input is its target: a photo the model must leave alone, not one to restore."""
+    return pair.degraded.shape == pair.clean.shape and bool(np.array_equal(pair.degraded, pair.clean))
+
+
 def validate(
     nets: dict[str, nn.Module],
     cfg: TrainConfig,
@@ -133,10 +138,15 @@ def validate(
     steps: int | None = None,
     use_gate: bool = True,
 ) -> dict[str, float]:
-    """Mean PSNR/SSIM (Y and RGB) of the sampler's output on the held-out pairs, seed fixed per image."""
-    if not pairs:
-        return {}
-    scores = []
+    """Mean PSNR/SSIM (Y and RGB) of the sampler's output on the held-out pairs, seed fixed per image.
+
+    Identity pairs (input == target, e.g. well-exposed photos a low-light model must not
+    change) are scored apart: their PSNR is infinite for the input and tens of dB for any
+    output, so folding them into the means would drown the restoration pairs.
+    `identity_psnr_rgb` is the mean PSNR of output vs input over them (`identity_count` pairs).
+    """
+    scores: list[dict[str, float]] = []
+    kept: list[float] = []
     for k, pair in enumerate(pairs):
         deg = torch.from_numpy(pair.degraded.astype(np.float32) / 255.0).permute(2, 0, 1)[None].to(device)
         gen = torch.Generator().manual_seed(cfg.seed + k)
@@ -151,13 +161,33 @@ def validate(
             use_gate=use_gate,
         )
         restored = to_255(out[0].permute(1, 2, 0).cpu().numpy())
-        scores.append(all_metrics(restored, pair.clean))
-    return {m: float(np.mean([s[m] for s in scores])) for m in scores[0]}
+        if is_identity(pair):
+            kept.append(psnr(restored, pair.clean))
+        else:
+            scores.append(all_metrics(restored, pair.clean))
+    result = _means(scores)
+    if kept:
+        result["identity_psnr_rgb"] = float(np.mean(kept))
+        result["identity_count"] = float(len(kept))
+    return result
 
 
 def input_scores(pairs: list[Pair]) -> dict[str, float]:
-    """The same metrics for the degraded inputs themselves: the baseline a model must beat."""
-    if not pairs:
-        return {}
-    scores = [all_metrics(p.degraded, p.clean) for p in pairs]
-    return {m: float(np.mean([s[m] for s in scores])) for m in scores[0]}
+    """The same metrics for the degraded inputs themselves: the baseline a model must beat (identity pairs left out)."""
+    return _means([all_metrics(p.degraded, p.clean) for p in pairs if not is_identity(p)])
+
+
+def _means(scores: list[dict[str, float]]) -> dict[str, float]:
+    return {m: float(np.mean([s[m] for s in scores])) for m in scores[0]} if scores else {}
+
+
+def describe_scores(metrics: dict[str, float]) -> str:
+    """One log line for `validate`'s result: restoration scores, then how far identity pairs moved."""
+    parts = []
+    if "psnr_y" in metrics:
+        parts.append(
+            f"held-out PSNR-Y {metrics['psnr_y']:.2f} dB  SSIM-Y {metrics['ssim_y']:.4f}  PSNR {metrics['psnr_rgb']:.2f} dB"
+        )
+    if "identity_psnr_rgb" in metrics:
+        parts.append(f"identity pairs kept at {metrics['identity_psnr_rgb']:.2f} dB")
+    return "  ".join(parts)

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from safetensors import SafetensorError
 
 from ..errors import WeightsError
+from ..io import jsontext as strict_json
 from ..io.files import atomic_target
 from .filemode import follow_umask
 from .registry import ComponentSpec, ModelSpec, Registry
@@ -139,7 +140,7 @@ def write_bundle(
         "sources": json.dumps(dict(sources or {}), sort_keys=True),
     }
     for key, value in (extra_meta or {}).items():
-        meta[key] = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+        meta[key] = value if isinstance(value, str) else strict_json.dumps(value, sort_keys=True)
     tensors = _dedupe_shared(bundle_tensors(states))
     from safetensors.torch import save_file
 
