@@ -377,6 +377,12 @@ def test_bundled_model_is_registered_and_intact(task):
     assert path is not None and path.stat().st_size == spec.components["unet0"].size
     assert sha256_file(path) == spec.components["unet0"].sha256
     assert path.stat().st_size < 40e6
+    # every metadata value other readers parse (jq, JSON.parse) is strict JSON: no bare Infinity/NaN
+    from restorecli.weights.bundle import read_bundle_metadata
+
+    for key, value in read_bundle_metadata(path).items():
+        if key not in ("format", "model", "method"):
+            _strict_json(value)
 
 
 @pytest.mark.parametrize("task", sorted(SHIPPED))
