@@ -16,6 +16,7 @@ from safetensors.torch import load_file, save_file
 from restorecli.io import jsontext
 from restorecli.io.files import atomic_target
 from restorecli.weights.bundle import read_bundle_metadata
+from restorecli.weights.filemode import follow_umask
 
 PLAIN = ("format", "model", "method")  # plain strings, not JSON
 
@@ -31,6 +32,7 @@ def main(paths: list[str]) -> None:
         tensors = load_file(str(path))
         with atomic_target(path) as tmp:
             save_file(tensors, str(tmp), metadata=fixed)
+            follow_umask(tmp)  # as write_bundle: the temporary file is private until renamed
         print(f"{path}: rewrote {sorted(k for k in meta if meta[k] != fixed[k])}")
 
 
