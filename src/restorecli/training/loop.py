@@ -242,6 +242,10 @@ def train(
         with atomic_target(out_dir / "last.pt") as tmp:
             torch.save(data, tmp)
 
+    def save_ema(name: str) -> None:  # the EMA weights as a bundle, with the latest held-out scores
+        held_out = {"step": step, "held_out": metrics, "held_out_input": baseline}
+        save_bundle(out_dir / name, cfg, ema.nets, half=half, metrics=held_out)
+
     start = time.monotonic() - elapsed_before  # a resumed run continues the clock of the interrupted one
     metrics: dict[str, float] = {}
     last_log = start
@@ -287,22 +291,10 @@ def train(
                 log(f"step {step}: {describe_scores(metrics)}")
             if metrics.get("psnr_y", -math.inf) > best_psnr:
                 best_psnr = metrics["psnr_y"]
-                save_bundle(
-                    out_dir / "best.safetensors",
-                    cfg,
-                    ema.nets,
-                    half=half,
-                    metrics={"step": step, "held_out": metrics, "held_out_input": baseline},
-                )
+                save_ema("best.safetensors")
         if (cfg.save_every and step % cfg.save_every == 0) or done:
             checkpoint()
-            save_bundle(
-                out_dir / "last.safetensors",
-                cfg,
-                ema.nets,
-                half=half,
-                metrics={"step": step, "held_out": metrics, "held_out_input": baseline},
-            )
+            save_ema("last.safetensors")
         if paused:
             break
         if out_of_time:
