@@ -131,3 +131,22 @@ def test_bicubic_down_matches_matlab_set5(shared):
     ours = to_255(D.degrade(hr / 255.0, "bicubic", 0, scale=4)[0]).astype(int)
     diff = np.abs(ours - lr)
     assert diff.max() <= 2 and diff.mean() < 0.15
+
+
+def test_refracting_rain_shows_the_scene_behind_it_darker_and_brighter():
+    """Heavy real rain: a drop shows the displaced, smeared scene, so on texture a streak is darker in places."""
+    stripes = np.zeros((128, 128, 3), np.float32)
+    stripes[:, ::8] = 1.0  # thin vertical lines: the scene shifted across the fall moves them
+    out, p = D.degrade(stripes, "rain", 2, blend="refract", angle=0.0, density=0.01, layers=1, haze=0.0)
+    assert p["blend"] == "refract"
+    changed = out - stripes
+    assert (changed < -0.1).mean() > 0.01 and (changed > 0.1).mean() > 0.01
+    flat = np.full((64, 64, 3), 0.4, np.float32)
+    lit, _ = D.degrade(flat, "rain", 2, blend="refract", density=0.01, layers=1, haze=0.0, brightness=0.5)
+    assert (lit >= flat - 1e-6).all() and lit.max() <= 0.4 + 0.2 * 0.5 + 1e-4  # on flat ground only a little light
+
+
+def test_long_wide_dense_rain_leaves_the_scene_visible():
+    img = np.zeros((256, 256, 3), np.float32)
+    out, _ = D.degrade(img, "rain", 0, density=0.012, length=60.0, width=2.8, layers=1, blend="max", haze=0.0)
+    assert 0.05 < (out[..., 0] > 0.05).mean() < 0.6

@@ -54,13 +54,13 @@ PARAMS: dict[str, dict[str, tuple]] = {
     },
     "rain": {
         "density": ("float", 0.001, 0.012),
-        "length": ("float", 8.0, 35.0),
+        "length": ("float", 8.0, 60.0),
         "angle": ("float", -30.0, 30.0),
-        "width": ("float", 1.0, 2.2),
-        "brightness": ("float", 0.3, 0.85),
+        "width": ("float", 1.0, 2.8),
+        "brightness": ("float", 0.25, 0.85),
         "layers": ("int", 1, 3),
-        "blend": ("choice", ("screen", "add", "max"), (0.75, 0.2, 0.05)),
-        "haze": ("float", 0.0, 0.03),
+        "blend": ("choice", ("screen", "add", "max", "refract"), (0.6, 0.15, 0.05, 0.2)),
+        "haze": ("float", 0.0, 0.1),
     },
     "lowlight": {
         "gamma": ("float", 1.5, 3.0),
@@ -298,6 +298,18 @@ def rain_layer(
     return np.clip(streaks * brightness, 0.0, 1.0)
 
 
+MAX_RAIN_COVER = 0.35
+
+
+def _refracted(img: Array, length: float, angle: float, rng: Rng) -> Array:
+    """The scene as seen through falling drops: shifted a few pixels across the fall and smeared along it."""
+    shift = float(rng.uniform(2.0, 6.0)) * (1.0 if rng.random() < 0.5 else -1.0)
+    rad = math.radians(angle)
+    matrix = np.float32([[1.0, 0.0, shift * math.cos(rad)], [0.0, 1.0, -shift * math.sin(rad)]])
+    moved = cv2.warpAffine(img, matrix, (img.shape[1], img.shape[0]), borderMode=cv2.BORDER_REFLECT_101)
+    return convolve(moved, line_kernel(max(3.0, length / 3.0), angle))
+
+
 def rain(
     img: Array,
     rng: Rng,
@@ -318,7 +330,10 @@ def rain(
     brightness: peak value of an isolated streak; layers: 1-3 layers, each
     later one sparser, shorter and fainter with its angle jittered by up to 5
     degrees (rain at several depths); blend: "screen" (light adds without
-    clipping hard), "add" or "max"; haze: uniform veil mixed in (rain mist).
+    clipping hard), "add", "max" or "refract" (each drop shows the scene behind
+    it displaced and smeared along the fall, plus a little light: streaks that
+    are darker than the background in some places and brighter in others, as in
+    heavy real rain); haze: uniform veil mixed in (rain mist).
     """
     img = _check(img)
     p = sample_params(
@@ -336,6 +351,9 @@ def rain(
         ),
     )
     h, w = img.shape[:2]
+    # Long, wide streaks at a high seed density would cover the whole image: cap the first layer's
+    # coverage (seeds x length x width) at MAX_RAIN_COVER, as the densest real rain leaves the scene visible.
+    density = min(p["density"], MAX_RAIN_COVER / (p["length"] * p["width"]))
     total = np.zeros((h, w), np.float32)
     for k in range(p["layers"]):
         f = 1.0 / (1.0 + 0.6 * k)
@@ -343,7 +361,7 @@ def rain(
         layer = rain_layer(
             (h, w),
             rng,
-            density=p["density"] * f,
+            density=density * f,
             length=max(3.0, p["length"] * f),
             angle=p["angle"] + (jitter if k else 0.0),
             width=max(1.0, p["width"] * f),
@@ -355,8 +373,10 @@ def rain(
         out = 1.0 - (1.0 - img) * (1.0 - streak)
     elif p["blend"] == "add":
         out = img + streak
-    else:
+    elif p["blend"] == "max":
         out = np.maximum(img, streak)
+    else:
+        out = img * (1.0 - streak) + (_refracted(img, p["length"], p["angle"], rng) + 0.2 * p["brightness"]) * streak
     out = out * (1.0 - p["haze"]) + p["haze"]
     return np.clip(out, 0.0, 1.0).astype(np.float32)
 
