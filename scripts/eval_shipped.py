@@ -4,6 +4,8 @@ derain:
   1. Rain100L training pairs that `restore train` held out (name hash, fraction 0.1): real rain, never trained on.
   2. The three Rain100L *test* pairs in ../shared/data/derain/Rain100L-sample (never used for training or tuning).
   Targets: mean gain >= +5 dB PSNR-Y on each set, and no image worse than its input.
+  3. Synthetic rain on Kodak24 (never trained on), made with `restore degrade rain`: the full parameter range
+     (seed 11) and heavy refracting streaks like the Rain100L test samples' (seed 12, blend=refract, length=45).
 lowlight:
   1. LOL eval15 (`LOL/test/{low,normal}`, --lol folder): reporting only, never used for training or tuning.
   2. LOL training pairs held out by name hash.
@@ -29,6 +31,9 @@ from restorecli.quality.evaluate import evaluate_pairs
 from restorecli.training.datasets import is_held_out
 
 DATA = Path(os.environ.get("RESTORECLI_SHARED", Path(__file__).resolve().parent.parent.parent / "shared")) / "data"
+
+
+REFRACT = ["-P", "blend=refract", "-P", "length=45"]
 
 
 def cli(*args: str) -> None:
@@ -95,6 +100,12 @@ def main() -> None:
         )
         sample = DATA / "derain" / "Rain100L-sample"
         results.append(score("Rain100L test sample", "derain", sample / "input", sample / "target", work, extra))
+        kodak = DATA / "denoise" / "Kodak24"
+        for label, seed, params in (("Kodak24 synthetic rain", 11, []), ("Kodak24 refracting rain", 12, REFRACT)):
+            rainy = work / label.replace(" ", "_")
+            if not rainy.exists():
+                cli("degrade", "rain", str(kodak), str(rainy), "--seed", str(seed), "--quiet", *params)
+            results.append(score(label, "derain", rainy, kodak, work, extra))
     else:
         if args.lol is not None:
             results.append(
