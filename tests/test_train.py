@@ -403,10 +403,14 @@ def test_packaged_models_stay_small():
     assert sum(p.stat().st_size for p in models.glob("*.safetensors")) <= 40e6
 
 
-# task -> (degradation, steps, least mean gain in dB). Two held-out training-set files, 160 px centre
-# crops; measured mean gains here: rain 1 step +6.3 dB, low light 2 steps +16.0 dB (whole images:
-# +6.44 and +13.48 dB). Full numbers in docs/training.md.
-HELD_OUT_GAIN = {"derain": ("rain", 1, 3.0), "lowlight": ("lowlight", 2, 10.0)}
+# task -> (degradation, steps, least mean gain in dB, CBSD68 files), 160 px centre crops. Low light:
+# two files, measured +16.0 dB at 2 steps. Rain: four files the training held out by name hash; the
+# drawn rain is mostly long refracting streaks, the hardest part of the range: the shipped model
+# (session 7) gains +3.04 dB on average here, the session-6 one +2.09. Full numbers in docs/training.md.
+HELD_OUT_GAIN = {
+    "derain": ("rain", 1, 2.0, ("101087.png", "12084.png", "143090.png", "220075.png")),
+    "lowlight": ("lowlight", 2, 10.0, ("103070.png", "143090.png")),
+}
 
 
 @pytest.mark.parametrize("task", sorted(HELD_OUT_GAIN))
@@ -415,9 +419,9 @@ def test_bundled_model_improves_held_out_synthetic_images(shared, task):
     from restorecli.runtime.load import load_engine
     from restorecli.training.datasets import fixed_pairs
 
-    degradation, steps, least = HELD_OUT_GAIN[task]
+    degradation, steps, least, names = HELD_OUT_GAIN[task]
     root = shared("data", "denoise", "CBSD68")
-    pairs = fixed_pairs([root / "103070.png", root / "143090.png"], degradation, seed=1234, size=160)
+    pairs = fixed_pairs([root / name for name in names], degradation, seed=1234, size=160)
     engine = load_engine(None, task, device="cpu", offline=True)
     gains = []
     for pair in pairs:
