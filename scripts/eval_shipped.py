@@ -103,8 +103,9 @@ def main() -> None:
         kodak = DATA / "denoise" / "Kodak24"
         for label, seed, params in (("Kodak24 synthetic rain", 11, []), ("Kodak24 refracting rain", 12, REFRACT)):
             rainy = work / label.replace(" ", "_")
-            if not rainy.exists():
-                cli("degrade", "rain", str(kodak), str(rainy), "--seed", str(seed), "--quiet", *params)
+            if rainy.exists():  # made anew each run, like the outputs: a half-written set must not be scored
+                shutil.rmtree(rainy)
+            cli("degrade", "rain", str(kodak), str(rainy), "--seed", str(seed), "--quiet", *params)
             results.append(score(label, "derain", rainy, kodak, work, extra))
     else:
         if args.lol is not None:

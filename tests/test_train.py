@@ -408,7 +408,7 @@ def test_packaged_models_stay_small():
 # drawn rain is mostly long refracting streaks, the hardest part of the range: the shipped model
 # (session 7) gains +3.04 dB on average here, the session-6 one +2.09. Full numbers in docs/training.md.
 HELD_OUT_GAIN = {
-    "derain": ("rain", 1, 2.0, ("101087.png", "12084.png", "143090.png", "220075.png")),
+    "derain": ("rain", 1, 2.5, ("101087.png", "12084.png", "143090.png", "220075.png")),
     "lowlight": ("lowlight", 2, 10.0, ("103070.png", "143090.png")),
 }
 
