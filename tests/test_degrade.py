@@ -150,3 +150,19 @@ def test_long_wide_dense_rain_leaves_the_scene_visible():
     img = np.zeros((256, 256, 3), np.float32)
     out, _ = D.degrade(img, "rain", 0, density=0.012, length=60.0, width=2.8, layers=1, blend="max", haze=0.0)
     assert 0.05 < (out[..., 0] > 0.05).mean() < 0.6
+
+
+def test_rain_mist_on_a_minority_of_draws_so_clear_photos_stay_clear():
+    # A veil on every draw taught the derain model to darken every photo by the expected veil
+    # (a rain-free Kodak photo lost 9 levels); most draws must carry no mist at all.
+    rng = np.random.default_rng(5)
+    haze = np.array([D.sample_params("rain", rng)["haze"] for _ in range(2000)])
+    assert 0.2 < (haze > 0).mean() < 0.4
+    assert haze[haze > 0].min() >= 0.02 and haze.max() <= 0.1
+    # a given value is used as is, zero included
+    assert D.sample_params("rain", rng, {"haze": 0.07})["haze"] == 0.07
+    assert D.sample_params("rain", rng, {"haze": 0.0})["haze"] == 0.0
+    img = clean()
+    misty, _ = D.degrade(img, "rain", 0, density=0.001, haze=0.1)
+    clear, _ = D.degrade(img, "rain", 0, density=0.001, haze=0.0)
+    assert misty.mean() > clear.mean() + 0.02

@@ -40,7 +40,8 @@ def _check(img: Array) -> Array:
 
 
 # Parameter table: degradation -> parameter -> how to draw it when not given.
-#   ("float", low, high) uniform; ("int", low, high) inclusive; ("choice", options, probabilities); ("fixed", value)
+#   ("float", low, high) uniform; ("int", low, high) inclusive; ("choice", options, probabilities); ("fixed", value);
+#   ("sometimes", probability, low, high): uniform in [low, high] with that probability, else 0.0
 PARAMS: dict[str, dict[str, tuple]] = {
     "bicubic": {"scale": ("fixed", 4)},
     "realistic": {
@@ -60,7 +61,9 @@ PARAMS: dict[str, dict[str, tuple]] = {
         "brightness": ("float", 0.25, 0.85),
         "layers": ("int", 1, 3),
         "blend": ("choice", ("screen", "add", "max", "refract"), (0.6, 0.15, 0.05, 0.2)),
-        "haze": ("float", 0.0, 0.1),
+        # Mist on a minority of draws only: a veil present on every draw teaches the model to
+        # darken any photo by the expected veil, including clear ones (see docs/training.md).
+        "haze": ("sometimes", 0.3, 0.02, 0.1),
     },
     "lowlight": {
         "gamma": ("float", 1.5, 3.0),
@@ -92,6 +95,9 @@ def sample_params(name: str, rng: Rng, given: dict[str, Any] | None = None) -> d
         kind = rule[0]
         if kind == "float":
             drawn: Any = float(rng.uniform(rule[1], rule[2]))
+        elif kind == "sometimes":
+            on, value = rng.uniform() < rule[1], float(rng.uniform(rule[2], rule[3]))
+            drawn = value if on else 0.0
         elif kind == "int":
             drawn = int(rng.integers(rule[1], rule[2] + 1))
         elif kind == "choice":
@@ -99,7 +105,7 @@ def sample_params(name: str, rng: Rng, given: dict[str, Any] | None = None) -> d
         else:
             drawn = rule[1]
         value = given.get(key, drawn)
-        if kind == "float":
+        if kind in ("float", "sometimes"):
             value = float(value)
         elif kind == "int" or (kind == "fixed" and isinstance(rule[1], int)):
             value = int(value)
