@@ -6,6 +6,7 @@ derain:
   Targets: mean gain >= +5 dB PSNR-Y on each set, and no image worse than its input.
   3. Synthetic rain on Kodak24 (never trained on), made with `restore degrade rain`: the full parameter range
      (seed 11) and heavy refracting streaks like the Rain100L test samples' (seed 12, blend=refract, length=45).
+  4. Rain-free photos (Kodak24): PSNR of the output against its own input (a clear photo must stay as it is).
 lowlight:
   1. LOL eval15 (`LOL/test/{low,normal}`, --lol folder): reporting only, never used for training or tuning.
   2. LOL training pairs held out by name hash.
@@ -107,6 +108,8 @@ def main() -> None:
                 shutil.rmtree(rainy)
             cli("degrade", "rain", str(kodak), str(rainy), "--seed", str(seed), "--quiet", *params)
             results.append(score(label, "derain", rainy, kodak, work, extra))
+        # a photo without rain must come back nearly unchanged (no veil removed that is not there)
+        results.append(score("rain-free photos (output vs input)", "derain", kodak, kodak, work, extra))
     else:
         if args.lol is not None:
             results.append(
