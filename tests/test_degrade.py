@@ -166,3 +166,26 @@ def test_rain_mist_on_a_minority_of_draws_so_clear_photos_stay_clear():
     misty, _ = D.degrade(img, "rain", 0, density=0.001, haze=0.1)
     clear, _ = D.degrade(img, "rain", 0, density=0.001, haze=0.0)
     assert misty.mean() > clear.mean() + 0.02
+
+
+def test_rain_training_crops_stay_upright():
+    # Streaks turned on their side taught the derain model to erase horizontal bright lines (the wave
+    # crests of Kodak's kodim14); rain training keeps crops upright: half turns and flips only.
+    from restorecli.training.config import TrainConfig
+    from restorecli.training.datasets import CropSampler
+    from restorecli.training.validate import upright
+
+    bar = np.zeros((32, 32, 3), np.uint8)
+    bar[:, 14:18] = 255  # a vertical bar; a quarter turn makes it horizontal
+
+    def horizontal_share(quarter_turns: bool) -> float:
+        sampler = CropSampler(clean=[bar], degradation="noise", crop=32, quarter_turns=quarter_turns)
+        rng = np.random.default_rng(0)
+        crops = [sampler._cut(rng, bar)[0] for _ in range(200)]
+        return float(np.mean([c[14:18, :].min() == 255 for c in crops]))
+
+    assert horizontal_share(False) == 0.0
+    assert 0.3 < horizontal_share(True) < 0.7
+    assert upright(TrainConfig(task="derain", degradation="rain"))
+    assert upright(TrainConfig(task="derain", degradation=None))
+    assert not upright(TrainConfig(task="lowlight", degradation="lowlight"))

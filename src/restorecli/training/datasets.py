@@ -86,7 +86,9 @@ class CropSampler:
     """Random aligned training crops (with flips and 90-degree turns) from pairs or from clean images.
 
     Clean images get a fresh synthetic degradation for every crop, so a small
-    pool of photos yields an unlimited stream of distinct pairs.
+    pool of photos yields an unlimited stream of distinct pairs. quarter_turns=False
+    keeps crops upright (half turns and flips only) for rain: streaks turned on their
+    side teach a model to erase horizontal bright lines (wave crests, wires) that rain never makes.
     """
 
     def __init__(
@@ -98,6 +100,7 @@ class CropSampler:
         degrade_params: dict[str, Any] | None = None,
         crop: int = 64,
         augment: bool = True,
+        quarter_turns: bool = True,
         pair_fraction: float = 0.0,
     ) -> None:
         if not clean and not pairs:
@@ -116,6 +119,7 @@ class CropSampler:
         self.degrade_params = dict(degrade_params or {})
         self.crop = crop
         self.augment = augment
+        self.quarter_turns = quarter_turns
         if not 0.0 <= pair_fraction <= 1.0:
             raise UsageError(f"--pair-fraction {pair_fraction} is not between 0 and 1")
         # 0 keeps the plain draw (uniform over all images), so earlier runs replay exactly
@@ -128,6 +132,8 @@ class CropSampler:
         out = [im[y : y + self.crop, x : x + self.crop] for im in images]
         if self.augment:
             k = int(rng.integers(0, 4))
+            if not self.quarter_turns:
+                k = 2 * (k % 2)  # 0 or 180 degrees; the same draws either way, so the stream stays aligned
             flip = bool(rng.integers(0, 2))
             out = [np.rot90(im, k) for im in out]
             if flip:

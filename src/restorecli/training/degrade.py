@@ -464,12 +464,15 @@ def realistic_down(
 
 @dataclass(frozen=True)
 class Degradation:
-    """A named degradation: its function, a one-line summary, and whether it shrinks the image."""
+    """A named degradation: its function, a one-line summary, whether it shrinks the image, and
+    whether it is upright (has a direction relative to the ground, like falling rain, so training
+    crops must not be turned on their side)."""
 
     name: str
     func: Callable[..., Array]
     summary: str
     shrinks: bool = False
+    upright: bool = False
 
 
 DEGRADATIONS: dict[str, Degradation] = {
@@ -477,7 +480,9 @@ DEGRADATIONS: dict[str, Degradation] = {
     for d in (
         Degradation("bicubic", bicubic_down, "MATLAB bicubic downscaling (scale)", True),
         Degradation("realistic", realistic_down, "blur, downscale, noise, JPEG (scale, ...)", True),
-        Degradation("rain", rain, "rain streaks (density, length, angle, width, brightness, layers, blend, haze)"),
+        Degradation(
+            "rain", rain, "rain streaks (density, length, angle, width, brightness, layers, blend, haze)", upright=True
+        ),
         Degradation("lowlight", low_light, "under-exposure and sensor noise (gamma, exposure, shot, read)"),
         Degradation("motion", motion_blur, "linear motion blur (length, angle)"),
         Degradation("defocus", defocus_blur, "defocus disk blur (radius)"),

@@ -22,6 +22,7 @@ from ..quality.evaluate import read_rgb8
 from ..quality.metrics import all_metrics, psnr, to_255
 from .config import TrainConfig
 from .datasets import CropSampler, Pair, collect_images, fixed_pairs, is_held_out, load_pairs, split_files
+from .degrade import DEGRADATIONS
 
 
 def predictor(
@@ -111,9 +112,15 @@ def build_data(cfg: TrainConfig) -> tuple[CropSampler, list[Pair]]:
         degradation=cfg.degradation if cfg.clean else None,
         degrade_params=cfg.degrade_params,
         crop=cfg.crop,
+        quarter_turns=not upright(cfg),
         pair_fraction=cfg.pair_fraction,
     )
     return sampler, val_pairs
+
+
+def upright(cfg: TrainConfig) -> bool:
+    """Whether training crops must stay upright: deraining (its pairs and its synthetic rain fall down)."""
+    return cfg.task == "derain" or (cfg.degradation is not None and DEGRADATIONS[cfg.degradation].upright)
 
 
 def _centre(pair: Pair, size: int) -> Pair:
