@@ -413,9 +413,18 @@ HELD_OUT_GAIN = {
 }
 
 
+def restore_rgb8(engine, img: np.ndarray, steps: int) -> np.ndarray:
+    """One uint8 RGB image (H, W, 3) through a loaded engine, seed 0, back to 8-bit levels."""
+    from restorecli.quality.metrics import to_255
+
+    x = torch.from_numpy(img.astype(np.float32) / 255).permute(2, 0, 1)[None]
+    out = engine.restore(x, steps=steps, generators=[torch.Generator().manual_seed(0)])
+    return to_255(out[0].permute(1, 2, 0).numpy())
+
+
 @pytest.mark.parametrize("task", sorted(HELD_OUT_GAIN))
 def test_bundled_model_improves_held_out_synthetic_images(shared, task):
-    from restorecli.quality.metrics import psnr, to_255
+    from restorecli.quality.metrics import psnr
     from restorecli.runtime.load import load_engine
     from restorecli.training.datasets import fixed_pairs
 
@@ -425,9 +434,7 @@ def test_bundled_model_improves_held_out_synthetic_images(shared, task):
     engine = load_engine(None, task, device="cpu", offline=True)
     gains = []
     for pair in pairs:
-        x = torch.from_numpy(pair.degraded.astype(np.float32) / 255).permute(2, 0, 1)[None]
-        out = engine.restore(x, steps=steps, generators=[torch.Generator().manual_seed(0)])
-        restored = to_255(out[0].permute(1, 2, 0).numpy())
+        restored = restore_rgb8(engine, pair.degraded, steps)
         gains.append(psnr(restored, pair.clean, y_channel=True) - psnr(pair.degraded, pair.clean, y_channel=True))
     print(task, gains)
     assert np.mean(gains) > least, gains
@@ -444,7 +451,7 @@ UNCHANGED_BAR = {"derain": 35.0, "lowlight": 35.0}
 @pytest.mark.parametrize("task", sorted(UNCHANGED_BAR))
 def test_bundled_model_leaves_a_clear_photo_nearly_unchanged(shared, task):
     from restorecli.quality.evaluate import read_rgb8
-    from restorecli.quality.metrics import psnr, to_255
+    from restorecli.quality.metrics import psnr
     from restorecli.runtime.load import load_engine
 
     engine = load_engine(None, task, device="cpu", offline=True)
@@ -453,8 +460,6 @@ def test_bundled_model_leaves_a_clear_photo_nearly_unchanged(shared, task):
         img = read_rgb8(shared("data", "denoise", "Kodak24", name))
         h, w = img.shape[:2]
         img = np.ascontiguousarray(img[(h - 192) // 2 : (h + 192) // 2, (w - 192) // 2 : (w + 192) // 2])
-        x = torch.from_numpy(img.astype(np.float32) / 255).permute(2, 0, 1)[None]
-        out = engine.restore(x, steps=1, generators=[torch.Generator().manual_seed(0)])
-        scores.append(psnr(to_255(out[0].permute(1, 2, 0).numpy()), img, y_channel=True))
+        scores.append(psnr(restore_rgb8(engine, img, 1), img, y_channel=True))
     print(task, scores)
     assert min(scores) >= UNCHANGED_BAR[task], scores

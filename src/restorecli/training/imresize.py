@@ -49,11 +49,7 @@ def _resize_matrix(in_len: int, out_len: int, scale: float) -> Array:
 
 
 def imresize(img: Array, scale: float | None = None, size: tuple[int, int] | None = None) -> Array:
-    """MATLAB `imresize(img, scale, 'bicubic')` on a float image (H, W, C); `size` is (H, W).
-
-    The standard SR test sets (Set5, Set14, ... LR_bicubic) were made with
-    MATLAB, so matching it is what makes synthetic x4 inputs comparable.
-    """
+    """MATLAB `imresize(img, scale, 'bicubic')` on a float image (H, W, C); `size` is (H, W)."""
     h, w = img.shape[:2]
     if size is None:
         if scale is None:
