@@ -166,6 +166,14 @@ def train_cmd(
         float, typer.Option("--time-limit", min=0.0, help="Stop (and save) after this many seconds.")
     ] = 0.0,
     resume: Annotated[Optional[Path], typer.Option("--resume", help="Continue from a run's last.pt.")] = None,
+    init: Annotated[
+        Optional[str],
+        typer.Option(
+            "--init",
+            help="Start from these weights (fine-tune): a bundle from 'restore train' or a shipped model's name; "
+            "the network options must match it.",
+        ),
+    ] = None,
     half: Annotated[bool, typer.Option("--half", help="Store the bundle's weights in fp16 (half the size).")] = False,
     threads: Annotated[
         int,
@@ -228,6 +236,7 @@ def train_cmd(
         time_limit=time_limit,
         clean=[str(c) for c in clean or []],
         pairs=pair_list,
+        init=init,
     )
     log = (lambda _msg: None) if quiet else (lambda msg: err_console.print(msg, highlight=False))
     result = train(cfg, output, device=pick_device(device), resume=resume, log=log, half=half)

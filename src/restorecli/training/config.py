@@ -59,6 +59,7 @@ class TrainConfig:
     clean: list[str] = field(default_factory=list)
     pairs: list[list[str]] = field(default_factory=list)
     pair_fraction: float = 0.0  # share of crops taken from --pairs when --clean is also given; 0 = by image count
+    init: str | None = None  # bundle file or shipped model whose weights start the run (fine-tuning)
 
     def __post_init__(self) -> None:
         if self.objective not in ("pred_res_noise", "pred_res"):
@@ -172,4 +173,5 @@ def public_training_record(cfg: TrainConfig) -> dict[str, Any]:
     record = dict(asdict(cfg))
     record["clean"] = [dataset_label(c) for c in cfg.clean]
     record["pairs"] = [[dataset_label(d) for d in pair] for pair in cfg.pairs]
+    record["init"] = Path(cfg.init).name if cfg.init else None  # a shipped model's name, or the bundle's file name
     return record

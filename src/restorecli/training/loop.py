@@ -34,6 +34,7 @@ from ..weights.registry import ModelSpec
 from .config import TrainConfig, model_spec, public_training_record
 from .objective import training_loss
 from .validate import build_data, describe_scores, input_scores, is_identity, validate
+from .warmstart import load_init_weights
 
 
 def build_nets(spec: ModelSpec, device: torch.device) -> dict[str, nn.Module]:
@@ -169,6 +170,8 @@ def train(
     sampler, val_pairs = build_data(cfg)
     spec = model_spec(cfg)
     nets = build_nets(spec, device)
+    if cfg.init and resume is None:  # a resumed run's checkpoint already holds the weights
+        log(f"starting from the weights of {load_init_weights(cfg.init, spec, nets)}")
     for net in nets.values():
         net.train()
     params = [p for net in nets.values() for p in net.parameters()]

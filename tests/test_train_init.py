@@ -1,0 +1,71 @@
+"""`restore train --init`: fine-tuning starts from a bundle's (or a shipped model's) weights,
+refuses a network that does not match, and records the start by name, never by machine path."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+from safetensors.torch import load_file
+
+from restorecli.errors import UsageError
+from restorecli.training.loop import train
+from restorecli.training.warmstart import resolve_init
+from restorecli.weights.bundle import read_bundle_metadata
+from test_train import run_cli, tiny_config, write_clean_images
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+QUIET = lambda _m: None  # noqa: E731
+
+
+@pytest.fixture
+def first_run(tmp_path: Path) -> Path:
+    """A tiny trained bundle (fp32) to start from."""
+    write_clean_images(tmp_path / "clean")
+    return train(tiny_config(tmp_path / "clean"), tmp_path / "first", log=QUIET).bundle
+
+
+def test_init_starts_from_the_bundles_weights(tmp_path, first_run):
+    # lr 0: the optimiser never moves the weights, so the new run's bundle is exactly where it started
+    still = tiny_config(tmp_path / "clean", lr=0.0, lr_min=0.0, seed=7)
+    started = train(dataclasses.replace(still, init=str(first_run)), tmp_path / "tuned", log=QUIET).bundle
+    fresh = train(still, tmp_path / "fresh", log=QUIET).bundle
+    a, b, c = load_file(str(first_run)), load_file(str(started)), load_file(str(fresh))
+    assert a.keys() == b.keys()
+    # (the EMA of unchanging weights moves them by float rounding only)
+    assert max(float((a[k] - b[k]).abs().max()) for k in a) < 1e-6
+    assert max(float((a[k] - c[k]).abs().max()) for k in a) > 1e-2  # without --init: its own random weights
+    record = json.loads(read_bundle_metadata(started)["training"])
+    assert record["init"] == "last.safetensors"  # the file's name, not the machine's path
+
+
+def test_init_refuses_a_different_network(tmp_path, first_run):
+    wider = tiny_config(tmp_path / "clean", dim=16, init=str(first_run))
+    with pytest.raises(UsageError, match=r"different network \(dim=8") as err:
+        train(wider, tmp_path / "wider", log=QUIET)
+    assert "--dim 8 --dim-mults 1,2 " in err.value.hint
+    one_head = tiny_config(tmp_path / "clean", objective="pred_res", init=str(first_run))
+    with pytest.raises(UsageError, match="unet1"):
+        train(one_head, tmp_path / "one", log=QUIET)
+    assert not (tmp_path / "wider" / "last.pt").exists()
+
+
+def test_init_accepts_a_shipped_model_by_name_and_explains_a_bad_name():
+    shipped = resolve_init("rddm-lowlight-small")
+    assert shipped.name == "rddm-lowlight-small.safetensors" and shipped.is_file()
+    with pytest.raises(UsageError, match="no such bundle file or shipped model"):
+        resolve_init("rddm-lowlight-smal")
+
+
+def test_cli_init_with_a_mismatched_network_is_one_line_and_exit_2(tmp_path):
+    write_clean_images(tmp_path / "clean")
+    r = run_cli(
+        "train", "rddm", "--clean", str(tmp_path / "clean"), "-o", str(tmp_path / "run"), "--dim", "8",
+        "--dim-mults", "1,2", "--iters", "1", "--crop", "32", "--objective", "pred_res", "--init", "rddm-derain-small",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert r.returncode == 2, r.stderr
+    assert "different network" in r.stderr and "Traceback" not in r.stderr
+    assert "--dim 16 --dim-mults 1,2,4,8 --attn-heads 1 --attn-dim-head 16 --pixel-unshuffle 2" in r.stderr
