@@ -50,6 +50,10 @@ def test_init_refuses_a_different_network(tmp_path, first_run):
     with pytest.raises(UsageError, match="unet1"):
         train(one_head, tmp_path / "one", log=QUIET)
     assert not (tmp_path / "wider" / "last.pt").exists()
+    gated = train(tiny_config(tmp_path / "clean", dual_output=True, iters=1), tmp_path / "gated", log=QUIET).bundle
+    with pytest.raises(UsageError, match=r"out_dim=4 in unet1") as err:
+        train(tiny_config(tmp_path / "clean", init=str(gated)), tmp_path / "plain", log=QUIET)
+    assert err.value.hint.endswith("--dual-output")
 
 
 def test_init_accepts_a_shipped_model_by_name_and_explains_a_bad_name():

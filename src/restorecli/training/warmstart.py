@@ -74,7 +74,8 @@ def load_init_weights(init: str, spec: ModelSpec, nets: dict[str, nn.Module]) ->
             differ = {k: theirs.get(k) for k in set(theirs) | set(comp.config) if theirs.get(k) != comp.config.get(k)}
             raise UsageError(
                 f"--init {init} holds a different network ({_describe(differ)} in {name})",
-                f"train with the bundle's network options: {_network_options(theirs)}",
+                f"train with the bundle's network options: {_network_options(theirs)}"
+                + (" --dual-output" if theirs.get("out_dim") == 4 else ""),
             )
     states = read_bundle(path, spec)
     with torch.no_grad():
