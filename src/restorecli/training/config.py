@@ -109,6 +109,9 @@ class TrainConfig:
 
 
 UNET_KIND = "rddm.unet"
+# Official values of the restorecli-only UNet settings; a config records a key only when it differs.
+OFFICIAL_UNET_EXTRAS = {"attn_heads": 4, "attn_dim_head": 32, "pixel_unshuffle": 1}
+GATED_OUT_DIM = 4  # --dual-output: the noise UNet also outputs the gate (3 + 1 channels)
 
 
 def unet_config(cfg: TrainConfig, out_dim: int | None = None) -> dict[str, Any]:
@@ -124,7 +127,7 @@ def unet_config(cfg: TrainConfig, out_dim: int | None = None) -> dict[str, Any]:
     if out_dim is not None:
         conf["out_dim"] = out_dim
     # only non-official values are written, so default runs keep the official config keys
-    for key, default in (("attn_heads", 4), ("attn_dim_head", 32), ("pixel_unshuffle", 1)):
+    for key, default in OFFICIAL_UNET_EXTRAS.items():
         if getattr(cfg, key) != default:
             conf[key] = getattr(cfg, key)
     return conf
@@ -134,7 +137,7 @@ def model_spec(cfg: TrainConfig, *, origin: str = "user-trained") -> ModelSpec:
     """The ModelSpec the engine needs to run what this config trains."""
     comps = {}
     for name in cfg.components:
-        out_dim = 4 if (cfg.dual_output and name == "unet1") else None
+        out_dim = GATED_OUT_DIM if (cfg.dual_output and name == "unet1") else None
         comps[name] = ComponentSpec(name=name, kind=UNET_KIND, config=unet_config(cfg, out_dim))
     sampler = {
         "objective": cfg.objective,

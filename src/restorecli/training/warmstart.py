@@ -18,6 +18,7 @@ from ..errors import UsageError
 from ..weights.bundle import bundle_spec, read_bundle
 from ..weights.cache import packaged_bundle
 from ..weights.registry import ModelSpec, load_registry
+from .config import GATED_OUT_DIM, OFFICIAL_UNET_EXTRAS
 
 
 def resolve_init(init: str) -> Path:
@@ -47,9 +48,9 @@ def _describe(config: dict) -> str:
 def _network_options(config: dict) -> str:
     """The `restore train` options that build the network of a bundle's UNet config."""
     mults = ",".join(str(m) for m in config.get("dim_mults", ()))
-    return (
-        f"--dim {config.get('dim')} --dim-mults {mults} --attn-heads {config.get('attn_heads', 4)} "
-        f"--attn-dim-head {config.get('attn_dim_head', 32)} --pixel-unshuffle {config.get('pixel_unshuffle', 1)}"
+    extras = {**OFFICIAL_UNET_EXTRAS, **{k: config[k] for k in OFFICIAL_UNET_EXTRAS if k in config}}
+    return f"--dim {config.get('dim')} --dim-mults {mults} " + " ".join(
+        f"--{key.replace('_', '-')} {value}" for key, value in extras.items()
     )
 
 
@@ -75,7 +76,7 @@ def load_init_weights(init: str, spec: ModelSpec, nets: dict[str, nn.Module]) ->
             raise UsageError(
                 f"--init {init} holds a different network ({_describe(differ)} in {name})",
                 f"train with the bundle's network options: {_network_options(theirs)}"
-                + (" --dual-output" if theirs.get("out_dim") == 4 else ""),
+                + (" --dual-output" if theirs.get("out_dim") == GATED_OUT_DIM else ""),
             )
     states = read_bundle(path, spec)
     with torch.no_grad():
