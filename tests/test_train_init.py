@@ -73,3 +73,14 @@ def test_cli_init_with_a_mismatched_network_is_one_line_and_exit_2(tmp_path):
     assert r.returncode == 2, r.stderr
     assert "different network" in r.stderr and "Traceback" not in r.stderr
     assert "--dim 16 --dim-mults 1,2,4,8 --attn-heads 1 --attn-dim-head 16 --pixel-unshuffle 2" in r.stderr
+
+
+def test_init_is_checked_before_the_data_loads(tmp_path, first_run, monkeypatch):
+    import restorecli.training.loop as loop
+
+    def no_data(_cfg):
+        raise AssertionError("the data was loaded before --init was checked")
+
+    monkeypatch.setattr(loop, "build_data", no_data)
+    with pytest.raises(UsageError, match="different network"):
+        train(tiny_config(tmp_path / "clean", dim=16, init=str(first_run)), tmp_path / "wider", log=QUIET)

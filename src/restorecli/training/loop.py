@@ -167,11 +167,12 @@ def train(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
-    sampler, val_pairs = build_data(cfg)
     spec = model_spec(cfg)
     nets = build_nets(spec, device)
     if cfg.init and resume is None:  # a resumed run's checkpoint already holds the weights
+        # before the data loads, so a bundle that does not fit is refused at once
         log(f"starting from the weights of {load_init_weights(cfg.init, spec, nets)}")
+    sampler, val_pairs = build_data(cfg)  # numpy only: the networks' torch-seeded init is unchanged
     for net in nets.values():
         net.train()
     params = [p for net in nets.values() for p in net.parameters()]
