@@ -406,8 +406,8 @@ def test_packaged_models_stay_small():
 # task -> (degradation, steps, least mean gain in dB, CBSD68 files), 160 px centre crops. Low light:
 # two files, measured +16.0 dB at 2 steps. Rain: four files the training held out by name hash; two
 # of the draws are faint rain on texture (gains under 1 dB): the shipped model (session 11) gains +3.86
-# dB on average here, the session-9 one +3.73, the session-8 one +3.43, the session-7 one +3.41, the session-6 one +1.78. Low light,
-# session 9: +15.4, session 10: +14.0. Full numbers in docs/training.md.
+# dB on average here, the session-9 one +3.73, the session-8 one +3.43, the session-7 one +3.41, the
+# session-6 one +1.78. Low light, session 9: +15.4, session 10: +14.0. Full numbers in docs/training.md.
 HELD_OUT_GAIN = {
     "derain": ("rain", 1, 2.5, ("101087.png", "12084.png", "143090.png", "220075.png")),
     "lowlight": ("lowlight", 2, 10.0, ("103070.png", "143090.png")),
@@ -445,9 +445,9 @@ def test_bundled_model_improves_held_out_synthetic_images(shared, task):
 # that are clear and well exposed (never trained on): a photo with nothing to restore must come back as it
 # was. kodim03/04/14/23 are the ones the session-7 derain model changed most: it darkened them by 4-9
 # levels (a rain-mist veil was on every synthetic draw) and erased the wave crests of kodim14 (sideways
-# streaks). Measured minimum: derain 43.4 dB (session 11; session 9: 44.8, session 8: 38.7, session 7: 27.3), low light 38.6 (session
-# 10; session 9: 40.3; session 7's L1-trained model: 46.3: the L2 fine-tunes keep more colour and change a
-# clear photo a little more).
+# streaks). Measured minimum: derain 43.4 dB (session 11; session 9: 44.8, session 8: 38.7, session 7:
+# 27.3), low light 38.6 (session 10; session 9: 40.3; session 7's L1-trained model: 46.3: the L2
+# fine-tunes keep more colour and change a clear photo a little more).
 UNCHANGED_BAR = {"derain": 35.0, "lowlight": 35.0}
 
 
