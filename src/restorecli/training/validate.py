@@ -71,6 +71,8 @@ def sample(
     shape from `generator`; with a gate, the clean estimate is the gated mix
     (`use_gate=False` runs the heads as plain RDDM).
     """
+    if objective == "direct":  # the lightnet: one deterministic pass, no noise drawn
+        return nets["net"](degraded).clamp(0, 1)
     x_in = degraded * 2 - 1
     noise = torch.randn(x_in.shape, generator=generator).to(x_in.device)
     x_t = x_in + math.sqrt(sum_scale) * noise

@@ -24,7 +24,8 @@ docs/engines/rddm.md for the registry entries and checkpoint layouts.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +33,7 @@ import torch
 from torch import Tensor, nn
 
 from ...errors import UsageError, WeightsError
+from ...nets.lightnet import GlobalParams, LightNet, build_lightnet
 from ...nets.rddm_unet import RDDMUnet, RDDMUnetRes, build_unet, build_unetres
 from ...weights.registry import ComponentSpec, ModelSpec
 from ..base import Engine, MemoryShare, StateDict, check_batch
@@ -52,7 +54,9 @@ from .schedule import (
 
 UNETRES_KIND = "rddm.unetres"  # official UnetRes: unet0.* (and unet1.*) in one component
 UNET_KIND = "rddm.unet"  # one Unet per component, named unet0 / unet1 (what `restore train rddm` writes)
-KINDS = (UNETRES_KIND, UNET_KIND)
+LIGHTNET_KIND = "rddm.lightnet"  # the one-pass global/local low-light enhancer (objective "direct")
+KINDS = (UNETRES_KIND, UNET_KIND, LIGHTNET_KIND)
+DIRECT = "direct"  # objective of a one-pass network (the lightnet): no diffusion, no noise drawn
 EMA_PREFIX = "ema_model."
 MODEL_PREFIX = "model."
 
@@ -83,9 +87,10 @@ class RDDMConfig:
         s = dict(spec.sampler)
         condition = bool(s.get("condition", spec.task != "generate"))
         objective = s.get("objective", "pred_res_noise")
-        if objective not in OBJECTIVES:
+        if objective not in (*OBJECTIVES, DIRECT):
             raise UsageError(
-                f"model '{spec.name}': unknown RDDM objective '{objective}'", f"use one of {', '.join(OBJECTIVES)}"
+                f"model '{spec.name}': unknown RDDM objective '{objective}'",
+                f"use one of {', '.join((*OBJECTIVES, DIRECT))}",
             )
         time_input = s.get("time_input", "int")
         if time_input not in ("int", "scaled"):
@@ -210,8 +215,12 @@ class RDDMEngine(Engine):
     ) -> None:
         super().__init__(spec, states, device, dtype)
         self.cfg = RDDMConfig.from_spec(spec)
-        self.unet0, self.unet1 = self._networks()
-        self._check_layout()
+        self.direct = self._direct_net()
+        self.unet0, self.unet1 = (None, None) if self.direct is not None else self._networks()
+        if self.direct is None:
+            self._check_layout()
+        self.exposure = 0.0  # stops added to a direct model's own exposure choice (--exposure)
+        self._whole: GlobalParams | None = None
         try:
             schedule = make_schedule(self.cfg.schedule, self.cfg.timesteps, self.cfg.sum_scale)
         except (TypeError, ValueError) as exc:
@@ -224,7 +233,7 @@ class RDDMEngine(Engine):
     # ---- construction ------------------------------------------------------------------
     @classmethod
     def build_component(cls, comp: ComponentSpec, device: torch.device | str = "cpu") -> nn.Module:
-        builders = {UNETRES_KIND: build_unetres, UNET_KIND: build_unet}
+        builders = {UNETRES_KIND: build_unetres, UNET_KIND: build_unet, LIGHTNET_KIND: build_lightnet}
         if comp.kind not in builders:
             raise UsageError(
                 f"the rddm engine cannot build component kind '{comp.kind}'", f"use one of {', '.join(KINDS)}"
@@ -238,6 +247,17 @@ class RDDMEngine(Engine):
     @classmethod
     def canonicalize(cls, comp: ComponentSpec, obj: Any) -> StateDict:
         return component_state(comp, obj)
+
+    def _direct_net(self) -> LightNet | None:
+        direct = [net for net in self.nets.values() if isinstance(net, LightNet)]
+        if self.cfg.objective != DIRECT and not direct:
+            return None
+        if self.cfg.objective != DIRECT or len(direct) != 1 or len(self.nets) != 1:
+            raise UsageError(
+                f"model '{self.spec.name}': objective 'direct' runs exactly one '{LIGHTNET_KIND}' component",
+                "check the model spec",
+            )
+        return direct[0]
 
     def _networks(self) -> tuple[RDDMUnet | None, RDDMUnet | None]:
         found: dict[str, RDDMUnet] = {}
@@ -278,6 +298,8 @@ class RDDMEngine(Engine):
 
     @resize.setter
     def resize(self, value: int | None) -> None:
+        if value is not None and self.direct is not None:
+            raise UsageError(f"--resize is not supported by model '{self.spec.name}'", "run it at the photo's size")
         if value is not None and int(value) < 8:
             raise UsageError(f"--resize {value} is too small", "use e.g. --resize 256 (the paper protocol)")
         self._resize = None if value is None else int(value)
@@ -285,6 +307,8 @@ class RDDMEngine(Engine):
 
     @property
     def size_multiple(self) -> int:
+        if self.direct is not None:
+            return self.direct.size_multiple
         net = self.unet0 if self.unet0 is not None else self.unet1
         return net.size_multiple  # type: ignore[union-attr]
 
@@ -307,11 +331,13 @@ class RDDMEngine(Engine):
         bundles of any width, levels and attention are covered; the networks run one
         after the other, so the larger one counts.
         """
+        elem = 4 if self.dtype == torch.float32 else 2
+        if self.direct is not None:
+            return int(self.direct.working_set_floats(height, width) * elem + self.BASE_BYTES)
         m = self.size_multiple
         ph, pw = padded_size(height, m), padded_size(width, m)
         nets = [net for net in (self.unet0, self.unet1) if net is not None]
         floats = max(net.working_set_floats(ph, pw) for net in nets) + self.SAMPLER_IMAGES * 3 * ph * pw
-        elem = 4 if self.dtype == torch.float32 else 2
         return int(floats * elem + self.BASE_BYTES)
 
     def largest_efficient_tile(self) -> int | None:
@@ -322,6 +348,8 @@ class RDDMEngine(Engine):
         tiles are several times faster than the largest that fits in memory. The shipped
         and official shapes are not capped below 1024 pixels.
         """
+        if self.direct is not None:
+            return None  # no attention: any tile that fits is efficient
         nets = [(net, net.conv_flops_per_pixel()) for net in (self.unet0, self.unet1) if net is not None]
         for tile in self.tile_sizes:
             if all(net.attention_flops_per_pixel(tile, tile) <= conv for net, conv in nets):
@@ -395,6 +423,34 @@ class RDDMEngine(Engine):
 
         return predict
 
+    # ---- one-pass models -----------------------------------------------------------------
+    @property
+    def min_overlap(self) -> int:  # type: ignore[override]
+        return self.direct.receptive_radius if self.direct is not None else 0
+
+    @contextmanager
+    def whole_image(self, image: Tensor) -> Iterator[None]:
+        """A direct model decides exposure and colour once from the whole photo; tiles reuse it."""
+        if self.direct is None:
+            yield
+            return
+        with torch.no_grad():
+            self._whole = self.direct.global_params(image.float().to(self.device))
+        try:
+            yield
+        finally:
+            self._whole = None
+
+    @torch.no_grad()
+    def _restore_direct(self, images: Tensor) -> Tensor:
+        net = self.direct
+        assert net is not None
+        x = images.float().to(self.device)
+        params = self._whole if self._whole is not None else net.global_params(x)
+        with self.autocast():
+            out = net(x, params.shifted(self.exposure))
+        return out.float().clamp(0, 1).cpu()
+
     # ---- restoration -------------------------------------------------------------------
     @torch.no_grad()
     def restore(
@@ -412,6 +468,8 @@ class RDDMEngine(Engine):
                 f"use 'restore generate --model {self.spec.name}'",
             )
         check_batch(images, generators, masks, needs_mask=cfg.input_condition)
+        if self.direct is not None:
+            return self._restore_direct(images)
         x = images.float()
         cond = None
         if cfg.input_condition:
