@@ -161,6 +161,7 @@ def run_restore(
     quiet: bool = True,
     console: Any = None,
     resize: int | None = None,
+    exposure: float | None = None,
     report_path: Path | str | None = None,
     **job_options: Any,
 ) -> Report:
@@ -204,7 +205,11 @@ def run_restore(
         if engine is not None:
             chosen = engine
         else:
-            key = (*_key(model, task, dev or device, precision, weights, registry_files, offline, cache_dir), resize)
+            key = (
+                *_key(model, task, dev or device, precision, weights, registry_files, offline, cache_dir),
+                resize,
+                exposure,
+            )
             chosen = _engine_for(
                 spec,
                 key,
@@ -219,6 +224,13 @@ def run_restore(
             if not hasattr(chosen, "resize"):
                 raise UsageError(f"--resize is not supported by model '{spec.name}'")
             chosen.resize = resize
+        if exposure is not None:
+            if getattr(chosen, "direct", None) is None:
+                raise UsageError(
+                    f"--exposure is not supported by model '{spec.name}'",
+                    "it moves the exposure of models that choose one for the whole photo (rddm-lowlight-small)",
+                )
+            chosen.exposure = float(exposure)
         if dev not in loaded:
             loaded[dev] = chosen
             if console is not None and not quiet:
@@ -273,6 +285,7 @@ def restore(
     quiet: bool = True,
     console: Any = None,
     resize: int | None = None,
+    exposure: float | None = None,
     **job_options: Any,
 ) -> Report:
     """Restore files, folders, globs or @lists into `output`, like the `restore TASK` command.
@@ -281,7 +294,8 @@ def restore(
     overwrite, shard=(i, n), batch_size, tile, tile_overlap, devices=["cuda:0", ...],
     relative_to, verbose, json. `engine` reuses an engine already loaded (e.g. by `load_model`);
     `weights=[BUNDLE]` of a `restore train` run uses that bundle's own spec (steps included);
-    `resize` is `--resize` (RDDM's 256x256 paper protocol).
+    `resize` is `--resize` (RDDM's 256x256 paper protocol); `exposure` is `--exposure`
+    (stops relative to a low-light model's own choice).
     Returns the Report (records per file, `exit_code`); Ctrl-C re-raises KeyboardInterrupt
     after the finished files are written.
     """
@@ -302,6 +316,7 @@ def restore(
         quiet=quiet,
         console=console,
         resize=resize,
+        exposure=exposure,
         **job_options,
     )
     if report.interrupted is not None:

@@ -70,6 +70,7 @@ tools.register(app)
 # options only some task commands take: what to say when another task is given one
 TASK_ONLY_OPTIONS = {
     "--mask": "masks are for 'restore inpaint' and 'restore shadow'",
+    "--exposure": "it is for 'restore lowlight' (a model that chooses one exposure per photo)",
     "--resize": "it is for RDDM models ('restore derain', 'lowlight', 'deblur -m rddm-deblur', 'shadow')",
 }
 

@@ -23,6 +23,7 @@ from .options import (
     BatchSize,
     Device,
     Devices,
+    Exposure,
     Ext,
     HtmlReport,
     Json,
@@ -78,6 +79,7 @@ def _task_command(task: str, summary: str, with_mask: bool = False, with_resize:
         quiet: Quiet = False,
         verbose: Verbose = False,
         resize: Resize = None,
+        exposure: Exposure = None,
         report: HtmlReport = None,
     ) -> None:
         if with_mask and mask is None:
@@ -98,6 +100,7 @@ def _task_command(task: str, summary: str, with_mask: bool = False, with_resize:
             quiet=quiet,
             console=err_console,
             resize=resize,
+            exposure=exposure,
             mask=mask,
             recursive=recursive,
             suffix=suffix,
@@ -121,6 +124,7 @@ def _task_command(task: str, summary: str, with_mask: bool = False, with_resize:
     sig = inspect.signature(command, eval_str=True)  # resolved: Typer takes a given signature as it is
     dropped = {"mask"} if not with_mask else set()
     dropped |= {"resize"} if not with_resize else set()
+    dropped |= {"exposure"} if task not in EXPOSURE_TASKS else set()
     command.__signature__ = sig.replace(  # type: ignore[attr-defined]
         parameters=[p for p in sig.parameters.values() if p.name not in dropped]
     )
@@ -137,6 +141,9 @@ TASKS = {
     "lowlight": ("Brighten low-light images.", False, True),
     "shadow": ("Remove shadows (--mask marks the shadow).", True, True),
 }
+
+# tasks whose default model decides one exposure for the photo, which --exposure moves
+EXPOSURE_TASKS = {"lowlight"}
 
 
 def _task_help(task: str) -> str:

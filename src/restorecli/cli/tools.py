@@ -124,6 +124,27 @@ def train_cmd(
             help="Run the UNet at 1/r resolution on r*r times the channels (1 = official; 2 is ~4x faster).",
         ),
     ] = 1,
+    network: Annotated[
+        str,
+        typer.Option(
+            "--network",
+            metavar="NET",
+            help="unet (RDDM diffusion UNets) or lightnet (one-pass low-light enhancer: global exposure and "
+            "colour, full-resolution local pass).",
+        ),
+    ] = "unet",
+    width: Annotated[int, typer.Option("--width", min=4, max=256, help="lightnet: full-resolution width.")] = 12,
+    exposure_jitter: Annotated[
+        float,
+        typer.Option("--exposure-jitter", min=0.0, max=4.0, help="lightnet: scale inputs by up to +-N stops."),
+    ] = 0.0,
+    color_jitter: Annotated[
+        float,
+        typer.Option("--color-jitter", min=0.0, max=1.0, help="lightnet: scale input channels by up to +-N."),
+    ] = 0.0,
+    ssim_weight: Annotated[
+        float, typer.Option("--ssim-weight", min=0.0, max=4.0, help="Add N x (1 - SSIM of luma) to the loss.")
+    ] = 0.0,
     pair_fraction: Annotated[
         float,
         typer.Option(
@@ -214,6 +235,11 @@ def train_cmd(
         attn_heads=attn_heads,
         attn_dim_head=attn_dim_head,
         pixel_unshuffle=pixel_unshuffle,
+        network=network,
+        width=width,
+        exposure_jitter=exposure_jitter,
+        color_jitter=color_jitter,
+        ssim_weight=ssim_weight,
         pair_fraction=pair_fraction,
         loss=loss,
         lr=lr,

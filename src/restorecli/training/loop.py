@@ -140,6 +140,12 @@ def _reorder_opt_state(state: dict[str, Any], saved: list[str] | None, current: 
     return {"state": new_state, "param_groups": groups}
 
 
+def _networks_label(cfg: TrainConfig, count: int) -> str:
+    if cfg.network == "lightnet":
+        return "the lightnet"
+    return f"{count} UNet{'s' if count != 1 else ''}"
+
+
 @dataclass
 class TrainResult:
     bundle: Path
@@ -217,7 +223,7 @@ def train(
         log(f"held-out identity pairs (output scored against the unchanged input): {n_identity}")
     n_params = sum(p.numel() for p in params)
     log(
-        f"training {cfg.objective}{' + gate' if cfg.dual_output else ''}: {len(nets)} UNet(s), "
+        f"training {cfg.objective}{' + gate' if cfg.dual_output else ''}: {_networks_label(cfg, len(nets))}, "
         f"{n_params / 1e6:.2f} M parameters, {cfg.iters} iterations, batch {cfg.batch_size}, crop {cfg.crop}"
     )
 
