@@ -15,7 +15,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..errors import EXIT_CODES, RestoreError
+from ..errors import EXIT_CODES, ExitCode, RestoreError
 from ..version import __version__
 from . import restore, tools, weights
 from .options import GLOBAL, print_error
@@ -95,8 +95,8 @@ def main() -> None:
     line and its own exit code (errors.EXIT_CODES); Ctrl-C is 130 and SIGTERM 143 wherever
     they arrive (issue #13: cleanup in `finally` blocks runs first).
     """
+    from ..interrupts import Terminated, install_sigterm
     from ..jobs.printable import printable
-    from .interrupts import EXIT_INTERRUPTED, Terminated, install_sigterm
 
     install_sigterm()
     # Click's exceptions, wherever this Typer takes them from (click, or its vendored copy)
@@ -115,13 +115,13 @@ def main() -> None:
     except (typer.Abort, KeyboardInterrupt) as exc:  # Click turns Ctrl-C outside a batch into Abort
         if isinstance(exc, typer.Abort) and not isinstance(exc.__cause__, KeyboardInterrupt):
             print_error("aborted")
-            sys.exit(1)
+            sys.exit(ExitCode.FAILED)
         print_error("interrupted (Ctrl-C): stopped; no partial file was kept")
-        sys.exit(EXIT_INTERRUPTED)
+        sys.exit(ExitCode.INTERRUPTED)
     except Terminated:
         print_error("interrupted (SIGTERM): stopped; no partial file was kept")
         sys.exit(Terminated.code)
     except RestoreError as exc:
         print_error(printable(str(exc)))
         sys.exit(exc.exit_code)
-    sys.exit(code if isinstance(code, int) else 0)
+    sys.exit(code if isinstance(code, int) else ExitCode.OK)
