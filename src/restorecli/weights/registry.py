@@ -74,6 +74,7 @@ class ModelSpec:
     origin: str = "official"
     default_for: tuple[str, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
+    engine: str = ""  # "module:Class" from the method's [methods] table; "" = look the method up
 
     def check_steps(self, steps: int | None) -> int:
         """Return the step count to use, or raise a usage error listing the accepted ones."""
@@ -91,8 +92,42 @@ class ModelSpec:
 
 
 @dataclass(frozen=True)
+class MethodSpec:
+    """What a method is, for the code that never imports its engine: the class that runs it
+    ("module:Class", imported only when a model runs) and the task-command options beyond the
+    shared ones that its models take (e.g. "resize")."""
+
+    name: str
+    engine: str = ""
+    options: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """A task command (`restore NAME`): its one-line help, whether every input needs a mask, and
+    options of its own (beyond its methods'), e.g. the low-light task's --exposure."""
+
+    name: str
+    summary: str
+    needs_mask: bool = False
+    options: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Registry:
     models: dict[str, ModelSpec]
+    methods: dict[str, MethodSpec] = field(default_factory=dict)
+    tasks: dict[str, TaskSpec] = field(default_factory=dict)
+
+    def method(self, name: str) -> MethodSpec:
+        """The method's description; one without a `[methods]` table takes no extra options."""
+        return self.methods.get(name) or MethodSpec(name)
+
+    def task_options(self, task: str) -> tuple[str, ...]:
+        """The extra options of a task command: those of every method a model of the task runs on."""
+        methods = {m.method for m in self.models.values() if m.task == task or task in m.default_for}
+        own = self.tasks[task].options if task in self.tasks else ()
+        return tuple(sorted({o for name in methods for o in self.method(name).options} | set(own)))
 
     def get(self, name: str) -> ModelSpec:
         try:
@@ -261,10 +296,24 @@ def parse_registry(data: dict[str, Any]) -> Registry:
                 origin=raw.get("origin", "official"),
                 default_for=tuple(raw.get("default_for", ())),
                 extra={k: v for k, v in raw.items() if k not in known},
+                engine=str(data.get("methods", {}).get(raw["method"], {}).get("engine", "")),
             )
         except KeyError as exc:
             raise UsageError(f"registry: model '{name}' lacks required field {exc}") from None
-    return Registry(models)
+    methods = {
+        name: MethodSpec(name, engine=raw.get("engine", ""), options=tuple(raw.get("options", ())))
+        for name, raw in data.get("methods", {}).items()
+    }
+    tasks = {
+        name: TaskSpec(
+            name,
+            summary=raw.get("summary", ""),
+            needs_mask=bool(raw.get("needs_mask", False)),
+            options=tuple(raw.get("options", ())),
+        )
+        for name, raw in data.get("tasks", {}).items()
+    }
+    return Registry(models, methods, tasks)
 
 
 def user_registry_paths() -> list[Path]:
@@ -295,6 +344,11 @@ def _load_cached(paths: tuple[Path, ...]) -> Registry:
         check_registry_file(path, raw)  # issue #13: names, paths and types, per file (weights.regcheck)
         data = _merge(data, raw)
     return parse_registry(data)
+
+
+def builtin_registry() -> Registry:
+    """The packaged weights.toml alone (no overlays): what a broken overlay falls back to."""
+    return _load_cached((builtin_registry_path(),))
 
 
 def load_registry(extra: list[Path] | tuple[Path, ...] = ()) -> Registry:
