@@ -229,7 +229,7 @@ def run_restore(
         if resize is not None:
             chosen.resize = resize  # type: ignore[attr-defined]  (a method whose [methods] options name it)
         if exposure is not None:
-            if getattr(chosen, "direct", None) is None:
+            if not getattr(getattr(chosen, "direct", None), "exposure_control", False):
                 raise UsageError(
                     f"--exposure is not supported by model '{spec.name}'",
                     "it moves the exposure of models that choose one for the whole photo (rddm-lowlight-small)",

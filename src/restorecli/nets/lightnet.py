@@ -24,6 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .direct import DirectNet
+
 KNOTS = 16  # tone-curve segments
 FEATURES = 6  # hand-made global statistics fed to the global head beside the learned features
 
@@ -159,11 +161,12 @@ class LocalBranch(nn.Module):
         return self.tail(F.leaky_relu(self.refine(f0), 0.1))
 
 
-class LightNet(nn.Module):
+class LightNet(DirectNet):
     """Global exposure/colour branch plus full-resolution local branch; [0, 1] RGB in and out."""
 
     size_multiple = 1  # any size: the local branch pads by replication to its own multiple of 8
     receptive_radius = 96  # pixels beyond which the local branch's output barely depends on the input
+    exposure_control = True
 
     def __init__(self, width: int = 12, global_width: int = 16, global_size: int = 64) -> None:
         super().__init__()

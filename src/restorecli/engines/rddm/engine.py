@@ -33,7 +33,8 @@ import torch
 from torch import Tensor, nn
 
 from ...errors import UsageError, WeightsError
-from ...nets.lightnet import GlobalParams, LightNet, build_lightnet
+from ...nets.direct import DirectNet
+from ...nets.lightnet import build_lightnet
 from ...nets.rddm_unet import RDDMUnet, RDDMUnetRes, build_unet, build_unetres
 from ...weights.registry import ComponentSpec, ModelSpec
 from ..base import Engine, MemoryShare, StateDict, check_batch
@@ -220,7 +221,7 @@ class RDDMEngine(Engine):
         if self.direct is None:
             self._check_layout()
         self.exposure = 0.0  # stops added to a direct model's own exposure choice (--exposure)
-        self._whole: GlobalParams | None = None
+        self._whole: Any = None  # the direct network's whole-image decisions while tiles run
         try:
             schedule = make_schedule(self.cfg.schedule, self.cfg.timesteps, self.cfg.sum_scale)
         except (TypeError, ValueError) as exc:
@@ -248,13 +249,13 @@ class RDDMEngine(Engine):
     def canonicalize(cls, comp: ComponentSpec, obj: Any) -> StateDict:
         return component_state(comp, obj)
 
-    def _direct_net(self) -> LightNet | None:
-        direct = [net for net in self.nets.values() if isinstance(net, LightNet)]
+    def _direct_net(self) -> DirectNet | None:
+        direct = [net for net in self.nets.values() if isinstance(net, DirectNet)]
         if self.cfg.objective != DIRECT and not direct:
             return None
         if self.cfg.objective != DIRECT or len(direct) != 1 or len(self.nets) != 1:
             raise UsageError(
-                f"model '{self.spec.name}': objective 'direct' runs exactly one '{LIGHTNET_KIND}' component",
+                f"model '{self.spec.name}': objective 'direct' runs exactly one one-pass network component",
                 "check the model spec",
             )
         return direct[0]
@@ -447,8 +448,10 @@ class RDDMEngine(Engine):
         assert net is not None
         x = images.float().to(self.device)
         params = self._whole if self._whole is not None else net.global_params(x)
+        if net.exposure_control:
+            params = params.shifted(self.exposure)
         with self.autocast():
-            out = net(x, params.shifted(self.exposure))
+            out = net(x, params)
         return out.float().clamp(0, 1).cpu()
 
     # ---- restoration -------------------------------------------------------------------
