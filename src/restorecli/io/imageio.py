@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFile
 
-from ..errors import InputError
+from ..errors import InputError, UsageError
 from .frames import frame_warning
 
 ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file is an error, never silently padded with grey
@@ -59,9 +59,21 @@ PNG_COMPRESS_LEVEL = 3
 ORIENTATION_TAG = 0x0112
 
 
+MAX_PIXELS_ENV = "RESTORECLI_MAX_PIXELS"
+MAX_PIXELS_CAP = 1 << 40  # past any real image; keeps the size arithmetic of the guards in range
+
+
 def max_pixels_default() -> int:
-    value = os.environ.get("RESTORECLI_MAX_PIXELS", "")
-    return int(value) if value.strip().isdigit() else DEFAULT_MAX_PIXELS
+    """The run's pixel limit: RESTORECLI_MAX_PIXELS, else the default; UsageError for a value that is not one."""
+    value = os.environ.get(MAX_PIXELS_ENV, "").strip()
+    if not value:
+        return DEFAULT_MAX_PIXELS
+    if not value.isdigit() or not 1 <= int(value) <= MAX_PIXELS_CAP:
+        raise UsageError(
+            f"{MAX_PIXELS_ENV}={value!r} is not a pixel count",
+            f"give a whole number of pixels from 1 to {MAX_PIXELS_CAP} (default {DEFAULT_MAX_PIXELS})",
+        )
+    return int(value)
 
 
 def format_for_ext(ext: str) -> str | None:

@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 
 from .imresize import imresize
+from .paramlimits import param_problem
 
 Array = np.ndarray
 Rng = np.random.Generator
@@ -92,6 +93,10 @@ def sample_params(name: str, rng: Rng, given: dict[str, Any] | None = None) -> d
     unknown = sorted(set(given) - set(table))
     if unknown:
         raise ValueError(f"degradation '{name}' has no parameter '{unknown[0]}'; it takes {', '.join(table)}")
+    for key, value in given.items():
+        problem = param_problem(name, key, value)
+        if problem is not None:
+            raise ValueError(problem)
     out: dict[str, Any] = {}
     for key, rule in table.items():
         kind = rule[0]
