@@ -443,6 +443,15 @@ DEGRADATIONS: dict[str, Degradation] = {
 }
 
 
+def check_params(name: str, params: dict[str, Any] | None) -> str | None:
+    """Why the fixed parameters cannot be used with degradation `name` (one phrase), or None; no image needed."""
+    try:
+        sample_params(name, as_rng(0), params)
+    except (ValueError, TypeError) as exc:
+        return str(exc)
+    return None
+
+
 def degrade(img: Array, name: str, seed: int | Rng | None = 0, **params: Any) -> tuple[Array, dict[str, Any]]:
     """Apply degradation `name`; parameters not given are drawn from `seed`.
 
