@@ -50,7 +50,9 @@ class _Code:
 
 
 def _nan_nets(c):
-    c["nets"] = {k: {n: v * float("nan") if v.is_floating_point() else v for n, v in s.items()} for k, s in c["nets"].items()}
+    c["nets"] = {
+        k: {n: v * float("nan") if v.is_floating_point() else v for n, v in s.items()} for k, s in c["nets"].items()
+    }
 
 
 BAD = {

@@ -14,8 +14,8 @@ import glob
 import hashlib
 import os
 import re
-import stat
 import secrets
+import stat
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -93,7 +93,12 @@ def glob_once(pattern: str) -> list[Path]:
     root = Path(*parts[:fixed]) if fixed else Path(".")
     rest = parts[fixed:]
     regex = re.compile(
-        "".join(("(?:[^/]+/)*" if i < len(rest) - 1 else "(?:[^/]+/)*[^/]+") if p == "**" else _part_regex(p) + ("/" if i < len(rest) - 1 else "") for i, p in enumerate(rest))
+        "".join(
+            ("(?:[^/]+/)*" if i < len(rest) - 1 else "(?:[^/]+/)*[^/]+")
+            if p == "**"
+            else _part_regex(p) + ("/" if i < len(rest) - 1 else "")
+            for i, p in enumerate(rest)
+        )
         + r"\Z",
         re.S,
     )

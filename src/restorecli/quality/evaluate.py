@@ -15,9 +15,9 @@ import numpy as np
 from PIL import Image
 
 from ..errors import InputError, UsageError
-from ..io.imageio import max_pixels_default
 from ..io import jsontext as strict_json
 from ..io.files import list_images
+from ..io.imageio import max_pixels_default
 from .metrics import all_metrics
 
 METRICS = ("psnr_y", "ssim_y", "psnr_rgb", "ssim_rgb")

@@ -16,8 +16,8 @@ from typing import Any
 
 from ..engines.rddm.schedule import time_pairs
 from ..errors import UsageError
-from .configcheck import check_ranges
 from ..weights.registry import ComponentSpec, ModelSpec
+from .configcheck import check_ranges
 
 
 @dataclass

@@ -9,12 +9,9 @@ allocates without bound (thousands of levels, a batch of a billion crops). Each 
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import Any
 
 from ..errors import UsageError
-
-if TYPE_CHECKING:
-    from .config import TrainConfig
 
 MAX_LEVELS = 8  # UNet depth: 2**7 = 128 x downsampling already needs 128-pixel crops
 MAX_MULT = 64
@@ -36,8 +33,8 @@ def _whole(name: str, value: int, low: int, high: int) -> None:
         raise UsageError(f"{name} {value!r} is out of range", f"use a whole number from {low} to {high}")
 
 
-def check_ranges(cfg: TrainConfig) -> None:
-    """Refuse (UsageError) any number of `cfg` outside what a run can use."""
+def check_ranges(cfg: Any) -> None:
+    """Refuse (UsageError) any number of a TrainConfig outside what a run can use."""
     _whole("--dim", cfg.dim, 8, MAX_DIM)
     if not 1 <= len(cfg.dim_mults) <= MAX_LEVELS:
         raise UsageError(
@@ -82,9 +79,7 @@ def check_ranges(cfg: TrainConfig) -> None:
         from .degrade import DEGRADATIONS, check_params
 
         if cfg.degradation not in DEGRADATIONS:
-            raise UsageError(
-                f"unknown degradation '{cfg.degradation}'", f"use one of: {', '.join(DEGRADATIONS)}"
-            )
+            raise UsageError(f"unknown degradation '{cfg.degradation}'", f"use one of: {', '.join(DEGRADATIONS)}")
         problem = check_params(cfg.degradation, cfg.degrade_params)
         if problem is not None:
             raise UsageError(f"-P: {problem}", "see 'restore degrade --help' for each degradation's parameters")
