@@ -137,6 +137,9 @@ def train_cmd(
         ),
     ] = "unet",
     width: Annotated[int, typer.Option("--width", min=4, max=256, help="lightnet: full-resolution width.")] = 12,
+    global_width: Annotated[
+        int, typer.Option("--global-width", min=4, max=256, help="lightnet: width of the exposure/colour branch.")
+    ] = 32,
     exposure_jitter: Annotated[
         float,
         typer.Option("--exposure-jitter", min=0.0, max=4.0, help="lightnet: scale inputs by up to +-N stops."),
@@ -240,6 +243,7 @@ def train_cmd(
         pixel_unshuffle=pixel_unshuffle,
         network=network,
         width=width,
+        global_width=global_width,
         exposure_jitter=exposure_jitter,
         color_jitter=color_jitter,
         ssim_weight=ssim_weight,

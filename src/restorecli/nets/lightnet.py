@@ -62,8 +62,11 @@ class GlobalBranch(nn.Module):
             nn.Conv2d(2 * w, 2 * w, 3, stride=2, padding=1),
             nn.LeakyReLU(0.1),
         )
+        # the 4x4 layout of the last map is kept beside its mean and maximum: where the bright and
+        # dark parts of a scene are says more about its intended exposure than their average
+        self.layout = nn.Conv2d(2 * w, w // 2, 1)
         self.head = nn.Sequential(
-            nn.Linear(4 * w + FEATURES, 2 * w),
+            nn.Linear(4 * w + 16 * (w // 2) + FEATURES, 2 * w),
             nn.LeakyReLU(0.1),
             nn.Linear(2 * w, 1 + KNOTS + 9),
         )
@@ -84,7 +87,8 @@ class GlobalBranch(nn.Module):
         small = F.adaptive_avg_pool2d(image.float(), self.size)
         f = self.features(small)
         stats = self.statistics(small)
-        raw = self.head(torch.cat((f.mean((2, 3)), f.amax((2, 3)), stats), dim=1))
+        layout = F.adaptive_avg_pool2d(self.layout(f), 4).flatten(1)
+        raw = self.head(torch.cat((f.mean((2, 3)), f.amax((2, 3)), layout, stats), dim=1))
         # start from the gain that brings the mean luma to 0.4 (zero head = that gain, straight curve, identity)
         base = (torch.log2(torch.tensor(0.4)) - stats[:, 0]).clamp(0.0, 8.0)
         stops = base + raw[:, 0]
@@ -168,7 +172,7 @@ class LightNet(DirectNet):
     receptive_radius = 96  # pixels beyond which the local branch's output barely depends on the input
     exposure_control = True
 
-    def __init__(self, width: int = 12, global_width: int = 16, global_size: int = 64) -> None:
+    def __init__(self, width: int = 12, global_width: int = 32, global_size: int = 64) -> None:
         super().__init__()
         self.width, self.global_width, self.global_size = width, global_width, global_size
         self.global_branch = GlobalBranch(global_width, global_size)

@@ -29,6 +29,7 @@ class TrainConfig:
     objective: str = "pred_res_noise"  # two UNets (residual, noise) | "pred_res": one UNet | "direct" (lightnet)
     network: str = "unet"  # "unet": RDDM UNets | "lightnet": the one-pass global/local enhancer (nets/lightnet.py)
     width: int = 12  # lightnet: full-resolution width (its coarser levels are 2, 3 and 4 times wider)
+    global_width: int = 32  # lightnet: width of the global (exposure and colour) branch
     exposure_jitter: float = 0.0  # lightnet: inputs scaled by 2**U(-j, j) stops (the target unchanged)
     color_jitter: float = 0.0  # lightnet: inputs' channels scaled by 1 + U(-c, c) (the target unchanged)
     ssim_weight: float = 0.0  # weight of (1 - SSIM of luma) added to the pixel loss (lightnet)
@@ -90,8 +91,11 @@ class TrainConfig:
             raise UsageError(
                 f"--steps must be 1..{self.max_steps()}" + (f" with --t-min {self.t_min}" if self.t_min else "")
             )
-        if not 4 <= self.width <= 256:
-            raise UsageError(f"--width {self.width} is out of range", "use 4..256 (the shipped model: 12)")
+        if not 4 <= self.width <= 256 or not 4 <= self.global_width <= 256:
+            raise UsageError(
+                f"--width {self.width} / --global-width {self.global_width} is out of range",
+                "use 4..256 (the shipped model: 12 and 32)",
+            )
         for key in ("exposure_jitter", "color_jitter", "ssim_weight"):
             value = getattr(self, key)
             if not 0.0 <= value <= 4.0:
@@ -190,7 +194,7 @@ def model_spec(cfg: TrainConfig, *, origin: str = "user-trained") -> ModelSpec:
 
 
 def _lightnet_spec(cfg: TrainConfig, origin: str) -> ModelSpec:
-    comp = ComponentSpec(name="net", kind=LIGHTNET_KIND, config={"width": cfg.width})
+    comp = ComponentSpec(name="net", kind=LIGHTNET_KIND, config={"width": cfg.width, "global_width": cfg.global_width})
     return ModelSpec(
         name=cfg.name,
         method="rddm",

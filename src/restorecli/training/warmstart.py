@@ -48,7 +48,7 @@ def _describe(config: dict) -> str:
 def _network_options(config: dict) -> str:
     """The `restore train` options that build the network of a bundle's config."""
     if "width" in config and "dim" not in config:  # the lightnet
-        return f"--network lightnet --width {config['width']}"
+        return f"--network lightnet --width {config['width']} --global-width {config.get('global_width', 32)}"
     mults = ",".join(str(m) for m in config.get("dim_mults", ()))
     extras = {**OFFICIAL_UNET_EXTRAS, **{k: config[k] for k in OFFICIAL_UNET_EXTRAS if k in config}}
     return f"--dim {config.get('dim')} --dim-mults {mults} " + " ".join(
