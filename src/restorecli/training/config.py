@@ -33,6 +33,8 @@ class TrainConfig:
     exposure_jitter: float = 0.0  # lightnet: inputs scaled by 2**U(-j, j) stops (the target unchanged)
     color_jitter: float = 0.0  # lightnet: inputs' channels scaled by 1 + U(-c, c) (the target unchanged)
     ssim_weight: float = 0.0  # weight of (1 - SSIM of luma) added to the pixel loss (lightnet)
+    whole_image_context: bool = False  # lightnet: the global branch reads each pair's whole image, not the crop
+    local_crop: int = 0  # lightnet: side of the part of each crop the local branch trains on (0: half the crop)
     dual_output: bool = False  # DDO-style gate mixing the two clean-image estimates
     dim: int = 16
     dim_mults: tuple[int, ...] = (1, 2, 4, 8)

@@ -293,10 +293,11 @@ def train(
         for group in opt.param_groups:
             group["lr"] = lr_at(step)
         deg, clean = sampler.batch(rng, cfg.batch_size)
+        context = torch.from_numpy(sampler.last_batch_context).to(device) if sampler.context else None
         deg_t = torch.from_numpy(deg).to(device)
         clean_t = torch.from_numpy(clean).to(device)
         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-            loss, parts = training_loss(nets, cfg, sched, deg_t, clean_t, gen)
+            loss, parts = training_loss(nets, cfg, sched, deg_t, clean_t, gen, context)
         if amp_dtype != torch.float16 and not bool(torch.isfinite(loss.detach())):  # fp16's scaler skips such steps
             raise diverged(cfg, out_dir, step + 1, saved_step)
         opt.zero_grad(set_to_none=True)

@@ -41,32 +41,41 @@ def _ssim_luma(a: Tensor, b: Tensor) -> Tensor:
     return ssim.mean()
 
 
-def jitter_inputs(degraded: Tensor, cfg: TrainConfig, generator: torch.Generator) -> Tensor:
-    """Exposure (in stops) and per-channel colour jitter of the inputs only: the target stays put,
-    so the global branch learns to undo both rather than copy them."""
+def jitter_gains(degraded: Tensor, cfg: TrainConfig, generator: torch.Generator) -> Tensor | None:
+    """Per-image exposure (in stops) and per-channel colour gains (B, 3, 1, 1) for the inputs only: the
+    target stays put, so the global branch learns to undo both rather than copy them. None: no jitter."""
     b = degraded.shape[0]
-    out = degraded
+    gains = torch.ones(b, 3, 1, 1)
     if cfg.exposure_jitter:
-        stops = (torch.rand(b, 1, 1, 1, generator=generator) * 2 - 1) * cfg.exposure_jitter
-        out = out * torch.exp2(stops).to(out.device)
+        gains = gains * torch.exp2((torch.rand(b, 1, 1, 1, generator=generator) * 2 - 1) * cfg.exposure_jitter)
     if cfg.color_jitter:
-        gains = 1 + (torch.rand(b, 3, 1, 1, generator=generator) * 2 - 1) * cfg.color_jitter
-        out = out * gains.to(out.device)
-    if out is degraded:
-        return out
-    return (torch.floor(out.clamp(0, 1) * 255 + 0.5) / 255).float()
+        gains = gains * (1 + (torch.rand(b, 3, 1, 1, generator=generator) * 2 - 1) * cfg.color_jitter)
+    return gains.to(degraded.device) if (cfg.exposure_jitter or cfg.color_jitter) else None
+
+
+def _quantised(x: Tensor) -> Tensor:
+    return (torch.floor(x.clamp(0, 1) * 255 + 0.5) / 255).float()
 
 
 def direct_loss(
-    net: nn.Module, cfg: TrainConfig, degraded: Tensor, clean: Tensor, generator: torch.Generator
+    net: nn.Module,
+    cfg: TrainConfig,
+    degraded: Tensor,
+    clean: Tensor,
+    generator: torch.Generator,
+    context: Tensor | None = None,
 ) -> tuple[Tensor, dict[str, float]]:
-    """The lightnet's loss: its global branch sees the whole training crop, its local branch a
-    random centre part of it (as a tile of a larger photo), scored by L1 (or L2) plus SSIM on luma."""
+    """The lightnet's loss: its global branch sees the whole image (`context`, its thumbnail) or else
+    the whole training crop, its local branch a random part of the crop (as a tile of a larger photo),
+    scored by L1 (or L2) plus SSIM on luma."""
     lossf: Callable[[Tensor, Tensor], Tensor] = F.l1_loss if cfg.loss == "l1" else F.mse_loss
-    degraded = jitter_inputs(degraded, cfg, generator)
-    params = net.global_params(degraded)
+    gains = jitter_gains(degraded, cfg, generator)
+    if gains is not None:
+        degraded = _quantised(degraded * gains)
+        context = None if context is None else (context * gains).clamp(0, 1)
+    params = net.global_params(context if context is not None else degraded)
     size = degraded.shape[-1]
-    local = max(size // 2, min(size, 96))
+    local = min(cfg.local_crop, size) if cfg.local_crop else max(size // 2, min(size, 96))
     y0, x0 = (int(v) for v in torch.randint(0, size - local + 1, (2,), generator=generator))
     part = (slice(None), slice(None), slice(y0, y0 + local), slice(x0, x0 + local))
     out = net(degraded[part], params)
@@ -85,10 +94,11 @@ def training_loss(
     degraded: Tensor,
     clean: Tensor,
     generator: torch.Generator,
+    context: Tensor | None = None,
 ) -> tuple[Tensor, dict[str, float]]:
     """One batch of the RDDM objective (plus the gate term in dual-output mode). Inputs are [0, 1]."""
     if cfg.objective == "direct":
-        return direct_loss(nets["net"], cfg, degraded, clean, generator)
+        return direct_loss(nets["net"], cfg, degraded, clean, generator, context)
     device = clean.device
     x0 = clean * 2 - 1
     x_in = degraded * 2 - 1
