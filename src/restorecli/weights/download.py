@@ -22,10 +22,9 @@ from urllib.parse import urlsplit
 
 from ..errors import WeightsError
 from ..version import __version__
-from .cache import hub_cache_dir
 from .downloadguard import DownloadGuard, remove_stale_parts
 from .progress import ByteBar, ByteProgress
-from .registry import ComponentSpec, Source
+from .specs import ComponentSpec, Source
 
 CHUNK = 1 << 20
 TIMEOUT_S = 30.0  # connect / read timeout of one HTTP request
@@ -186,19 +185,24 @@ def unreachable(url: str, timeout: float = 5.0) -> str | None:
     return None
 
 
+def hub_cache_dir() -> Path:
+    """The Hub cache huggingface_hub itself would use, read now (it reads the variables at import)."""
+    for var in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"):
+        if os.environ.get(var):
+            return Path(os.path.expandvars(os.environ[var])).expanduser()
+    home = os.environ.get("HF_HOME") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(Path.home(), ".cache"), "huggingface"
+    )
+    return Path(os.path.expandvars(home)).expanduser() / "hub"
+
+
 def hub_endpoint(src: Source) -> str:
     return (src.endpoint or os.environ.get("HF_ENDPOINT") or "https://huggingface.co").rstrip("/")
 
 
-def describe(src: Source, comp: ComponentSpec) -> str:
-    """A source as a URL a person can open (a Hub file as its resolve URL on the endpoint in use)."""
-    if src.kind == "hub":
-        return f"{hub_endpoint(src)}/{src.repo}/resolve/{src.revision}/{src.filename or comp.file}"
-    if src.kind == "manual":
-        return f"{src.url or src.note} (download by hand)"
-    if src.kind == "bundled":
-        return f"bundled with restorecli ({src.path})"
-    return str(src.url)
+def hub_url(src: Source, comp: ComponentSpec) -> str:
+    """A Hub file as its resolve URL on the endpoint in use (what a person can open)."""
+    return f"{hub_endpoint(src)}/{src.repo}/resolve/{src.revision}/{src.filename or comp.file}"
 
 
 def hub_download(
@@ -210,7 +214,7 @@ def hub_download(
 
     endpoint = hub_endpoint(src)
     filename = src.filename or comp.file or ""
-    where = describe(src, comp)
+    where = hub_url(src, comp)
     if not local_only:
         down = unreachable(endpoint)
         if down:
