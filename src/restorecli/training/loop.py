@@ -11,7 +11,6 @@ continues bit for bit.
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 import time
@@ -29,9 +28,9 @@ from ..engines.rddm.schedule import linear_schedule
 from ..errors import UsageError
 from ..io import jsontext as strict_json
 from ..io.files import atomic_target
-from ..weights.bundle import spec_to_dict, write_bundle
 from ..weights.registry import ModelSpec
-from .config import TrainConfig, model_spec, public_training_record
+from .averaging import EMA, save_bundle
+from .config import TrainConfig, model_spec
 from .objective import training_loss
 from .validate import build_data, describe_scores, input_scores, is_identity, validate
 from .warmstart import load_init_weights
@@ -42,70 +41,19 @@ def build_nets(spec: ModelSpec, device: torch.device) -> dict[str, nn.Module]:
     return {name: engine.build_component(comp, device="cpu").to(device) for name, comp in spec.components.items()}
 
 
-# ---- EMA ----------------------------------------------------------------------------
-
-
-class EMA:
-    """Exponential moving average of parameters (buffers copied), with the usual warm-up
-    min(decay, (1 + n) / (10 + n)) so early averages are not dominated by the random init."""
-
-    def __init__(self, nets: dict[str, nn.Module], decay: float) -> None:
-        self.decay = decay
-        self.updates = 0
-        self.nets = {k: copy.deepcopy(v).eval().requires_grad_(False) for k, v in nets.items()}
-
-    @torch.no_grad()
-    def update(self, nets: dict[str, nn.Module]) -> None:
-        self.updates += 1
-        d = min(self.decay, (1 + self.updates) / (10 + self.updates))
-        for name, net in nets.items():
-            ema_state = self.nets[name].state_dict()
-            for key, value in net.state_dict().items():
-                if value.dtype.is_floating_point:
-                    ema_state[key].mul_(d).add_(value.detach(), alpha=1 - d)
-                else:
-                    ema_state[key].copy_(value)
-
-    def state(self) -> dict[str, Any]:
-        return {"decay": self.decay, "updates": self.updates, "nets": {k: v.state_dict() for k, v in self.nets.items()}}
-
-    def load(self, state: dict[str, Any]) -> None:
-        self.updates = int(state["updates"])
-        for k, v in state["nets"].items():
-            self.nets[k].load_state_dict(v)
-
-
-# ---- checkpoints ----------------------------------------------------------------------
-
-
-def save_bundle(
-    path: Path,
-    cfg: TrainConfig,
-    nets: dict[str, nn.Module],
-    *,
-    half: bool = False,
-    metrics: dict[str, Any] | None = None,
-    origin: str = "user-trained",
-    extra: dict[str, Any] | None = None,
-) -> Path:
-    """A safetensors bundle the RDDM engine loads with --weights; its metadata carries the model spec."""
-    spec = model_spec(cfg, origin=origin)
-    states = {}
-    for name, net in nets.items():
-        state = {k: v.detach().cpu() for k, v in net.state_dict().items()}
-        if half:
-            state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
-        states[name] = state
-    meta = {
-        "spec": spec_to_dict(spec),
-        "training": public_training_record(cfg),
-        "metrics": metrics or {},
-    }
-    meta.update(extra or {})
-    return write_bundle(Path(path), spec, states, extra_meta=meta)
-
-
 # ---- the loop -----------------------------------------------------------------------
+
+
+def cosine_lr(cfg: TrainConfig, i: int, elapsed: float) -> float:
+    """The learning rate at iteration `i`: cosine decay from cfg.lr to cfg.lr_min over the run.
+
+    With a time limit it follows whichever of iterations or time is further along, so a run
+    cut by the clock still ends at lr_min.
+    """
+    progress = min(i, cfg.iters) / cfg.iters
+    if cfg.time_limit > 0:
+        progress = max(progress, min(1.0, elapsed / cfg.time_limit))
+    return cfg.lr_min + 0.5 * (cfg.lr - cfg.lr_min) * (1 + math.cos(math.pi * progress))
 
 
 def pick_amp(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
@@ -222,12 +170,7 @@ def train(
     )
 
     def lr_at(i: int) -> float:
-        # Cosine decay over the run; with a time limit it follows whichever of
-        # iterations or time is further along, so a run cut by the clock still ends at lr_min.
-        progress = min(i, cfg.iters) / cfg.iters
-        if cfg.time_limit > 0:
-            progress = max(progress, min(1.0, (time.monotonic() - start) / cfg.time_limit))
-        return cfg.lr_min + 0.5 * (cfg.lr - cfg.lr_min) * (1 + math.cos(math.pi * progress))
+        return cosine_lr(cfg, i, time.monotonic() - start)
 
     def checkpoint() -> None:
         data = {
