@@ -407,6 +407,25 @@ def test_ctrl_c_keeps_finished_files_leaves_no_partial_and_resumes(tmp_path):
     assert again.skipped == 2 and again.done == 3 and again.exit_code == 0
 
 
+def test_a_write_cut_off_before_it_is_on_disk_leaves_no_output_and_is_redone(tmp_path, monkeypatch):
+    """The bytes reach the output name only once they are complete and synced (disk full, kill, power cut)."""
+    import os
+
+    png(tmp_path / "in" / "a.png", size=(8, 8), seed=1)
+    real_fsync = os.fsync
+
+    def disk_full(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", disk_full)
+    report, _, _ = run([tmp_path / "in"], tmp_path / "out")
+    assert report.failed == 1 and "No space left" in report.records[0].reason
+    assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []
+    monkeypatch.setattr(os, "fsync", real_fsync)
+    again, _, _ = run([tmp_path / "in"], tmp_path / "out")
+    assert again.done == 1 and again.skipped == 0
+
+
 # ---- several devices --------------------------------------------------------------------------
 
 
