@@ -351,3 +351,24 @@ def test_each_format_descriptor_says_what_its_files_keep(name):
     assert (back.bits == 16) is fmt.depth16 and any("8 bits" in w for w in lost) is not fmt.depth16
     assert (back.icc is not None) is fmt.icc, lost
     assert fmt.ext.lstrip(".") in imageio.OUTPUT_FORMATS
+
+
+def test_a_huge_sparse_file_is_refused_before_it_is_read(tmp_path, monkeypatch):
+    from restorecli.io.imageio import max_image_bytes
+
+    monkeypatch.setenv("RESTORECLI_MAX_PIXELS", "100")
+    path = tmp_path / "sparse.png"
+    with open(path, "wb") as fh:
+        fh.truncate(max_image_bytes() + 1)
+    with pytest.raises(InputError, match="pixel limit"):
+        read_image(path)
+
+
+@pytest.mark.parametrize("value", ["abc", "-5", "0", "1e9", str(2**70)])
+def test_a_bad_pixel_limit_is_a_usage_error(monkeypatch, value):
+    from restorecli.errors import UsageError
+    from restorecli.io.imageio import max_pixels_default
+
+    monkeypatch.setenv("RESTORECLI_MAX_PIXELS", value)
+    with pytest.raises(UsageError):
+        max_pixels_default()

@@ -90,6 +90,12 @@ class InputError(RestoreError):
     exit_code: int = ExitCode.FAILED
 
 
+class TrainingDiverged(RestoreError):
+    """A training run whose weights stopped being finite; the last finite checkpoint is kept (exit 1)."""
+
+    exit_code: int = ExitCode.FAILED
+
+
 class WeightsError(RestoreError):
     """A checkpoint is missing, unreadable or does not fit the model (exit 3)."""
 

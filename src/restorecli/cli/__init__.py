@@ -16,8 +16,10 @@ from typing import Annotated, Optional
 import typer
 
 from ..errors import EXIT_CODES, ExitCode, RestoreError
+from ..io.imageio import max_pixels_default
 from ..version import __version__
 from . import restore, tools, weights
+from .numbers import bound_numbers
 from .options import GLOBAL, print_error
 from .restore import TASK_OPTIONS, task_options, task_registry
 
@@ -107,7 +109,9 @@ def main() -> None:
     no_args_help = getattr(click_errors, "NoArgsIsHelpError", ())
 
     command = typer.main.get_command(app)
+    bound_numbers(command)
     try:
+        max_pixels_default()  # a bad RESTORECLI_MAX_PIXELS is a usage error before any work, not one per file
         code = command.main(prog_name="restore", standalone_mode=False)
     except no_args_help as exc:  # `restore` alone: the help, as before
         exc.show()

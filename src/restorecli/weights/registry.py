@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
+from ..io.bounded import read_text_file
 from .regcheck import check_registry_file
 from .sources import KINDS
 from .specs import ComponentSpec, ModelSpec, Source
@@ -230,7 +231,13 @@ def parse_registry(data: dict[str, Any]) -> Registry:
 def user_registry_paths() -> list[Path]:
     """Overlay files: $RESTORECLI_REGISTRY (os.pathsep-separated), then the user config one."""
     paths = [Path(p) for p in os.environ.get(REGISTRY_ENV, "").split(os.pathsep) if p]
-    config_home = Path(os.environ.get("XDG_CONFIG_HOME", Path.home() / ".config"))
+    config = os.environ.get("XDG_CONFIG_HOME")
+    if not config:
+        try:
+            config = str(Path.home() / ".config")
+        except (RuntimeError, KeyError, OSError):  # no home directory (a service account): no user overlay
+            return paths
+    config_home = Path(config)
     user = config_home / "restorecli" / "weights.toml"
     if user.is_file():
         paths.append(user)
@@ -238,11 +245,9 @@ def user_registry_paths() -> list[Path]:
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
+    text = read_text_file(path, "registry file")  # bounded: --registry /dev/zero is refused, not read forever
     try:
-        with open(path, "rb") as fh:
-            return tomllib.load(fh)
-    except FileNotFoundError:
-        raise UsageError(f"registry file not found: {path}") from None
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"registry file {path} is not valid TOML: {exc}") from None
 
