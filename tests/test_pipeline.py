@@ -600,13 +600,13 @@ def test_torchrun_style_ranks_cover_the_folder_once(tmp_path):
 
 
 def test_api_seed_default_matches_the_registry(tmp_path):
-    from restorecli.api import _resolve
+    from restorecli.api import _plan
 
     engine = fe.make_engine()
-    assert _resolve(engine, None, "sr", None, None, ()) == (1, 0)
-    assert _resolve(engine, None, "sr", 3, 5, ()) == (3, 5)
+    assert _plan(engine, None, "sr", None, None, ()) == (engine.spec, 1, 0)
+    assert _plan(engine, None, "sr", 3, 5, ()) == (engine.spec, 3, 5)
     with pytest.raises(UsageError):
-        _resolve(engine, None, "sr", 9, None, ())
+        _plan(engine, None, "sr", 9, None, ())
 
 
 def test_generators_are_fresh_per_image():

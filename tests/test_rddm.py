@@ -62,7 +62,7 @@ def engine_for(spec: ModelSpec, checkpoint: Path) -> RDDMEngine:
 
 def record(engine: RDDMEngine) -> list[dict]:
     events: list[dict] = []
-    engine.trace = events.append
+    engine.on_step = events.append
     return events
 
 
@@ -316,7 +316,7 @@ def test_batch_results_do_not_depend_on_neighbours_and_padding_is_cropped(shared
     x_in = events[0]["x_in"]
     assert x_in.shape[-2:] == (40, 56) and both.shape == (2, 3, 37, 50)
     assert torch.all(x_in[..., 37:, :] == -1) and torch.all(x_in[..., :, 50:] == -1)
-    engine.trace = None
+    engine.on_step = None
     alone = engine.restore(other, steps=2, generators=[torch.Generator().manual_seed(4)])
     assert maxdiff(both[1:], alone) <= 1e-5
     assert both.min() >= 0 and both.max() <= 1

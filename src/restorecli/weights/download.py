@@ -42,6 +42,31 @@ class SourceFailed(Exception):
         self.manual = manual
 
 
+def _read_body(resp: Any, fh: Any, received: int, guard: DownloadGuard, bar: ByteBar) -> tuple[int, bool]:
+    """Copy a response into `fh`; returns the bytes received in all and whether the connection broke."""
+    while True:
+        try:
+            chunk = resp.read(CHUNK)
+        except (OSError, http.client.HTTPException):
+            return received, True  # the connection broke (reset, timeout, bad chunk)
+        if not chunk:
+            return received, False
+        fh.write(chunk)  # a full disk raises here, not as a network cut
+        received += len(chunk)
+        guard.check_received(received)  # issue #13
+        bar.advance(len(chunk))
+
+
+def _check_size(url: str, label: str, total: int | None, expected_size: int | None) -> None:
+    """A server announcing another size than the registry's serves another file: stop before reading it."""
+    if expected_size is not None and total is not None and total != expected_size:
+        raise WeightsError(
+            f"{url} serves {total} bytes but the registry expects {expected_size} for {label}",
+            "the source serves a different file: report it, or correct size/sources in a "
+            "registry overlay (docs/weights.md)",
+        )
+
+
 def url_download(url: str, dest: Path, *, expected_size: int | None, label: str, progress: ByteProgress) -> None:
     """GET `url` into `dest` through a temporary file; resume with Range when the connection drops.
 
@@ -80,7 +105,6 @@ def url_download(url: str, dest: Path, *, expected_size: int | None, label: str,
                         time.sleep(RETRY_WAIT_S)
                         continue
                     raise SourceFailed(f"{url}: {_net_reason(exc, host, parts.scheme)}") from None
-                cut = False
                 with resp:
                     kind = resp.headers.get("Content-Type", "")
                     if kind.startswith("text/html") and not label.endswith((".html", ".htm")):
@@ -98,27 +122,11 @@ def url_download(url: str, dest: Path, *, expected_size: int | None, label: str,
                                 f"byte 0 {guard.restarts - 1} times"
                             )
                     total = full if full is not None else total
-                    if expected_size is not None and total is not None and total != expected_size:
-                        raise WeightsError(
-                            f"{url} serves {total} bytes but the registry expects {expected_size} for {label}",
-                            "the source serves a different file: report it, or correct size/sources in a "
-                            "registry overlay (docs/weights.md)",
-                        )
+                    _check_size(url, label, total, expected_size)
                     guard.check_declared(total)  # issue #13
                     bar = bar or progress.bar(label, total)
                     bar.reset(received, total)
-                    while True:
-                        try:
-                            chunk = resp.read(CHUNK)
-                        except (OSError, http.client.HTTPException):
-                            cut = True  # the connection broke (reset, timeout, bad chunk)
-                            break
-                        if not chunk:
-                            break
-                        fh.write(chunk)  # a full disk raises here, not as a network cut
-                        received += len(chunk)
-                        guard.check_received(received)  # issue #13
-                        bar.advance(len(chunk))
+                    received, cut = _read_body(resp, fh, received, guard, bar)
                 if not cut and (total is None or received >= total):
                     break
                 if guard.progressed(received):  # issue #13: only bytes never received before count

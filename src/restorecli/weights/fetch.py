@@ -63,7 +63,7 @@ class _Have:
     staged: bool = False  # our own download: deleted once the bundle is written
 
 
-def ensure_bundle(
+def find_or_build_bundle(
     spec: ModelSpec,
     *,
     canonicalize: Canonicalize,
@@ -121,7 +121,7 @@ def _fetch_and_build(
     files: Mapping[str, Path] | None,
     quiet: bool,
 ) -> Path:
-    """The work of ensure_bundle once the cache entry is locked."""
+    """The work of find_or_build_bundle once the cache entry is locked."""
     why_offline = offline_reason(offline)
     report = Reporter(console, quiet)
     files = dict(files or {})
