@@ -24,7 +24,7 @@ docs/engines/rddm.md for the registry entries and checkpoint layouts.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -32,17 +32,17 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ...errors import UsageError, WeightsError
+from ...errors import UsageError
 from ...nets.direct import DirectNet
 from ...nets.lightnet import build_lightnet
 from ...nets.rddm_unet import RDDMUnet, RDDMUnetRes, build_unet, build_unetres
 from ...weights.registry import ComponentSpec, ModelSpec
 from ..base import Engine, MemoryShare, StateDict, check_batch
 from ..common import pad_end, padded_size, randn, randn_per_image
+from .checkpoints import UNET_KIND, UNETRES_KIND, component_state
 from .paper_resize import paper_resize
 from .schedule import (
     OBJECTIVES,
-    SCHEDULE_BUFFERS,
     TWO_HEAD_OBJECTIVES,
     OnStep,
     Prediction,
@@ -53,13 +53,9 @@ from .schedule import (
     sample,
 )
 
-UNETRES_KIND = "rddm.unetres"  # official UnetRes: unet0.* (and unet1.*) in one component
-UNET_KIND = "rddm.unet"  # one Unet per component, named unet0 / unet1 (what `restore train rddm` writes)
 LIGHTNET_KIND = "rddm.lightnet"  # the one-pass global/local low-light enhancer (objective "direct")
 KINDS = (UNETRES_KIND, UNET_KIND, LIGHTNET_KIND)
 DIRECT = "direct"  # objective of a one-pass network (the lightnet): no diffusion, no noise drawn
-EMA_PREFIX = "ema_model."
-MODEL_PREFIX = "model."
 
 
 # ---- sampler configuration ---------------------------------------------------------------
@@ -130,76 +126,6 @@ class RDDMConfig:
         return not (self.objective == "pred_res_noise" and self.test_res_or_noise == "noise")
 
 
-# ---- checkpoint layouts ------------------------------------------------------------------
-
-
-def _tensor_map(obj: Any) -> bool:
-    return isinstance(obj, Mapping) and bool(obj) and all(isinstance(v, Tensor) for v in obj.values())
-
-
-def unetres_state(obj: Any) -> StateDict:
-    """The `UnetRes` weights (unet0.*, unet1.*) inside an official file, EMA copy preferred.
-
-    Accepted: the Trainer.save container {'step', 'model', 'opt'|'opt0'/'opt1',
-    'ema', 'scaler'} (its 'ema' is used, as the official test does); the EMA
-    state alone ('ema_model.*'); a `ResidualDiffusion` state dict ('model.*'
-    plus schedule buffers); a bare `UnetRes` state dict. Schedule buffers,
-    'initted', 'step' and the online copy are dropped: the schedule is rebuilt
-    from the registry config.
-    """
-    hint = "pass an RDDM checkpoint written by the official Trainer.save (model-N.pt) or a converted bundle"
-    if isinstance(obj, Mapping) and "ema" in obj:
-        obj = obj["ema"]
-        if not isinstance(obj, Mapping) or not any(str(k).startswith(EMA_PREFIX) for k in obj):
-            raise WeightsError("the checkpoint's 'ema' entry holds no 'ema_model.*' weights", hint)
-    elif isinstance(obj, Mapping) and "model" in obj and "step" in obj:
-        raise WeightsError("the training checkpoint has no EMA weights ('ema'), which RDDM inference uses", hint)
-    if not isinstance(obj, Mapping):
-        raise WeightsError("the file does not hold an RDDM state dict", hint)
-    if any(str(k).startswith(EMA_PREFIX) for k in obj):
-        obj = {k[len(EMA_PREFIX) :]: v for k, v in obj.items() if str(k).startswith(EMA_PREFIX)}
-    if any(str(k).startswith(MODEL_PREFIX) for k in obj):
-        stray = [k for k in obj if not str(k).startswith(MODEL_PREFIX) and k not in SCHEDULE_BUFFERS]
-        if stray:
-            raise WeightsError(f"unexpected entry '{stray[0]}' beside the RDDM network weights", hint)
-        obj = {k[len(MODEL_PREFIX) :]: v for k, v in obj.items() if str(k).startswith(MODEL_PREFIX)}
-    if not _tensor_map(obj):
-        raise WeightsError("the file does not hold an RDDM state dict of tensors", hint)
-    if "ups_no_skip.0.0.mlp.1.weight" in obj or "final_conv_1.weight" in obj:
-        raise WeightsError(
-            "the checkpoint is a shared-encoder UnetRes (share_encoder=1), which restorecli does not run",
-            "train with separate networks (share_encoder=0 or -1, num_unet=2 or 1)",
-        )
-    other = sorted(k for k in obj if not k.startswith(("unet0.", "unet1.")))
-    if other:
-        raise WeightsError(f"the file is not an RDDM UnetRes checkpoint (found key '{other[0]}')", hint)
-    return dict(obj)
-
-
-def component_state(comp: ComponentSpec, obj: Any) -> StateDict:
-    """The exact state dict of one component: the whole UnetRes, or one Unet (by component name)."""
-    if comp.kind == UNETRES_KIND:
-        state = unetres_state(obj)
-        want = int(comp.config.get("num_unet", 2))
-        have = {k.split(".", 1)[0] for k in state}
-        if have != {f"unet{i}" for i in range(want)}:
-            raise WeightsError(
-                f"the checkpoint holds {len(have)} UNet(s) ({', '.join(sorted(have))}) but model component "
-                f"'{comp.name}' has {want}",
-                "check the model (one-UNet pred_res models need num_unet = 1)",
-            )
-        return state
-    if comp.kind == UNET_KIND:
-        if _tensor_map(obj) and "init_conv.weight" in obj:
-            return dict(obj)
-        prefix = f"{comp.name}."
-        state = {k[len(prefix) :]: v for k, v in unetres_state(obj).items() if k.startswith(prefix)}
-        if not state:
-            raise WeightsError(f"the checkpoint holds no '{comp.name}' network", "check the file and the model")
-        return state
-    raise UsageError(f"the rddm engine cannot load component kind '{comp.kind}'")
-
-
 # ---- the engine --------------------------------------------------------------------------
 
 
@@ -227,7 +153,7 @@ class RDDMEngine(Engine):
         except (TypeError, ValueError) as exc:
             raise UsageError(f"model '{spec.name}': bad RDDM schedule: {exc}") from None
         self.schedule: Schedule = schedule.to(self.device)
-        self.trace: OnStep | None = None  # tests: called with every step's state and predictions
+        self.on_step: OnStep | None = None  # tests: called with a dict of every step's state and predictions
         self._resize: int | None = None
         self.tileable = True
 
@@ -492,8 +418,8 @@ class RDDMEngine(Engine):
         shape = tuple(x_in.shape[1:])  # one image's
         noise = randn_per_image(shape, generators, self.device)
         x_t = x_in + math.sqrt(cfg.sum_scale) * noise
-        if self.trace is not None:
-            self.trace({"noise": noise, "x_T": x_t, "x_in": x_in})
+        if self.on_step is not None:
+            self.on_step({"noise": noise, "x_T": x_t, "x_in": x_in})
 
         def noise_fn(like: Tensor) -> Tensor:
             return randn_per_image(shape, generators, self.device)
@@ -506,7 +432,7 @@ class RDDMEngine(Engine):
             eta=cfg.eta,
             noise_fn=noise_fn,
             loops=cfg.loops,
-            on_step=self.trace,
+            on_step=self.on_step,
         )
         return ((out + 1) * 0.5)[:, :, :height, :width].float().cpu()
 
@@ -522,8 +448,8 @@ class RDDMEngine(Engine):
         size = cfg.image_size
         shape = (count, 3, size, size)
         x_t = randn(shape, generator, self.device)
-        if self.trace is not None:
-            self.trace({"noise": x_t, "x_T": x_t})
+        if self.on_step is not None:
+            self.on_step({"noise": x_t, "x_T": x_t})
 
         def noise_fn(like: Tensor) -> Tensor:
             return randn(like.shape, generator, self.device)
@@ -536,6 +462,6 @@ class RDDMEngine(Engine):
             eta=cfg.eta,
             noise_fn=noise_fn,
             loops=cfg.loops,
-            on_step=self.trace,
+            on_step=self.on_step,
         )
         return ((out + 1) * 0.5).float().cpu()
