@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 # the options that are TrainConfig fields of the same name
 CONFIG_OPTIONS = (
     "name task objective dual_output dim dim_mults attn_heads attn_dim_head pixel_unshuffle pair_fraction loss lr "
-    "batch_size iters crop steps sum_scale t_min ema_decay amp seed degradation held_out val_every val_size "
+    "batch_size iters crop steps sum_scale t_min ema_decay amp seed degradation held_out val_every val_size val_count "
     "save_every time_limit init network width global_width exposure_jitter color_jitter ssim_weight local_crop "
     "whole_image_context"
 ).split()
@@ -140,6 +140,9 @@ ValEvery = Annotated[
 ValSize = Annotated[
     Optional[int], typer.Option("--val-size", min=0, help="Centre crop of validation images (0 = whole).")
 ]
+ValCount = Annotated[
+    Optional[int], typer.Option("--val-count", min=0, help="Held-out images scored per source folder.")
+]
 SaveEvery = Annotated[Optional[int], typer.Option("--save-every", min=0, help="Write last.pt every N steps.")]
 TimeLimit = Annotated[
     Optional[float], typer.Option("--time-limit", min=0.0, help="Stop (and save) after this many seconds.")
@@ -215,6 +218,7 @@ def train_cmd(
     held_out: HeldOut = None,
     val_every: ValEvery = None,
     val_size: ValSize = None,
+    val_count: ValCount = None,
     save_every: SaveEvery = None,
     time_limit: TimeLimit = None,
     resume: Resume = None,
