@@ -272,6 +272,12 @@ def eval_cmd(
     from ..quality.evaluate import evaluate_pairs, format_table
 
     check_report_path(html)
+    if output is not None:
+        from ..jobs.outcheck import check_output_file
+
+        check_output_file(
+            output, [restored, reference], option="-o", suffix=".json", what="the report", error=UsageError
+        )  # a JSON report never replaces a restored or reference image
 
     report = evaluate_pairs(
         restored,

@@ -96,14 +96,20 @@ def convert(
     from ..weights.convert import parse_weight_args
     from ..weights.registry import load_registry
 
+    from ..errors import WeightsError
+    from ..jobs.outcheck import check_output_file
+
     spec = load_registry(tuple(GLOBAL.registry)).get(model)
     parsed = parse_weight_args(spec, files)
     if isinstance(parsed, Path):
         parsed = {next(iter(spec.components)): parsed}
+    check_output_file(
+        out, parsed.values(), option="-o", suffix=".safetensors", what="the bundle", error=WeightsError
+    )  # before anything is read: never onto a source file, never a .txt by mistake
     states, sources = convert_files(spec, parsed)
     try:
         write_bundle(out, spec, states, sources)
-    except Exception as exc:  # issue #13: a full disk or an unwritable folder is one line, not a traceback
+    except Exception as exc:  # a full disk or an unwritable folder is one line, not a traceback
         from ..jobs.outcheck import write_error
 
         raise write_error(out, exc) from None
