@@ -200,6 +200,7 @@ def train_cmd(
         if not sep:
             raise UsageError(f"--pairs {item} is not DEGRADED_DIR,CLEAN_DIR")
         pair_list.append([deg, cln])
+    check_run_folder(output, [*(clean or []), *(p for pair in pair_list for p in pair)], init=init, resume=resume)
     try:
         mults = tuple(int(m) for m in dim_mults.split(","))
     except ValueError:
@@ -246,6 +247,26 @@ def train_cmd(
         )
 
 
+RUN_FILES = ("last.pt", "last.safetensors", "best.safetensors", "log.jsonl")  # what `restore train` writes
+
+
+def check_run_folder(output: Path, data: list, *, init: str | None, resume: Path | None) -> None:
+    """`train -o` is never a data folder or file, and none of the run's files lands on an input
+    (an --init bundle, a data file); resuming a run rewrites its own last.pt, which is the point."""
+    from ..io.files import list_images
+    from ..io.outpaths import refuse_input_overwrite
+
+    inputs = [Path(d) for d in data]
+    inputs += [f for d in inputs if d.is_dir() for f in list_images(d)]  # the images training reads
+    weights = [Path(p) for p in (init, resume) if p and Path(p).exists()]
+    refuse_input_overwrite(output, [*inputs, *weights], what="-o", hint="give a new run folder")
+    for name in RUN_FILES:
+        kept = [w for w in weights if not (name == "last.pt" and resume is not None and w == Path(resume))]
+        refuse_input_overwrite(
+            output / name, [*inputs, *kept], what=f"-o {output}: the run's", hint="give another run folder"
+        )
+
+
 def eval_cmd(
     restored: Annotated[Path, typer.Argument(help="Restored image or folder.")],
     reference: Annotated[Path, typer.Argument(help="Reference (ground-truth) image or folder; files pair by name.")],
@@ -271,7 +292,7 @@ def eval_cmd(
     from ..jobs.runinfo import check_report_path, write_report
     from ..quality.evaluate import evaluate_pairs, format_table
 
-    check_report_path(html)
+    check_report_path(html, keep=[restored, reference, *([output] if output is not None else [])])
     if output is not None:
         from ..jobs.outcheck import check_output_file
 
