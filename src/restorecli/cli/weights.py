@@ -91,13 +91,12 @@ def convert(
     out: Annotated[Path, typer.Option("--output", "-o", help="Bundle to write (.safetensors).")],
 ) -> None:
     """Convert official checkpoint files (.pth/.pt/.ckpt) into one safetensors bundle."""
+    from ..errors import WeightsError
+    from ..jobs.outcheck import check_output_file
     from ..runtime.load import convert_files
     from ..weights.bundle import write_bundle
     from ..weights.convert import parse_weight_args
     from ..weights.registry import load_registry
-
-    from ..errors import WeightsError
-    from ..jobs.outcheck import check_output_file
 
     spec = load_registry(tuple(GLOBAL.registry)).get(model)
     parsed = parse_weight_args(spec, files)

@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 from ..errors import WeightsError
 from ..version import __version__
 from .cache import hub_cache_dir
+from .cachefs import create_new
 from .downloadguard import DownloadGuard, remove_stale_parts
 from .progress import ByteBar, ByteProgress
 from .registry import ComponentSpec, Source
@@ -43,6 +44,18 @@ class SourceFailed(Exception):
         self.manual = manual
 
 
+class HttpOnlyRedirects(urllib.request.HTTPRedirectHandler):
+    """Follow a redirect only to http(s): urllib would also follow one to ftp://, at every hop."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):  # noqa: ANN001 (urllib's signature)
+        scheme = urlsplit(newurl).scheme.lower()
+        if scheme not in ("http", "https"):
+            raise SourceFailed(
+                f"{req.full_url} redirects to a {scheme or 'schemeless'}:// URL ({newurl}); only http(s) is followed"
+            )
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
 def url_download(url: str, dest: Path, *, expected_size: int | None, label: str, progress: ByteProgress) -> None:
     """GET `url` into `dest` through a temporary file; resume with Range when the connection drops.
 
@@ -57,11 +70,12 @@ def url_download(url: str, dest: Path, *, expected_size: int | None, label: str,
     part = dest.with_name(f".{dest.name}.{os.getpid()}.part")
     remove_stale_parts(dest.parent, keep=part)  # issue #13: left by a hard kill (we hold this entry's lock)
     guard = DownloadGuard(url, label, expected_size)  # issue #13: size ceiling, restarts counted
-    opener = urllib.request.build_opener()  # reads the proxy variables now, not at first use
+    opener = urllib.request.build_opener(HttpOnlyRedirects)  # reads the proxy variables now, not at first use
     received, total, tries = 0, None, 0
     bar: ByteBar | None = None
+    part.unlink(missing_ok=True)  # ours (this pid) from an earlier try, or a planted link: never written through
     try:
-        with open(part, "wb") as fh:
+        with os.fdopen(create_new(part), "wb") as fh:
             while True:
                 tries += 1
                 headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}

@@ -28,12 +28,14 @@ from .cache import (
     bundle_path,
     cache_key,
     cache_root,
+    cached_file,
     component_key,
     hub_cache_dir,
     offline_reason,
     packaged_bundle,
     staged_path,
 )
+from .cachefs import cache_folder, is_real_file
 from .cachelock import cache_entry_locks
 from .convert import Canonicalize, load_component_file
 from .download import SourceFailed, describe, hub_download, url_download
@@ -89,12 +91,12 @@ def ensure_bundle(
         return packaged  # shipped inside the package: no cache, no network
     root = cache_root(cache_dir)
     target = bundle_path(spec, root)
-    if target.is_file() and not force and not files:
+    if not force and not files and cached_file(target, root):
         return target
     # issue #13: one lock per cache entry (this bundle, each component); look again once they are held
     names = [f"bundle-{target.stem}", *(f"component-{component_key(c)}" for c in spec.components.values())]
     with cache_entry_locks(root, names, note=Reporter(console, quiet).say):
-        if target.is_file() and not force and not files:
+        if not force and not files and cached_file(target, root):
             return target  # another process made it while we waited
         return _fetch_and_build(
             spec,
@@ -168,7 +170,7 @@ def _find_local(comp: ComponentSpec, name: str, root: Path) -> _Have | None:
     if reused is not None:
         return reused
     staged = staged_path(root, comp, name)
-    if staged.is_file():
+    if cached_file(staged, root):  # a link there is never read, nor deleted through
         try:
             return _Have(f"{staged}", path=staged, sha256=_verify(comp, staged, str(staged), delete=True), staged=True)
         except WeightsError:
@@ -185,10 +187,10 @@ def _find_local(comp: ComponentSpec, name: str, root: Path) -> _Have | None:
 
 def _bundled_elsewhere(root: Path, ckey: str) -> _Have | None:
     """A cached bundle (of any model) that already holds a component with this key."""
-    folder = root / "bundles"
+    folder = cache_folder(root, "bundles", create=False)
     if not folder.is_dir():
         return None
-    for path in sorted(folder.glob("*.safetensors")):
+    for path in sorted(p for p in folder.glob("*.safetensors") if is_real_file(p)):
         try:
             keys = json.loads(read_bundle_metadata(path).get("component_keys", "{}"))
         except (OSError, ValueError, struct.error):
@@ -225,6 +227,7 @@ def _download_component(
                 path = hub_download(src, comp, local_only=False, progress=progress, force=force)
                 return _Have(where, path=path, sha256=_verify_hub(comp, path, src)), failures
             dest = staged_path(root, comp, name)
+            cache_folder(root, dest.parent.relative_to(root).as_posix())  # a real folder, never a planted link
             url_download(src.url or "", dest, expected_size=comp.size, label=label, progress=progress)
             return _Have(where, path=dest, sha256=_verify(comp, dest, where, delete=True), staged=True), failures
         except SourceFailed as exc:
@@ -299,6 +302,7 @@ def _build_bundle(
                 raise WeightsError(f"{exc.message}; the download was removed", DOWNLOAD_RETRY_HINT) from None
             sources[name] = f"{spec.components[name].file or h.path.name}:{h.sha256}"
     report.say(f"converting {spec.name} into {target}")
+    cache_folder(target.parent.parent, target.parent.name)  # CACHE/bundles: a real folder, never a link
     write_bundle(
         target,
         spec,

@@ -12,7 +12,6 @@ No imports from other restorecli modules except `errors` and `io.outpaths` (`is_
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
