@@ -176,9 +176,8 @@ def run_restore(
         raise TypeError(f"restore() got unexpected option(s): {', '.join(sorted(unknown))}")
     if engine is not None and job_options.get("devices") and len(job_options["devices"]) > 1:
         raise UsageError("one engine cannot run on several devices", "pass model= instead of engine=")
-    out = job_options.get("output")
     keep = [str(x) for x in raw if str(x) != "-" and not str(x).startswith("@")]
-    check_report_path(report_path, keep=[*keep, *([out] if out not in (None, "-") else [])])
+    check_report_path(report_path, keep=[*keep, *([str(output)] if output not in (None, "-") else [])])
     spec, steps, seed = _plan(engine, model, task, steps, seed, registry_files, weights)
     bundle = None
     if engine is not None:
