@@ -11,11 +11,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from test_reliability import NET, err_of, model_toml, one_line, restore, sha, url_source, write_overlay
 
 from restorecli.weights.cache import bundle_path, component_key
 from restorecli.weights.registry import load_registry
 from rogueserver import RogueServer
+from test_reliability import NET, err_of, model_toml, one_line, restore, sha, url_source, write_overlay
 
 
 def bait_folder(tmp_path: Path) -> tuple[Path, dict[str, bytes]]:

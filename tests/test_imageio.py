@@ -333,3 +333,13 @@ def test_from_tensor_resizes_alpha_and_restores_gray_and_depth():
     assert out.color.shape == (16, 16, 1) and out.color.dtype == np.uint16
     assert out.alpha.shape == (16, 16) and int(out.alpha.min()) == 65535
     assert int(out.color[0, 0, 0]) == round(0.5 * 65535)
+
+
+def test_a_lab_tiff_decodes_to_rgb_without_alpha(tmp_path):
+    """LAB's "A" band is a colour axis: the image is RGB, never RGBA."""
+    from restorecli.io.imageio import read_image
+
+    path = tmp_path / "lab.tif"
+    Image.new("LAB", (6, 4), (128, 128, 128)).save(path)
+    pic = read_image(path)
+    assert pic.alpha is None and pic.color.shape == (4, 6, 3)

@@ -15,6 +15,7 @@ import socket
 import ssl
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -47,13 +48,16 @@ class SourceFailed(Exception):
 class HttpOnlyRedirects(urllib.request.HTTPRedirectHandler):
     """Follow a redirect only to http(s): urllib would also follow one to ftp://, at every hop."""
 
-    def redirect_request(self, req, fp, code, msg, headers, newurl):  # noqa: ANN001 (urllib's signature)
+    def http_error_302(self, req, fp, code, msg, headers):  # noqa: ANN001 (urllib's signature)
+        location = headers.get("location") or headers.get("uri") or ""
+        newurl = urllib.parse.urljoin(req.full_url, location)
         scheme = urlsplit(newurl).scheme.lower()
-        if scheme not in ("http", "https"):
-            raise SourceFailed(
-                f"{req.full_url} redirects to a {scheme or 'schemeless'}:// URL ({newurl}); only http(s) is followed"
-            )
-        return super().redirect_request(req, fp, code, msg, headers, newurl)
+        if location and scheme not in ("http", "https"):
+            fp.close()
+            raise SourceFailed(f"{req.full_url} redirects to {newurl}: only http(s) redirects are followed")
+        return super().http_error_302(req, fp, code, msg, headers)
+
+    http_error_301 = http_error_303 = http_error_307 = http_error_308 = http_error_302
 
 
 def url_download(url: str, dest: Path, *, expected_size: int | None, label: str, progress: ByteProgress) -> None:
