@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 from ..errors import UsageError
 from ..io.files import is_image_name, list_images
 from ..io.imageio import EXT_FORMAT, FORMAT_EXT
-from ..io.outpaths import check_name_part, is_inside, same_path
+from ..io.outpaths import check_name_part, is_inside
 
 if TYPE_CHECKING:
     from .options import JobOptions
@@ -295,12 +295,13 @@ def _refuse_outputs_on_inputs(items: list[Item], folder: str | None) -> None:
     """UsageError (exit 2, before any work) when an output is, or would land on, an input file,
     or leaves the output folder; checked for every item, so no input is ever written over."""
     inputs = {i.source.resolve(): i for i in items if i.source is not None and i.error is None}
+    inodes = {ident: i for i in inputs.values() if (ident := _inode(i.source)) is not None}  # hard links
     for item in items:
         if item.error is not None or item.output is None:
             continue
         hit = inputs.get(item.output.resolve())
-        if hit is None and item.output.exists():
-            hit = next((i for i in inputs.values() if i.source and same_path(item.output, i.source)), None)
+        if hit is None and (ident := _inode(item.output)) is not None:
+            hit = inodes.get(ident)
         if hit is not None:
             raise UsageError(
                 f"output {item.output} is the input {hit.display}; an input is never overwritten",
@@ -308,6 +309,15 @@ def _refuse_outputs_on_inputs(items: list[Item], folder: str | None) -> None:
             )
         if folder is not None and not is_inside(folder, item.output):
             raise UsageError(f"output {item.output} would leave the output folder {folder}", "check --suffix")
+
+
+def _inode(path: Path | None) -> tuple[int, int] | None:
+    """(device, inode) of an existing file, or None: one file under two names is one file."""
+    try:
+        st = os.stat(path) if path is not None else None
+    except (OSError, ValueError):
+        return None
+    return (st.st_dev, st.st_ino) if st is not None else None
 
 
 def shard_of(key: str, count: int) -> int:

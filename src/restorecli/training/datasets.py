@@ -263,8 +263,13 @@ def plan_degrade_targets(inputs: Sequence[Path], output: Path, *, single_file: b
                 "give another output folder",
             )
         targets = [output / f"{p.stem}.png" for p in inputs]
+    known = {os.path.realpath(p): p for p in inputs}
+    inodes = {(st.st_dev, st.st_ino): p for p in inputs if (st := _stat(p)) is not None}  # hard links
     for target in targets:
-        refuse_input_overwrite(target, inputs, what="output", hint="give another output file or folder")
+        st = _stat(target)
+        hit = known.get(os.path.realpath(target)) or (inodes.get((st.st_dev, st.st_ino)) if st else None)
+        if hit is not None:
+            refuse_input_overwrite(target, [hit], what="output", hint="give another output file or folder")
     claimed: dict[str, Path] = {}
     for path, target in zip(inputs, targets):
         key = os.path.normcase(os.path.abspath(target))
@@ -277,3 +282,10 @@ def plan_degrade_targets(inputs: Sequence[Path], output: Path, *, single_file: b
     if (sidecar := (output.parent if single_file else output) / "degrade.json") and first_input_at(sidecar, inputs):
         raise UsageError(f"the record {sidecar} would overwrite an input", "give another output folder")
     return targets
+
+
+def _stat(path: Path) -> os.stat_result | None:
+    try:
+        return os.stat(path)
+    except OSError:
+        return None
