@@ -35,7 +35,7 @@ def cache_folder(root: Path | str, rel: str, *, create: bool = True) -> Path:
         here = here / part
         try:
             st = os.lstat(here)
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):  # missing, or a file above it: nothing cached here
             if not create:
                 return Path(root) / rel
             try:
