@@ -343,3 +343,24 @@ def test_a_lab_tiff_decodes_to_rgb_without_alpha(tmp_path):
     Image.new("LAB", (6, 4), (128, 128, 128)).save(path)
     pic = read_image(path)
     assert pic.alpha is None and pic.color.shape == (4, 6, 3)
+
+
+def test_a_huge_sparse_file_is_refused_before_it_is_read(tmp_path, monkeypatch):
+    from restorecli.io.imageio import max_image_bytes
+
+    monkeypatch.setenv("RESTORECLI_MAX_PIXELS", "100")
+    path = tmp_path / "sparse.png"
+    with open(path, "wb") as fh:
+        fh.truncate(max_image_bytes() + 1)
+    with pytest.raises(InputError, match="pixel limit"):
+        read_image(path)
+
+
+@pytest.mark.parametrize("value", ["abc", "-5", "0", "1e9", str(2**70)])
+def test_a_bad_pixel_limit_is_a_usage_error(monkeypatch, value):
+    from restorecli.errors import UsageError
+    from restorecli.io.imageio import max_pixels_default
+
+    monkeypatch.setenv("RESTORECLI_MAX_PIXELS", value)
+    with pytest.raises(UsageError):
+        max_pixels_default()

@@ -26,7 +26,7 @@ from .jobs.options import JobOptions
 from .jobs.report import Report
 from .jobs.runinfo import check_report_path, say_what_runs, write_run_page
 from .runtime.load import engine_for_spec, ensure_bundle, resolve_spec
-from .weights.registry import ModelSpec
+from .weights.registry import ModelSpec, Registry, load_registry
 
 if TYPE_CHECKING:
     import numpy as np
@@ -129,6 +129,10 @@ def _plan(
     return spec, spec.check_steps(steps), int(spec.extra.get("default_seed", 0) if seed is None else seed)
 
 
+def _registry(registry_files: Sequence[Path | str]) -> Registry:
+    return load_registry(tuple(Path(p) for p in registry_files))
+
+
 def _resolve(
     engine: Engine | None,
     model: str | None,
@@ -179,6 +183,8 @@ def run_restore(
     keep = [str(x) for x in raw if str(x) != "-" and not str(x).startswith("@")]
     check_report_path(report_path, keep=[*keep, *([str(output)] if output not in (None, "-") else [])])
     spec, steps, seed = _plan(engine, model, task, steps, seed, registry_files, weights)
+    if resize is not None and "resize" not in _registry(registry_files).method(spec.method).options:
+        raise UsageError(f"--resize is not supported by model '{spec.name}'")
     bundle = None
     if engine is not None:
         source = "an engine already loaded"
@@ -217,9 +223,7 @@ def run_restore(
                 bundle=bundle,
             )
         if resize is not None:
-            if not hasattr(chosen, "resize"):
-                raise UsageError(f"--resize is not supported by model '{spec.name}'")
-            chosen.resize = resize
+            chosen.resize = resize  # type: ignore[attr-defined]  (a method whose [methods] options name it)
         if dev not in loaded:
             loaded[dev] = chosen
             if console is not None and not quiet:

@@ -67,10 +67,13 @@ def degrade_cmd(
 ) -> None:
     """Make degraded copies of clean images (reproducible; parameters recorded in degrade.json)."""
     from ..training.datasets import collect_images, degrade_files
-    from ..training.degrade import DEGRADATIONS
+    from ..training.degrade import DEGRADATIONS, PARAMS, check_params
 
     if kind not in DEGRADATIONS:
         raise UsageError(f"unknown degradation '{kind}'", f"use one of: {', '.join(DEGRADATIONS)}")
+    problem = check_params(kind, parse_params(param))
+    if problem is not None:  # before any image is read
+        raise UsageError(f"-P: {problem}", "" if "it takes" in problem else f"'{kind}' takes {', '.join(PARAMS[kind])}")
     try:
         records = degrade_files(collect_images([input]), output, kind, seed=seed, params=parse_params(param))
     except ValueError as exc:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import io
 import os
 import re
+import stat
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFile
 
-from ..errors import InputError
+from ..errors import InputError, UsageError
 from .frames import frame_warning
 
 ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file is an error, never silently padded with grey
@@ -59,9 +60,27 @@ PNG_COMPRESS_LEVEL = 3
 ORIENTATION_TAG = 0x0112
 
 
+MAX_PIXELS_ENV = "RESTORECLI_MAX_PIXELS"
+MAX_PIXELS_CAP = 1 << 40  # past any real image; keeps the size arithmetic of the guards in range
+
+
 def max_pixels_default() -> int:
-    value = os.environ.get("RESTORECLI_MAX_PIXELS", "")
-    return int(value) if value.strip().isdigit() else DEFAULT_MAX_PIXELS
+    """The run's pixel limit: RESTORECLI_MAX_PIXELS, else the default; UsageError for a value that is not one."""
+    value = os.environ.get(MAX_PIXELS_ENV, "").strip()
+    if not value:
+        return DEFAULT_MAX_PIXELS
+    if not value.isdigit() or not 1 <= int(value) <= MAX_PIXELS_CAP:
+        raise UsageError(
+            f"{MAX_PIXELS_ENV}={value!r} is not a pixel count",
+            f"give a whole number of pixels from 1 to {MAX_PIXELS_CAP} (default {DEFAULT_MAX_PIXELS})",
+        )
+    return int(value)
+
+
+def max_image_bytes() -> int:
+    """Most bytes an image file within the pixel limit can need: 8 bytes a pixel (16-bit RGBA stored
+    raw) plus 64 MiB of metadata. A bigger file is refused before it is read."""
+    return max_pixels_default() * 8 + (64 << 20)
 
 
 def format_for_ext(ext: str) -> str | None:
@@ -107,7 +126,7 @@ def read_image(source: str | Path | bytes, *, max_pixels: int | None = None) -> 
     if Image.MAX_IMAGE_PIXELS is not None and limit > Image.MAX_IMAGE_PIXELS:
         Image.MAX_IMAGE_PIXELS = limit  # our check below is the guard; let Pillow decode what we allow
     try:
-        data = source if isinstance(source, bytes) else Path(source).read_bytes()
+        data = source if isinstance(source, bytes) else _read_bounded(Path(source))
     except OSError as exc:
         raise InputError(f"cannot read file: {exc.strerror or exc}") from None
     try:
@@ -137,6 +156,25 @@ def read_image(source: str | Path | bytes, *, max_pixels: int | None = None) -> 
         raise InputError("not an image, or a format restorecli cannot read") from None
     except Exception as exc:  # Pillow raises OSError, ValueError, SyntaxError, struct.error... on bad data
         raise InputError(f"cannot decode: {_short(exc)}") from None
+
+
+def _read_bounded(path: Path) -> bytes:
+    """The file's bytes, refusing before reading one that is not a regular file or is larger than
+    any image within the pixel limit (a huge sparse file would otherwise be read whole)."""
+    with open(path, "rb", buffering=0) as fh:
+        st = os.fstat(fh.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            raise InputError("not a regular file (a FIFO, socket or device)", "give an image file")
+        cap = max_image_bytes()
+        if st.st_size > cap:
+            raise InputError(
+                f"{st.st_size:,} bytes is more than an image within the {max_pixels_default():,}-pixel limit can take",
+                "set RESTORECLI_MAX_PIXELS higher if the image is genuine",
+            )
+        data = fh.read(cap + 1)
+        if len(data) > cap:
+            raise InputError("the file grew past the size an image within the pixel limit can take")
+        return data
 
 
 def _short(exc: BaseException) -> str:

@@ -26,13 +26,14 @@ from torch import nn
 
 from ..engines import engine_class
 from ..engines.rddm.schedule import linear_schedule
-from ..errors import UsageError
+from ..errors import TrainingDiverged, UsageError
 from ..io import jsontext as strict_json
 from ..io.files import atomic_target
 from ..weights.bundle import spec_to_dict, write_bundle
 from ..weights.registry import ModelSpec
 from .config import TrainConfig, model_spec, public_training_record
 from .objective import training_loss
+from .resume import bad_checkpoint, load_nets, number, read_resume, restore_rngs
 from .validate import build_data, describe_scores, input_scores, is_identity, validate
 from .warmstart import load_init_weights
 
@@ -140,6 +141,25 @@ def _reorder_opt_state(state: dict[str, Any], saved: list[str] | None, current: 
     return {"state": new_state, "param_groups": groups}
 
 
+def finite_weights(nets: dict[str, nn.Module]) -> bool:
+    """Whether every floating-point parameter and buffer is finite (one device sync)."""
+    flags = [t.isfinite().all() for net in nets.values() for t in net.state_dict().values() if t.is_floating_point()]
+    return bool(torch.stack(flags).all()) if flags else True
+
+
+def diverged(cfg: TrainConfig, out_dir: Path, step: int, saved_step: int | None) -> TrainingDiverged:
+    """The one-line error of a run whose weights stopped being finite (nothing non-finite is ever saved)."""
+    kept = (
+        f"the last finite checkpoint (step {saved_step}) is kept in {out_dir / 'last.pt'}"
+        if saved_step is not None
+        else "nothing was saved"
+    )
+    return TrainingDiverged(
+        f"training stopped at step {step}: the weights are no longer finite (NaN or Inf); {kept}",
+        f"lower --lr (it is {cfg.lr:g}) and start again, or resume with a lower --lr",
+    )
+
+
 @dataclass
 class TrainResult:
     bundle: Path
@@ -188,23 +208,31 @@ def train(
     elapsed_before = 0.0  # training seconds of earlier runs of this folder (--resume): --time-limit counts them
     history: list[dict[str, Any]] = []
     if resume is not None:
-        ckpt = torch.load(resume, map_location="cpu", weights_only=True)
-        saved = TrainConfig.from_dict(ckpt["config"])
+        ckpt = read_resume(resume)
+        try:
+            saved = TrainConfig.from_dict(ckpt["config"])
+        except (UsageError, TypeError, ValueError, AttributeError) as exc:
+            raise bad_checkpoint(resume, f"its training settings are damaged ({exc})") from None
         if {k: c.config for k, c in model_spec(saved).components.items()} != {
             k: c.config for k, c in spec.components.items()
         }:
             raise UsageError(f"{resume} was trained with a different network", "resume with the same options")
-        for name, net in nets.items():
-            net.load_state_dict(ckpt["nets"][name])
-        ema.load(ckpt["ema"])
-        opt.load_state_dict(_reorder_opt_state(ckpt["opt"], ckpt.get("param_names"), param_names))
-        if ckpt.get("scaler"):
-            scaler.load_state_dict(ckpt["scaler"])
-        step = int(ckpt["step"])
-        best_psnr = float(ckpt.get("best_psnr", -math.inf))
-        rng.bit_generator.state = json.loads(ckpt["rng_numpy"])
-        gen.set_state(ckpt["rng_torch"])
-        elapsed_before = float(ckpt.get("elapsed", 0.0))
+        load_nets(resume, nets, ckpt["nets"], "networks")
+        ema_state = ckpt["ema"]
+        if not isinstance(ema_state, dict):
+            raise bad_checkpoint(resume, "its EMA weights are damaged")
+        load_nets(resume, ema.nets, ema_state.get("nets"), "EMA weights")
+        ema.updates = number(resume, ema_state, "updates", 0, whole=True)
+        try:
+            opt.load_state_dict(_reorder_opt_state(ckpt["opt"], ckpt.get("param_names"), param_names))
+            if ckpt.get("scaler"):
+                scaler.load_state_dict(ckpt["scaler"])
+        except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as exc:
+            raise bad_checkpoint(resume, f"its optimiser state is damaged ({type(exc).__name__})") from None
+        step = number(resume, ckpt, "step", 0, whole=True)
+        best_psnr = number(resume, ckpt, "best_psnr", -math.inf)
+        restore_rngs(resume, ckpt, rng, gen)
+        elapsed_before = number(resume, ckpt, "elapsed", 0.0)
         log(f"resumed from {resume} at step {step}")
     baseline = input_scores(val_pairs)
     n_identity = sum(is_identity(p) for p in val_pairs)
@@ -250,6 +278,7 @@ def train(
         held_out = {"step": step, "held_out": metrics, "held_out_input": baseline}
         save_bundle(out_dir / name, cfg, ema.nets, half=half, metrics=held_out)
 
+    saved_step = step if resume is not None else None  # the step of the last checkpoint on disk
     start = time.monotonic() - elapsed_before  # a resumed run continues the clock of the interrupted one
     metrics: dict[str, float] = {}
     last_log = start
@@ -262,6 +291,8 @@ def train(
         clean_t = torch.from_numpy(clean).to(device)
         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
             loss, parts = training_loss(nets, cfg, sched, deg_t, clean_t, gen)
+        if amp_dtype != torch.float16 and not bool(torch.isfinite(loss.detach())):  # fp16's scaler skips such steps
+            raise diverged(cfg, out_dir, step + 1, saved_step)
         opt.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         if cfg.grad_clip > 0:
@@ -269,6 +300,8 @@ def train(
             torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
         scaler.step(opt)
         scaler.update()
+        if not finite_weights(nets):  # before the EMA takes them in and before anything is saved
+            raise diverged(cfg, out_dir, step + 1, saved_step)
         ema.update(nets)
         step += 1
         for k, v in parts.items():
@@ -299,6 +332,7 @@ def train(
         if (cfg.save_every and step % cfg.save_every == 0) or done:
             checkpoint()
             save_ema("last.safetensors")
+            saved_step = step
         if paused:
             break
         if out_of_time:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
+from ..io.bounded import read_text_file
 from .regcheck import check_registry_file
 
 REGISTRY_ENV = "RESTORECLI_REGISTRY"
@@ -74,6 +75,7 @@ class ModelSpec:
     origin: str = "official"
     default_for: tuple[str, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
+    engine: str = ""  # "module:Class" from the method's [methods] table; "" = look the method up
 
     def check_steps(self, steps: int | None) -> int:
         """Return the step count to use, or raise a usage error listing the accepted ones."""
@@ -91,8 +93,39 @@ class ModelSpec:
 
 
 @dataclass(frozen=True)
+class MethodSpec:
+    """What a method is, for the code that never imports its engine: the class that runs it
+    ("module:Class", imported only when a model runs) and the task-command options beyond the
+    shared ones that its models take (e.g. "resize")."""
+
+    name: str
+    engine: str = ""
+    options: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """A task command (`restore NAME`): its one-line help and whether every input needs a mask."""
+
+    name: str
+    summary: str
+    needs_mask: bool = False
+
+
+@dataclass(frozen=True)
 class Registry:
     models: dict[str, ModelSpec]
+    methods: dict[str, MethodSpec] = field(default_factory=dict)
+    tasks: dict[str, TaskSpec] = field(default_factory=dict)
+
+    def method(self, name: str) -> MethodSpec:
+        """The method's description; one without a `[methods]` table takes no extra options."""
+        return self.methods.get(name) or MethodSpec(name)
+
+    def task_options(self, task: str) -> tuple[str, ...]:
+        """The extra options of a task command: those of every method a model of the task runs on."""
+        methods = {m.method for m in self.models.values() if m.task == task or task in m.default_for}
+        return tuple(sorted({o for name in methods for o in self.method(name).options}))
 
     def get(self, name: str) -> ModelSpec:
         try:
@@ -261,16 +294,31 @@ def parse_registry(data: dict[str, Any]) -> Registry:
                 origin=raw.get("origin", "official"),
                 default_for=tuple(raw.get("default_for", ())),
                 extra={k: v for k, v in raw.items() if k not in known},
+                engine=str(data.get("methods", {}).get(raw["method"], {}).get("engine", "")),
             )
         except KeyError as exc:
             raise UsageError(f"registry: model '{name}' lacks required field {exc}") from None
-    return Registry(models)
+    methods = {
+        name: MethodSpec(name, engine=raw.get("engine", ""), options=tuple(raw.get("options", ())))
+        for name, raw in data.get("methods", {}).items()
+    }
+    tasks = {
+        name: TaskSpec(name, summary=raw.get("summary", ""), needs_mask=bool(raw.get("needs_mask", False)))
+        for name, raw in data.get("tasks", {}).items()
+    }
+    return Registry(models, methods, tasks)
 
 
 def user_registry_paths() -> list[Path]:
     """Overlay files: $RESTORECLI_REGISTRY (os.pathsep-separated), then the user config one."""
     paths = [Path(p) for p in os.environ.get(REGISTRY_ENV, "").split(os.pathsep) if p]
-    config_home = Path(os.environ.get("XDG_CONFIG_HOME", Path.home() / ".config"))
+    config = os.environ.get("XDG_CONFIG_HOME")
+    if not config:
+        try:
+            config = str(Path.home() / ".config")
+        except (RuntimeError, KeyError, OSError):  # no home directory (a service account): no user overlay
+            return paths
+    config_home = Path(config)
     user = config_home / "restorecli" / "weights.toml"
     if user.is_file():
         paths.append(user)
@@ -278,11 +326,9 @@ def user_registry_paths() -> list[Path]:
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
+    text = read_text_file(path, "registry file")  # bounded: --registry /dev/zero is refused, not read forever
     try:
-        with open(path, "rb") as fh:
-            return tomllib.load(fh)
-    except FileNotFoundError:
-        raise UsageError(f"registry file not found: {path}") from None
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"registry file {path} is not valid TOML: {exc}") from None
 
@@ -295,6 +341,11 @@ def _load_cached(paths: tuple[Path, ...]) -> Registry:
         check_registry_file(path, raw)  # issue #13: names, paths and types, per file (weights.regcheck)
         data = _merge(data, raw)
     return parse_registry(data)
+
+
+def builtin_registry() -> Registry:
+    """The packaged weights.toml alone (no overlays): what a broken overlay falls back to."""
+    return _load_cached((builtin_registry_path(),))
 
 
 def load_registry(extra: list[Path] | tuple[Path, ...] = ()) -> Registry:
