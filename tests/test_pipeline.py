@@ -155,10 +155,11 @@ def test_output_folder_mirrors_subfolders_with_suffix_and_ext(tmp_path):
 def test_an_input_is_never_overwritten(tmp_path):
     a = png(tmp_path / "a.png")
     before = a.read_bytes()
-    report, _, _ = run([tmp_path], tmp_path, suffix="")
-    assert report.failed == 1 and "is an input file" in report.records[0].reason
-    report, _, _ = run([a], a)
-    assert report.failed == 1 and a.read_bytes() == before
+    with pytest.raises(UsageError, match="never overwritten"):
+        run([tmp_path], tmp_path, suffix="")
+    with pytest.raises(UsageError, match="never overwritten"):
+        run([a], a)
+    assert a.read_bytes() == before
 
 
 def test_existing_outputs_are_skipped_unless_overwrite(tmp_path):

@@ -156,7 +156,8 @@ def run_restore(
     if engine is not None and job_options.get("devices") and len(job_options["devices"]) > 1:
         raise UsageError("one engine cannot run on several devices", "pass model= instead of engine=")
     r = request
-    check_report_path(r.report_path)
+    keep = [str(x) for x in raw if str(x) != "-" and not str(x).startswith("@")]
+    check_report_path(r.report_path, keep=[*keep, *([str(output)] if output not in (None, "-") else [])])
     spec, steps, seed = _plan(engine, r.model, r.task, r.steps, r.seed, r.registry_files, r.weights)
     if r.resize is not None and "resize" not in _registry(r.registry_files).method(spec.method).options:
         raise UsageError(f"--resize is not supported by model '{spec.name}'")

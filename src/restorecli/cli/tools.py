@@ -108,7 +108,13 @@ def eval_cmd(
     from ..jobs.runinfo import check_report_path, write_report
     from ..quality.evaluate import evaluate_pairs, format_table
 
-    check_report_path(html)
+    check_report_path(html, keep=[restored, reference, *([output] if output is not None else [])])
+    if output is not None:
+        from ..jobs.outcheck import check_output_file
+
+        check_output_file(
+            output, [restored, reference], option="-o", suffix=".json", what="the report", error=UsageError
+        )  # a JSON report never replaces a restored or reference image
 
     report = evaluate_pairs(
         restored,

@@ -91,6 +91,8 @@ def convert(
     out: Annotated[Path, typer.Option("--output", "-o", help="Bundle to write (.safetensors).")],
 ) -> None:
     """Convert official checkpoint files (.pth/.pt/.ckpt) into one safetensors bundle."""
+    from ..errors import WeightsError
+    from ..jobs.outcheck import check_output_file
     from ..runtime.load import convert_files
     from ..weights.bundle import write_bundle
     from ..weights.convert import parse_weight_args
@@ -100,10 +102,13 @@ def convert(
     parsed = parse_weight_args(spec, files)
     if isinstance(parsed, Path):
         parsed = {next(iter(spec.components)): parsed}
+    check_output_file(
+        out, parsed.values(), option="-o", suffix=".safetensors", what="the bundle", error=WeightsError
+    )  # before anything is read: never onto a source file, never a .txt by mistake
     states, sources = convert_files(spec, parsed)
     try:
         write_bundle(out, spec, states, sources)
-    except Exception as exc:  # issue #13: a full disk or an unwritable folder is one line, not a traceback
+    except Exception as exc:  # a full disk or an unwritable folder is one line, not a traceback
         from ..jobs.outcheck import write_error
 
         raise write_error(out, exc) from None

@@ -342,7 +342,8 @@ def _decode_pillow(im: Image.Image, icc: bytes | None) -> tuple[np.ndarray, np.n
     if mode in _GRAY_MODES:
         im = im.convert("LA" if mode in ("LA", "La") else "L")
     elif mode not in ("RGB", "RGBA"):
-        im = im.convert("RGBA" if "A" in mode or "a" in mode else "RGB")
+        # alpha is the last band (RGBA, RGBa); LAB's "A" is a colour axis, not alpha
+        im = im.convert("RGBA" if mode.endswith(("A", "a")) else "RGB")
     arr = np.asarray(im)
     if arr.ndim == 2:
         arr = arr[..., None]

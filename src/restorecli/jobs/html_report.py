@@ -219,13 +219,16 @@ def _short_error(exc: BaseException) -> str:
 def _swap_in(new_dir: Path, final: Path) -> None:
     """Replace `final` (a previous report's thumbnails, or nothing) by `new_dir`."""
     old = None
-    if final.exists():
+    if os.path.lexists(final):  # a dangling link too: it is moved aside like a folder
         old = final.with_name(f".{final.name}.old-{os.getpid()}-{os.urandom(3).hex()}")
         os.replace(final, old)
     os.replace(new_dir, final)
     os.chmod(final, 0o755 & ~_umask())
     if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+        if old.is_symlink():
+            old.unlink()  # the link goes; the folder it pointed to is not the report's to delete
+        else:
+            shutil.rmtree(old, ignore_errors=True)
 
 
 def _umask() -> int:

@@ -81,21 +81,27 @@ def run_job(make_engine: MakeEngine, opts: JobOptions, console_err: Console | No
     items, notes = prepare(opts)
     report = Report(task=opts.task)
     todo: list[Item] = []
-    writable = OutputFolders()  # issue #13
+    writable = OutputFolders()
+    folder_failures: dict[str, int] = {}  # one line per unwritable folder, not one per file in it
     for item in items:
         out = str(item.output) if item.output is not None else None
         if item.error is not None:
             report.records.append(FileRecord(item.display, out, FAILED, item.error, index=item.index))
         elif item.output is not None and item.output.exists() and not opts.overwrite:
             report.records.append(FileRecord(item.display, out, SKIPPED, "output exists", index=item.index))
-        elif (unwritable := writable.problem(item.output)) is not None:  # issue #13: before any model loads
+        elif (unwritable := writable.problem(item.output)) is not None:  # before any model loads
             report.records.append(FileRecord(item.display, out, FAILED, unwritable, index=item.index))
+            folder_failures[unwritable] = folder_failures.get(unwritable, 0) + 1
         else:
             todo.append(item)
     progress = Progress(console, len(todo), quiet=opts.quiet, verbose=opts.verbose)
     for note in notes:
         progress.note(f"warning: {note}", style="yellow")
+    for reason, count in folder_failures.items():
+        progress.note(f"failed: {reason} ({count} file{'s' if count != 1 else ''})", level="error", style="red")
     for record in report.records:
+        if record.status == FAILED and record.reason in folder_failures:
+            continue
         if record.status == FAILED:
             progress.note(f"failed: {record.path}: {record.reason}", level="error", style="red")
         else:

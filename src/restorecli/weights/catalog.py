@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from .cache import bundle_path, packaged_bundle
+from .cache import bundle_path, is_cached, packaged_bundle
 from .registry import ModelSpec, Registry
 from .sources import describe, source_kind
 
@@ -55,7 +55,7 @@ def model_rows(registry: Registry, cache_dir: Path | None = None) -> list[dict[s
         sizes = [c.size for c in spec.components.values()]
         packaged = packaged_bundle(spec)
         path = packaged if packaged is not None else bundle_path(spec, cache_dir)
-        cached = packaged is None and path.is_file()
+        cached = packaged is None and is_cached(spec, cache_dir)
         rows.append(
             {
                 "name": spec.name,

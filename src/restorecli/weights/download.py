@@ -15,6 +15,7 @@ import socket
 import ssl
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from urllib.parse import urlsplit
 
 from ..errors import WeightsError
 from ..version import __version__
+from .cachefs import create_new
 from .downloadguard import DownloadGuard, remove_stale_parts
 from .progress import ByteBar, ByteProgress
 from .specs import ComponentSpec, Source
@@ -67,6 +69,21 @@ def _check_size(url: str, label: str, total: int | None, expected_size: int | No
         )
 
 
+class HttpOnlyRedirects(urllib.request.HTTPRedirectHandler):
+    """Follow a redirect only to http(s): urllib would also follow one to ftp://, at every hop."""
+
+    def http_error_302(self, req, fp, code, msg, headers):  # noqa: ANN001 (urllib's signature)
+        location = headers.get("location") or headers.get("uri") or ""
+        newurl = urllib.parse.urljoin(req.full_url, location)
+        scheme = urlsplit(newurl).scheme.lower()
+        if location and scheme not in ("http", "https"):
+            fp.close()
+            raise SourceFailed(f"{req.full_url} redirects to {newurl}: only http(s) redirects are followed")
+        return super().http_error_302(req, fp, code, msg, headers)
+
+    http_error_301 = http_error_303 = http_error_307 = http_error_308 = http_error_302
+
+
 def url_download(url: str, dest: Path, *, expected_size: int | None, label: str, progress: ByteProgress) -> None:
     """GET `url` into `dest` through a temporary file; resume with Range when the connection drops.
 
@@ -81,11 +98,12 @@ def url_download(url: str, dest: Path, *, expected_size: int | None, label: str,
     part = dest.with_name(f".{dest.name}.{os.getpid()}.part")
     remove_stale_parts(dest.parent, keep=part)  # issue #13: left by a hard kill (we hold this entry's lock)
     guard = DownloadGuard(url, label, expected_size)  # issue #13: size ceiling, restarts counted
-    opener = urllib.request.build_opener()  # reads the proxy variables now, not at first use
+    opener = urllib.request.build_opener(HttpOnlyRedirects)  # reads the proxy variables now, not at first use
     received, total, tries = 0, None, 0
     bar: ByteBar | None = None
+    part.unlink(missing_ok=True)  # ours (this pid) from an earlier try, or a planted link: never written through
     try:
-        with open(part, "wb") as fh:
+        with os.fdopen(create_new(part), "wb") as fh:
             while True:
                 tries += 1
                 headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}

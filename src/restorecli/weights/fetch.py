@@ -28,11 +28,13 @@ from .cache import (
     bundle_path,
     cache_key,
     cache_root,
+    cached_file,
     component_key,
     offline_reason,
     packaged_bundle,
     staged_path,
 )
+from .cachefs import cache_folder, is_real_file
 from .cachelock import cache_entry_locks
 from .convert import Canonicalize, load_component_file
 from .download import SourceFailed, hub_cache_dir
@@ -89,12 +91,12 @@ def find_or_build_bundle(
         return packaged  # shipped inside the package: no cache, no network
     root = cache_root(cache_dir)
     target = bundle_path(spec, root)
-    if target.is_file() and not force and not files:
+    if not force and not files and cached_file(target, root):
         return target
     # issue #13: one lock per cache entry (this bundle, each component); look again once they are held
     names = [f"bundle-{target.stem}", *(f"component-{component_key(c)}" for c in spec.components.values())]
     with cache_entry_locks(root, names, note=Reporter(console, quiet).say):
-        if target.is_file() and not force and not files:
+        if not force and not files and cached_file(target, root):
             return target  # another process made it while we waited
         return _fetch_and_build(
             spec,
@@ -168,7 +170,7 @@ def _find_local(comp: ComponentSpec, name: str, root: Path) -> _Have | None:
     if reused is not None:
         return reused
     staged = staged_path(root, comp, name)
-    if staged.is_file():
+    if cached_file(staged, root):  # a link there is never read, nor deleted through
         try:
             return _Have(f"{staged}", path=staged, sha256=_verify(comp, staged, str(staged), delete=True), staged=True)
         except WeightsError:
@@ -185,10 +187,10 @@ def _find_local(comp: ComponentSpec, name: str, root: Path) -> _Have | None:
 
 def _bundled_elsewhere(root: Path, ckey: str) -> _Have | None:
     """A cached bundle (of any model) that already holds a component with this key."""
-    folder = root / "bundles"
+    folder = cache_folder(root, "bundles", create=False)
     if not folder.is_dir():
         return None
-    for path in sorted(folder.glob("*.safetensors")):
+    for path in sorted(p for p in folder.glob("*.safetensors") if is_real_file(p)):
         try:
             keys = json.loads(read_bundle_metadata(path).get("component_keys", "{}"))
         except (OSError, ValueError, struct.error):
@@ -215,7 +217,9 @@ def _download_component(
         try:
             if kind.fetchable:  # the host only: the URL is named once, in the error if this fails
                 report.say(f"downloading {label} from {urlsplit(where).hostname or where}")
-            path, staged = kind.download(src, comp, staged_path(root, comp, name), progress, force=force)
+            dest = staged_path(root, comp, name)
+            cache_folder(root, dest.parent.relative_to(root).as_posix(), create=False)  # a planted link is refused
+            path, staged = kind.download(src, comp, dest, progress, force=force)
             if staged:
                 return _Have(where, path=path, sha256=_verify(comp, path, where, delete=True), staged=True), failures
             return _Have(where, path=path, sha256=_verify_hub(comp, path, src)), failures
@@ -291,6 +295,7 @@ def _build_bundle(
                 raise WeightsError(f"{exc.message}; the download was removed", DOWNLOAD_RETRY_HINT) from None
             sources[name] = f"{spec.components[name].file or h.path.name}:{h.sha256}"
     report.say(f"converting {spec.name} into {target}")
+    cache_folder(target.parent.parent, target.parent.name)  # CACHE/bundles: a real folder, never a link
     write_bundle(
         target,
         spec,
