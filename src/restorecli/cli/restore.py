@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from typer.core import TyperCommand
 
 from ..api import generate as api_generate
 from ..api import run_restore
 from ..errors import RestoreError, UsageError
+from .helptext import Command
 from .options import (
     GLOBAL,
     BatchSize,
@@ -81,7 +81,7 @@ def _task_command(task: str, summary: str, with_mask: bool = False, with_resize:
         report: HtmlReport = None,
     ) -> None:
         if with_mask and mask is None:
-            raise UsageError(f"'restore {task}' needs --mask MASK", "white (255) marks the area to fill")
+            raise UsageError(f"'restore {task}' needs --mask MASK", f"white (255) in the mask marks {MASK_MEANS[task]}")
         result = run_restore(
             [input],
             output,
@@ -121,11 +121,18 @@ def _task_command(task: str, summary: str, with_mask: bool = False, with_resize:
     sig = inspect.signature(command, eval_str=True)  # resolved: Typer takes a given signature as it is
     dropped = {"mask"} if not with_mask else set()
     dropped |= {"resize"} if not with_resize else set()
-    command.__signature__ = sig.replace(  # type: ignore[attr-defined]
-        parameters=[p for p in sig.parameters.values() if p.name not in dropped]
-    )
+    params = [p for p in sig.parameters.values() if p.name not in dropped]
+    if with_mask:  # what white means differs per task
+        mask_option = typer.Option("--mask", help=f"Mask image or folder (white = {MASK_MEANS[task]}).")
+        params = [
+            p.replace(annotation=Annotated[Optional[str], mask_option]) if p.name == "mask" else p for p in params
+        ]
+    command.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]
     return command
 
+
+# what white (255) in a --mask marks, per task that takes one
+MASK_MEANS = {"inpaint": "the area to fill", "shadow": "the shadow to remove"}
 
 # task -> (summary, takes --mask, takes --resize: a registered RDDM model serves it)
 TASKS = {
@@ -156,7 +163,7 @@ def _task_help(task: str) -> str:
     )
 
 
-class _TaskCommand(TyperCommand):
+class _TaskCommand(Command):
     """A task command whose --help names the task's default model, read from the registry
     (with the --registry overlays) only when the help is shown."""
 
@@ -207,4 +214,4 @@ def register(app: typer.Typer) -> None:
         app.command(task, help=summary, cls=_TaskCommand)(
             _task_command(task, summary, with_mask=mask, with_resize=resize)
         )
-    app.command("generate")(generate)
+    app.command("generate", cls=Command)(generate)

@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from ..errors import UsageError
+from .helptext import Command
 from .options import GLOBAL, Json, Quiet, err_console, print_error
 
 
@@ -111,6 +112,6 @@ def convert(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("models")(models_cmd)
-    app.command("fetch")(fetch_cmd)
-    app.command("convert")(convert)
+    app.command("models", cls=Command)(models_cmd)
+    app.command("fetch", cls=Command)(fetch_cmd)
+    app.command("convert", cls=Command)(convert)

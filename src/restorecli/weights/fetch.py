@@ -388,11 +388,12 @@ def _never_published(spec: ModelSpec, names: list[str]) -> bool:
 
 
 def _unpublished_error(spec: ModelSpec, names: list[str]) -> WeightsUnavailable:
-    notes = "; ".join(dict.fromkeys(s.note for n in names for s in spec.components[n].sources if s.note))
+    # a note's first clause is the fact; what to do is said once, below (notes may carry their own advice)
+    facts = dict.fromkeys(s.note.split(";")[0].strip() for n in names for s in spec.components[n].sources if s.note)
     return WeightsUnavailable(
-        f"model '{spec.name}' has no downloadable weights: {notes or 'no public checkpoint exists'}",
-        f"pass --weights with a bundle you trained, or with a checkpoint of the official training code "
-        f"converted by '{_convert_line(spec)}'",
+        f"model '{spec.name}' has no downloadable weights: {'; '.join(facts) or 'no public checkpoint exists'}",
+        f"train one with 'restore train rddm --task {spec.task} ...' (docs/training.md) and pass --weights BUNDLE, "
+        f"or convert a checkpoint of the official training code with '{_convert_line(spec)}'",
     )
 
 
