@@ -134,3 +134,16 @@ def test_bogus_option_on_the_command_line_suggests_nothing():
     assert err == "error: no such option: --bogus; see 'restore sr --help'\n"
     res = run_cli("sr", "x.png", "--tiles", "64")
     assert "did you mean --tile?" in res.stderr.decode()
+
+
+def test_shadow_mask_help_and_no_weights_error_are_about_shadows(tmp_path):
+    shadow = _row(HELPS["restore shadow"], "--mask")
+    assert "shadow" in shadow and "area to fill" not in shadow
+    assert "area to fill" in _row(HELPS["restore inpaint"], "--mask")
+    Image.fromarray(np.full((24, 24, 3), 90, np.uint8)).save(tmp_path / "photo.png")
+    res = run_cli("--offline", "shadow", "photo.png", "--mask", "photo.png", cwd=tmp_path)
+    err = res.stderr.decode()
+    assert res.returncode == 4 and err.count("\n") == 1, err
+    assert err.count("--weights") == 1 and "restore train rddm --task shadow" in err, err
+    res = run_cli("--offline", "shadow", "photo.png", cwd=tmp_path)
+    assert res.returncode == 2 and "marks the shadow to remove" in res.stderr.decode()

@@ -166,9 +166,10 @@ def run_restore(
 ) -> Report:
     """The shared body of `restore(...)` and the CLI's task commands; returns the report, also when interrupted.
 
-    Order: options, model and steps (usage errors, exit 2), the weights (fetched now, or
-    an offline error, before torch loads), then the job; engines are loaded when the
-    first batch is ready, one per device.
+    Order: options, model and steps, then inputs, masks and output folders (usage errors,
+    exit 2), then the weights (fetched now, or an offline error, before torch loads; not at
+    all when no file is left to restore), then the job; engines are loaded when the first
+    batch is ready, one per device.
     """
     raw = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
     unknown = set(job_options) - set(JobOptions.__dataclass_fields__)
@@ -178,11 +179,26 @@ def run_restore(
         raise UsageError("one engine cannot run on several devices", "pass model= instead of engine=")
     check_report_path(report_path)
     spec, steps, seed = _plan(engine, model, task, steps, seed, registry_files, weights)
+    from .jobs.pipeline import plan_job, run_job
+
+    opts = JobOptions(
+        task=task,
+        inputs=[str(p) for p in raw],
+        output=None if output is None else str(output),
+        steps=steps,
+        seed=seed,
+        quiet=quiet,
+        **job_options,
+    )
+    # inputs, masks and output folders first: a mistyped path must not cost a download
+    plan = plan_job(opts)
     bundle = None
     if engine is not None:
         source = "an engine already loaded"
     elif weights:
         source = "--weights " + " ".join(map(str, weights))
+    elif not plan.todo:  # every file skipped or failed already: no weights needed
+        source = "not needed (no image to restore)"
     else:  # fetch now (or fail at once when offline); engines load this bundle
         from .weights.cache import is_cached, packaged_bundle
 
@@ -225,18 +241,7 @@ def run_restore(
                 say_what_runs(console, chosen, source, steps, seed, tile=tile, verbose=verbose)
         return chosen
 
-    from .jobs.pipeline import run_job
-
-    opts = JobOptions(
-        task=task,
-        inputs=[str(p) for p in raw],
-        output=None if output is None else str(output),
-        steps=steps,
-        seed=seed,
-        quiet=quiet,
-        **job_options,
-    )
-    report = run_job(make_engine, opts, console)
+    report = run_job(make_engine, opts, console, plan)
     if report_path is not None:
         run_info = {"task": task, "model": spec.name, "weights": source, "steps": steps, "seed": seed}
         write_run_page(

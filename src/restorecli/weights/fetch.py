@@ -150,7 +150,8 @@ def _fetch_and_build(
                     if have[name] is None:
                         break  # the bundle cannot be made now; what was fetched stays staged for next time
         if failures and any(h is None for h in have.values()):
-            raise _unavailable_error(spec, {n: f for n, f in failures.items() if have[n] is None})
+            untried = [n for n in missing if have[n] is None and n not in failures]
+            raise _unavailable_error(spec, {n: f for n, f in failures.items() if have[n] is None}, untried)
         return _build_bundle(spec, {n: h for n, h in have.items() if h is not None}, target, report, canonicalize)
     except OSError as exc:  # network errors are handled per source: this is the local disk
         raise WeightsError(
@@ -376,8 +377,14 @@ def _offline_error(spec: ModelSpec, names: list[str], root: Path, why: str) -> W
         f"weights of model '{spec.name}' are not cached in {root} and the network is off ({why}); "
         f"it needs {_needs(spec, names)}",
         f"run 'restore fetch {spec.name}' on a machine with network and copy {root / 'bundles'} here, "
-        f"or pass --weights FILE" + _offline_hint(),
+        f"{_by_hand(spec, names)}, or pass --weights FILE" + _offline_hint(),
     )
+
+
+def _by_hand(spec: ModelSpec, names: list[str]) -> str:
+    """How files downloaded in a browser (or on another machine) get into the cache."""
+    files = " ".join(f"--file {n}=PATH" for n in names)
+    return f"or download {'the files' if len(names) > 1 else 'the file'} by hand and run 'restore fetch {spec.name} {files}'"
 
 
 def _never_published(spec: ModelSpec, names: list[str]) -> bool:
@@ -397,7 +404,12 @@ def _unpublished_error(spec: ModelSpec, names: list[str]) -> WeightsUnavailable:
     )
 
 
-def _unavailable_error(spec: ModelSpec, failures: dict[str, list[SourceFailed]]) -> WeightsUnavailable:
+def _unavailable_error(
+    spec: ModelSpec, failures: dict[str, list[SourceFailed]], untried: list[str] | None = None
+) -> WeightsUnavailable:
+    """Why the weights cannot be had now: each failed file with its URLs, and the files not tried after
+    the first failure (with theirs), so a user can fetch them all by hand."""
+    untried = untried or []
     manual = {n: f for n, f in failures.items() if f and all(x.manual for x in f)}
     if manual:
         what = ", ".join(f"{spec.components[n].file or n} from {f[0]}" for n, f in manual.items())
@@ -411,11 +423,14 @@ def _unavailable_error(spec: ModelSpec, failures: dict[str, list[SourceFailed]])
         f"{n} {spec.components[n].file}: " + (" | ".join(str(x) for x in f) or "no published source")
         for n, f in failures.items()
     )
+    if untried:
+        detail += f"; not tried after that: {_needs(spec, untried)}"
     no_source = all(not f for f in failures.values())
     return WeightsUnavailable(
         f"cannot download the weights of model '{spec.name}': {detail}",
         "pass --weights FILE (see docs/weights.md)"
         if no_source
         else f"check the network (and HTTPS_PROXY) and retry 'restore fetch {spec.name}', "
+        f"{_by_hand(spec, [*failures, *untried])}, "
         "or point the model at a mirror with a registry overlay (docs/weights.md)" + _offline_hint(),
     )
