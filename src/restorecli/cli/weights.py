@@ -13,6 +13,9 @@ from .options import GLOBAL, Json, Quiet, err_console, print_error
 
 
 def models_cmd(
+    name: Annotated[
+        Optional[str], typer.Argument(help="Show one model in full: license, files, sources, cache.")
+    ] = None,
     json: Json = False,
     task: Annotated[Optional[str], typer.Option("--task", help="Only the models of this task.")] = None,
 ) -> None:
@@ -21,11 +24,21 @@ def models_cmd(
 
     from ..io.tables import print_table
     from ..weights.cache import cache_root
-    from ..weights.catalog import model_rows, models_table
+    from ..weights.catalog import model_details, model_rows, models_table
     from ..weights.registry import load_registry
 
-    rows = model_rows(load_registry(tuple(GLOBAL.registry)), GLOBAL.cache_dir)
-    rows = [r for r in rows if task is None or r["task"] == task]
+    registry = load_registry(tuple(GLOBAL.registry))
+    rows = model_rows(registry, GLOBAL.cache_dir)
+    if name is not None:
+        registry.get(name)  # an unknown name: usage error with the close names
+        row = next(r for r in rows if r["name"] == name)
+        typer.echo(jsonlib.dumps(row, indent=2) if json else model_details(row))
+        return
+    if task is not None:
+        known = sorted({r["task"] for r in rows})
+        if task not in known:
+            raise UsageError(f"no registered model serves task '{task}'", f"known tasks: {', '.join(known)}")
+        rows = [r for r in rows if r["task"] == task]
     if json:
         typer.echo(jsonlib.dumps(rows, indent=2))
     else:
