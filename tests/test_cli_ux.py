@@ -8,6 +8,7 @@ reruns that load nothing heavy, and `--report PATH.html`.
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -642,6 +643,9 @@ def test_task_report_page_with_thumbnails_names_files_and_settings(tmp_path):
         "bundled with restorecli",
     ):
         assert needle in text, (needle, text)
+    # the run's wall time, and the files' own times labelled as a sum (they overlap), never "in total"
+    assert re.search(r"wall time\s*\d+\.\d\d s", text) and "summed over files" in text, text
+    assert "in total" not in text
     thumbs = sorted(p.name for p in (tmp_path / "run_files").iterdir() if not p.name.startswith("."))
     assert len(thumbs) == 4, thumbs  # input and output of each file
     assert all(src and src.startswith("run_files/") for src in imgs) and len(imgs) >= 4

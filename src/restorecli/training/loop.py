@@ -218,7 +218,7 @@ def train(
     n_params = sum(p.numel() for p in params)
     log(
         f"training {cfg.objective}{' + gate' if cfg.dual_output else ''}: {len(nets)} UNet(s), "
-        f"{n_params / 1e6:.2f} M parameters, {cfg.iters} iterations, batch {cfg.batch_size}, crop {cfg.crop}"
+        f"{n_params / 1e6:.2f} M parameters, {cfg.iters} iteration{'s' if cfg.iters != 1 else ''}, batch {cfg.batch_size}, crop {cfg.crop}"
     )
 
     def lr_at(i: int) -> float:
