@@ -252,6 +252,17 @@ def train(
 
     start = time.monotonic() - elapsed_before  # a resumed run continues the clock of the interrupted one
     metrics: dict[str, float] = {}
+    initial: dict[str, float] = {}
+    if cfg.init and resume is None and val_pairs:
+        # a fine-tune is judged against the model it started from, not only against its inputs:
+        # one that makes the model worse shows it here and in log.jsonl (step 0)
+        for net in ema.nets.values():
+            net.eval()
+        initial = validate(ema.nets, cfg, sched, val_pairs, device)
+        with open(out_dir / "log.jsonl", "a") as fh:
+            fh.write(strict_json.dumps({"step": 0, "seconds": 0.0, "start": cfg.init, **initial}) + "\n")
+        if initial:
+            log(f"step 0 (the starting model): {describe_scores(initial)}")
     last_log = start
     running: dict[str, float] = {}
     while step < cfg.iters:
@@ -306,6 +317,11 @@ def train(
                 f"time limit of {cfg.time_limit:.0f}s reached at step {step}; resume with --resume {out_dir / 'last.pt'}"
             )
             break
+    if initial.get("psnr_y") is not None and metrics.get("psnr_y", math.inf) < initial["psnr_y"]:
+        log(
+            f"warning: held-out PSNR-Y fell from {initial['psnr_y']:.2f} dB (the starting model) to "
+            f"{metrics['psnr_y']:.2f} dB; a lower --lr or more data may help"
+        )
     best = out_dir / "best.safetensors"
     return TrainResult(
         out_dir / "last.safetensors",
