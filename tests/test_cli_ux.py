@@ -1,4 +1,4 @@
-"""Issue #15: the command line's output and argument handling, through the real entry point.
+"""The command line's output and argument handling, through the real entry point.
 
 Tables written to a pipe or file, bundled models, the `-v` line, `--tile`,
 output names, bundles of the wrong task, one-line errors, per-task `--help`,

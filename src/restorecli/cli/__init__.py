@@ -119,7 +119,7 @@ def main() -> None:
     Click's usage errors (exit 2) are printed as one line instead of Typer's box; `--help`
     (and `restore` without arguments) prints the help as usual. A RestoreError becomes one
     line and its own exit code (errors.EXIT_CODES); Ctrl-C is 130 and SIGTERM 143 wherever
-    they arrive (issue #13: cleanup in `finally` blocks runs first).
+    they arrive (cleanup in `finally` blocks runs first, so no partial file is left).
     """
     from ..jobs.printable import printable
     from .interrupts import EXIT_INTERRUPTED, Terminated, install_sigterm

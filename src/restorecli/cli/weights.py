@@ -117,7 +117,7 @@ def convert(
     states, sources = convert_files(spec, parsed)
     try:
         write_bundle(out, spec, states, sources)
-    except Exception as exc:  # issue #13: a full disk or an unwritable folder is one line, not a traceback
+    except Exception as exc:  # a full disk or an unwritable folder is one line, not a traceback
         from ..jobs.outcheck import write_error
 
         raise write_error(out, exc) from None

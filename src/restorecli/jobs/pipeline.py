@@ -298,7 +298,7 @@ class _Job:
             if item.mask is not None:
                 try:
                     bits = read_mask(item.mask, max_pixels=self.opts.max_pixels)
-                except InputError as exc:  # issue #13: say it is the mask that cannot be read
+                except InputError as exc:  # say it is the mask that cannot be read
                     raise InputError(f"mask {item.mask}: {exc}") from None
                 if bits.shape != pic.size:
                     raise InputError(
@@ -337,7 +337,7 @@ class _Job:
                 sys.stdout.buffer.flush()
             else:
                 write_atomic(d.item.output, data)
-            lost = [*(d.pic.warnings if d.pic is not None else []), *lost]  # issue #13: e.g. frames not restored
+            lost = [*(d.pic.warnings if d.pic is not None else []), *lost]  # e.g. frames not restored
             self._record(d.item, DONE, None, d.seconds + restore_s + time.monotonic() - t0, lost)
         except Exception as exc:
             where = d.item.output or "stdout"

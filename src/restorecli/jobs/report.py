@@ -129,7 +129,7 @@ class Progress:
         """level: 'error' (always shown), 'info' (not with -q), 'debug' (only with -v)."""
         if level == "info" and self.quiet or level == "debug" and not self.verbose:
             return
-        text = printable(text)  # issue #13: a newline in a file name never splits a line
+        text = printable(text)  # a newline in a file name never splits a line
         with self.lock:
             self.console.print(Text(text, style=style or ""), highlight=False, soft_wrap=True)
 

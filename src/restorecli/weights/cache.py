@@ -107,7 +107,7 @@ def is_cached(spec: ModelSpec, cache_dir: Path | str | None = None) -> bool:
 
 
 def staged_path(root: Path, comp: ComponentSpec, name: str) -> Path:
-    # issue #13: the registry's file name may never lead outside CACHE/downloads/KEY/ (weights.safepaths)
+    # an overlay is untrusted input: the registry's file name may never lead outside CACHE/downloads/KEY/ (weights.safepaths)
     return inside(root / "downloads" / component_key(comp), comp.file or f"{name}.bin")
 
 

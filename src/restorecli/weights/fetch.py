@@ -91,7 +91,7 @@ def ensure_bundle(
     target = bundle_path(spec, root)
     if target.is_file() and not force and not files:
         return target
-    # issue #13: one lock per cache entry (this bundle, each component); look again once they are held
+    # processes share the cache: one lock per cache entry (this bundle, each component); look again once they are held
     names = [f"bundle-{target.stem}", *(f"component-{component_key(c)}" for c in spec.components.values())]
     with cache_entry_locks(root, names, note=Reporter(console, quiet).say):
         if target.is_file() and not force and not files:
@@ -240,7 +240,7 @@ def _verify(comp: ComponentSpec, path: Path, origin: str, *, delete: bool) -> st
 
     A mismatching download is deleted: it is the wrong file and must never be converted.
     """
-    if delete and (bad := weights_file_problem(path)) is not None:  # issue #13: check our own download first
+    if delete and (bad := weights_file_problem(path)) is not None:  # check our own download first
         path.unlink(missing_ok=True)
         raise WeightsError(
             f"{comp.file or path.name} from {origin} is not a weights file: {bad}; the download was removed",
@@ -272,7 +272,7 @@ def _verify_hub(comp: ComponentSpec, path: Path, src: Source) -> str:
     except WeightsError as exc:
         blob = Path(os.path.realpath(path))
         path.unlink(missing_ok=True)
-        if is_inside(hub_cache_dir(), blob):  # issue #13: never delete outside the Hub cache
+        if is_inside(hub_cache_dir(), blob):  # never delete outside the Hub cache
             blob.unlink(missing_ok=True)
         raise WeightsError(exc.message + "; the file was deleted from the Hub cache", exc.hint) from None
 
@@ -293,7 +293,7 @@ def _build_bundle(
             assert h.path is not None
             try:
                 states[name] = load_component_file(spec, name, h.path, canonicalize)
-            except WeightsError as exc:  # issue #13: a download that does not load never stays in the cache
+            except WeightsError as exc:  # a download that does not load never stays in the cache
                 if not h.staged:
                     raise
                 h.path.unlink(missing_ok=True)
