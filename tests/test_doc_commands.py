@@ -223,3 +223,19 @@ def test_python_scripts_in_the_docs_exist_with_their_options(script, options):
     text = (REPO / script).read_text()
     for option in options:
         assert f'"{option}"' in text, f"{script} has no {option}"
+
+
+def test_cli_md_verbose_example_shows_the_tile_size_the_code_picks(monkeypatch):
+    """docs/cli.md's `-v` example: the bundled derain model on a large photo, memory to spare."""
+    from restorecli.runtime.load import load_engine
+
+    text = (REPO / "docs" / "cli.md").read_text()
+    example = re.search(r"restoring 1 image\(s\) of (\d+)x(\d+) in (\d+)-pixel tiles", text)
+    assert example, "docs/cli.md has no -v batch line"
+    width, height, tile = map(int, example.groups())
+    assert "model rddm-derain-small;" in text
+    engine = load_engine("rddm-derain-small", "derain", device="cpu", offline=True)
+    cap = engine.memory_share.cpu_cap
+    assert cap is not None and cap <= 7e9 * engine.memory_share.cpu  # "at least 7 GB available" reaches the cap
+    monkeypatch.setattr(engine, "_memory_budget", lambda: cap)
+    assert engine.auto_tile(height, width) == tile
