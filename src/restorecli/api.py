@@ -10,8 +10,9 @@ for the same seed; the CLI's task commands are `run_restore` plus an exit code.
 only `shard=(RANK, WORLD_SIZE)` (see docs/batch.md). `generate(...)` is
 `restore generate`.
 
-Importing this module is cheap: torch and the pipeline load when a job runs,
-after the model, its steps and its weights (fetched now if needed) are settled.
+Importing this module is cheap: the pipeline loads when a job runs, and torch
+only after the inputs, the model, its steps and its weights (fetched if needed)
+are settled.
 """
 
 from __future__ import annotations
