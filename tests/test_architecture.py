@@ -36,6 +36,10 @@ def test_no_module_over_500_lines_outside_nets():
     assert _checker().oversized(SRC) == []
 
 
+def test_no_function_over_80_lines_outside_nets():
+    assert _checker().long_functions(SRC) == []
+
+
 def test_at_most_10_modules_at_the_top_level():
     top = _checker().top_level(SRC)
     assert len(top) <= 10, top
@@ -46,3 +50,34 @@ def test_inference_never_imports_training():
     for module, targets in edges.items():
         if module.startswith(("restorecli.engines", "restorecli.nets", "restorecli.runtime")):
             assert not any(t.startswith("restorecli.training") for t in targets), module
+
+
+def _sources():
+    return sorted((SRC / "restorecli").rglob("*.py"))
+
+
+def test_one_module_sets_the_sigterm_handler():
+    setters = [p.relative_to(SRC).as_posix() for p in _sources() if "signal.signal(signal.SIGTERM" in p.read_text()]
+    assert setters == ["restorecli/interrupts.py"]
+
+
+def test_exit_statuses_are_spelled_only_in_the_exit_code_enum():
+    import ast
+
+    def spells(path):
+        nodes = ast.walk(ast.parse(path.read_text()))
+        return any(isinstance(n, ast.Constant) and type(n.value) is int and n.value in (130, 143) for n in nodes)
+
+    assert [p.relative_to(SRC).as_posix() for p in _sources() if spells(p)] == ["restorecli/errors.py"]
+
+
+def test_every_error_class_and_the_help_table_use_the_exit_code_enum():
+    import inspect
+
+    from restorecli import errors
+
+    classes = [c for _, c in inspect.getmembers(errors, inspect.isclass) if issubclass(c, errors.RestoreError)]
+    assert len(classes) >= 7
+    assert all(isinstance(c.exit_code, errors.ExitCode) for c in classes)
+    assert errors.EXIT_CODES == {int(code): code.meaning for code in errors.ExitCode}
+    assert errors.ExitCode.USAGE == 2 and errors.ExitCode.TERMINATED == 143

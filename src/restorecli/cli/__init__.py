@@ -15,12 +15,14 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..errors import EXIT_CODES, RestoreError
+from ..errors import EXIT_CODES, ExitCode, RestoreError
+from ..io.imageio import max_pixels_default
 from ..version import __version__
 from . import restore, tools, weights
 from .helptext import Group
+from .numbers import bound_numbers
 from .options import GLOBAL, print_error
-from .restore import TASKS
+from .restore import TASK_OPTIONS, task_options, task_registry
 
 # one exit code per line (rich help joins lines, and keeps paragraphs apart)
 EPILOG = "Exit codes:\n\n" + "\n\n".join(f"{code} {text}" for code, text in EXIT_CODES.items())
@@ -69,11 +71,14 @@ weights.register(app)
 tools.register(app)
 
 
-# options only some task commands take: what to say when another task is given one
-TASK_ONLY_OPTIONS = {
-    "--mask": "masks are for 'restore inpaint' and 'restore shadow'",
-    "--resize": "it is for RDDM models ('restore derain', 'lowlight', 'deblur -m rddm-deblur', 'shadow')",
-}
+def _task_only_option(task: str, option: str | None) -> str | None:
+    """What to say when a task command is given an option that only other task commands take."""
+    registry = task_registry()
+    name = (option or "").removeprefix("--")
+    if task not in registry.tasks or name not in TASK_OPTIONS:
+        return None
+    takers = [f"'restore {t}'" for t in registry.tasks if name in task_options(registry, t)]
+    return f"{option} is for {', '.join(takers) or 'no task command'}"
 
 
 def similar_options(typed: str, known: list[str]) -> list[str]:
@@ -99,8 +104,8 @@ def _click_error(exc: object) -> str:
     ctx = getattr(exc, "ctx", None)
     where = ctx.command_path if ctx is not None else "restore"
     option = getattr(exc, "option_name", None)
-    if option in TASK_ONLY_OPTIONS and ctx is not None and ctx.info_name in TASKS:
-        return f"'{where}' takes no {option}; {TASK_ONLY_OPTIONS[option]}"
+    if ctx is not None and (elsewhere := _task_only_option(ctx.info_name or "", option)) is not None:
+        return f"'{where}' takes no {option}; {elsewhere}"
     if type(exc).__name__ == "NoSuchOption" and ctx is not None:
         name = str(getattr(exc, "option_name", ""))
         known = [o for p in ctx.command.get_params(ctx) for o in (*p.opts, *p.secondary_opts) if o.startswith("--")]
@@ -121,8 +126,8 @@ def main() -> None:
     line and its own exit code (errors.EXIT_CODES); Ctrl-C is 130 and SIGTERM 143 wherever
     they arrive (cleanup in `finally` blocks runs first, so no partial file is left).
     """
+    from ..interrupts import Terminated, install_sigterm
     from ..jobs.printable import printable
-    from .interrupts import EXIT_INTERRUPTED, Terminated, install_sigterm
 
     install_sigterm()
     # Click's exceptions, wherever this Typer takes them from (click, or its vendored copy)
@@ -130,7 +135,9 @@ def main() -> None:
     no_args_help = getattr(click_errors, "NoArgsIsHelpError", ())
 
     command = typer.main.get_command(app)
+    bound_numbers(command)
     try:
+        max_pixels_default()  # a bad RESTORECLI_MAX_PIXELS is a usage error before any work, not one per file
         code = command.main(prog_name="restore", standalone_mode=False)
     except no_args_help as exc:  # `restore` alone: the help, as before
         exc.show()
@@ -141,13 +148,13 @@ def main() -> None:
     except (typer.Abort, KeyboardInterrupt) as exc:  # Click turns Ctrl-C outside a batch into Abort
         if isinstance(exc, typer.Abort) and not isinstance(exc.__cause__, KeyboardInterrupt):
             print_error("aborted")
-            sys.exit(1)
+            sys.exit(ExitCode.FAILED)
         print_error("interrupted (Ctrl-C): stopped; no partial file was kept")
-        sys.exit(EXIT_INTERRUPTED)
+        sys.exit(ExitCode.INTERRUPTED)
     except Terminated:
         print_error("interrupted (SIGTERM): stopped; no partial file was kept")
         sys.exit(Terminated.code)
     except RestoreError as exc:
         print_error(printable(str(exc)))
         sys.exit(exc.exit_code)
-    sys.exit(code if isinstance(code, int) else 0)
+    sys.exit(code if isinstance(code, int) else ExitCode.OK)

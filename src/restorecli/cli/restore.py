@@ -1,8 +1,10 @@
 """The task commands (sr, inpaint, face, deblur, derain, lowlight, shadow) and `restore generate`.
 
-Every task command takes the same options and runs whatever registered model
-serves that task, so a new engine needs no CLI code; the work is
-`restorecli.api.run_restore`, the same path `restorecli.restore()` takes.
+The task commands are built from the registry: one per `[tasks.NAME]` table,
+with --mask where the task needs a mask and the extra options (--resize) of
+the methods its models run on, so a new method or task needs no CLI code.
+Every task command runs whatever registered model serves that task; the work
+is `restorecli.api.run_restore`, the same path `restorecli.restore()` takes.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import typer
 from ..api import generate as api_generate
 from ..api import run_restore
 from ..errors import RestoreError, UsageError
+from ..jobs.options import RestoreRequest
+from ..weights.registry import Registry, builtin_registry, load_registry
 from .helptext import Command
 from .options import (
     GLOBAL,
@@ -46,9 +50,20 @@ from .options import (
     parse_shard,
 )
 
+# what white (255) in a --mask marks, per task that takes one
+MASK_MEANS = {"inpaint": "the area to fill", "shadow": "the shadow to remove"}
 
-def _task_command(task: str, summary: str, with_mask: bool = False, with_resize: bool = False) -> Callable[..., None]:
-    """Build one task command: the shared options, plus --mask and --resize only where they apply."""
+
+def mask_means(task: str) -> str:
+    return MASK_MEANS.get(task, "the area to restore")
+
+
+# the options only some task commands take, as the registry names them ("mask" for a task that needs one)
+TASK_OPTIONS = ("mask", "resize")
+
+
+def _task_command(task: str, summary: str, extra: frozenset[str] = frozenset()) -> Callable[..., None]:
+    """Build one task command: the shared options, plus those of TASK_OPTIONS in `extra`."""
 
     def command(
         input: Annotated[str, typer.Argument(help="Image file, folder, glob, @list.txt, or - for stdin.")],
@@ -80,50 +95,28 @@ def _task_command(task: str, summary: str, with_mask: bool = False, with_resize:
         resize: Resize = None,
         report: HtmlReport = None,
     ) -> None:
-        if with_mask and mask is None:
-            raise UsageError(f"'restore {task}' needs --mask MASK", f"white (255) in the mask marks {MASK_MEANS[task]}")
+        if "mask" in extra and mask is None:
+            raise UsageError(f"'restore {task}' needs --mask MASK", f"white (255) in the mask marks {mask_means(task)}")
+        request = RestoreRequest(
+            task, model, steps, seed, device, precision, weights, GLOBAL.registry, GLOBAL.offline, GLOBAL.cache_dir,
+            resize, report,
+        )  # fmt: skip
         result = run_restore(
-            [input],
-            output,
-            task=task,
-            model=model,
-            steps=steps,
-            seed=seed,
-            device=device,
-            precision=precision,
-            weights=weights,
-            registry_files=GLOBAL.registry,
-            offline=GLOBAL.offline,
-            cache_dir=GLOBAL.cache_dir,
-            quiet=quiet,
-            console=err_console,
-            resize=resize,
-            mask=mask,
-            recursive=recursive,
-            suffix=suffix,
-            ext=ext,
-            quality=quality,
-            overwrite=overwrite,
-            shard=parse_shard(shard),
-            batch_size=batch_size,
-            tile=tile,
-            tile_overlap=tile_overlap,
-            json=json,
-            verbose=verbose,
+            [input], output, request, quiet=quiet, console=err_console, mask=mask, recursive=recursive,
+            suffix=suffix, ext=ext, quality=quality, overwrite=overwrite, shard=parse_shard(shard),
+            batch_size=batch_size, tile=tile, tile_overlap=tile_overlap, json=json, verbose=verbose,
             devices=parse_devices(devices),
-            report_path=report,
-        )
+        )  # fmt: skip
         raise typer.Exit(result.exit_code)
 
     command.__doc__ = summary
     command.__name__ = task
     # Typer reads the options from the signature: leave out those this task does not take
     sig = inspect.signature(command, eval_str=True)  # resolved: Typer takes a given signature as it is
-    dropped = {"mask"} if not with_mask else set()
-    dropped |= {"resize"} if not with_resize else set()
+    dropped = set(TASK_OPTIONS) - extra
     params = [p for p in sig.parameters.values() if p.name not in dropped]
-    if with_mask:  # what white means differs per task
-        mask_option = typer.Option("--mask", help=f"Mask image or folder (white = {MASK_MEANS[task]}).")
+    if "mask" in extra:  # what white means differs per task
+        mask_option = typer.Option("--mask", help=f"Mask image or folder (white = {mask_means(task)}).")
         params = [
             p.replace(annotation=Annotated[Optional[str], mask_option]) if p.name == "mask" else p for p in params
         ]
@@ -131,31 +124,31 @@ def _task_command(task: str, summary: str, with_mask: bool = False, with_resize:
     return command
 
 
-# what white (255) in a --mask marks, per task that takes one
-MASK_MEANS = {"inpaint": "the area to fill", "shadow": "the shadow to remove"}
+def task_registry() -> Registry:
+    """The registry the task commands are built from: weights.toml with the $RESTORECLI_REGISTRY
+    and user overlays (a broken overlay: the built-in one; its error comes when a command runs)."""
+    try:
+        return load_registry()
+    except RestoreError:
+        return builtin_registry()
 
-# task -> (summary, takes --mask, takes --resize: a registered RDDM model serves it)
-TASKS = {
-    "sr": ("Super-resolve images.", False, False),
-    "inpaint": ("Fill the masked area of images (--mask, white = fill).", True, False),
-    "face": ("Restore degraded aligned face images (512x512).", False, False),
-    "deblur": ("Remove motion blur.", False, True),
-    "derain": ("Remove rain streaks.", False, True),
-    "lowlight": ("Brighten low-light images.", False, True),
-    "shadow": ("Remove shadows (--mask marks the shadow).", True, True),
-}
+
+def task_options(registry: Registry, task: str) -> frozenset[str]:
+    """The options of TASK_OPTIONS that `restore TASK` takes."""
+    mask = {"mask"} if registry.tasks[task].needs_mask else set()
+    return frozenset(mask | set(registry.task_options(task))) & frozenset(TASK_OPTIONS)
 
 
 def _task_help(task: str) -> str:
     """A task's --help text: what it does, its default model and what that model downloads."""
-    summary = TASKS[task][0]
     try:
         from ..weights.catalog import download_note
-        from ..weights.registry import load_registry
 
-        spec = load_registry(tuple(GLOBAL.registry)).default_for(task)
+        registry = load_registry(tuple(GLOBAL.registry))
+        summary = registry.tasks[task].summary
+        spec = registry.default_for(task)
     except RestoreError:  # a broken overlay: its error comes when the command runs
-        return summary
+        return task_registry().tasks[task].summary
     steps = f"{spec.default_steps} step{'s' if spec.default_steps != 1 else ''}"
     return (
         f"{summary}\n\nDefault model: {spec.name} ({spec.method}, {steps}); {download_note(spec)}. "
@@ -210,8 +203,9 @@ def generate(
 
 
 def register(app: typer.Typer) -> None:
-    for task, (summary, mask, resize) in TASKS.items():
-        app.command(task, help=summary, cls=_TaskCommand)(
-            _task_command(task, summary, with_mask=mask, with_resize=resize)
+    registry = task_registry()
+    for task, spec in registry.tasks.items():
+        app.command(task, help=spec.summary, cls=_TaskCommand)(
+            _task_command(task, spec.summary, task_options(registry, task))
         )
     app.command("generate", cls=Command)(generate)

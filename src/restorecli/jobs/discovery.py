@@ -19,7 +19,6 @@ parts that together cover the folder exactly once.
 
 from __future__ import annotations
 
-import glob
 import hashlib
 import os
 import sys
@@ -28,8 +27,9 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
 from ..errors import UsageError
-from ..io.files import is_image_name, list_images
-from ..io.imageio import EXT_FORMAT, FORMAT_EXT
+from ..io.bounded import read_capped, read_text_file
+from ..io.files import glob_once, is_image_name, list_images
+from ..io.imageio import EXT_FORMAT, FORMAT_EXT, OUTPUT_FORMATS, max_image_bytes
 
 if TYPE_CHECKING:
     from .options import JobOptions
@@ -112,7 +112,9 @@ def discover(
     def expand(arg: str, *, top: bool) -> None:
         path = Path(arg)
         if path.is_dir():
-            files = list_images(path, recursive=recursive, exclude=exclude)
+            odd: list[Path] = []
+            files = list_images(path, recursive=recursive, exclude=exclude, skipped=odd)
+            notes.extend(f"skipped {f}: not a regular file" for f in odd)
             if not files:
                 notes.append(f"no images in {arg}" + ("" if recursive else " (use --recursive for sub-folders)"))
             for f in files:
@@ -121,7 +123,7 @@ def discover(
             add(path, _rel(path, base), False)
         elif _has_magic(arg):
             root = _glob_root(arg)
-            files = sorted(Path(p) for p in glob.glob(arg, recursive=True) if Path(p).is_file() and is_image_name(p))
+            files = sorted(Path(p) for p in glob_once(arg) if Path(p).is_file() and is_image_name(p))
             if not files:
                 notes.append(f"no images match {arg}")
             for f in files:
@@ -135,14 +137,16 @@ def discover(
         if arg == STDIO:
             if any(i.source is None and i.error is None for i in items):
                 raise UsageError("stdin (-) given twice", "read at most one image from stdin")
-            data = stdin if stdin is not None else sys.stdin.buffer.read()
+            data = stdin if stdin is not None else read_capped(sys.stdin.buffer, max_image_bytes())
+            if data is None:
+                raise UsageError(
+                    f"stdin holds more than {max_image_bytes():,} bytes, more than an image within the pixel limit",
+                    "set RESTORECLI_MAX_PIXELS higher if the image is genuine",
+                )
             items.append(Item(len(items), "<stdin>", PurePosixPath("stdin"), data=data))
         elif arg.startswith("@") and len(arg) > 1:
             listing = Path(arg[1:])
-            try:
-                lines = listing.read_text(encoding="utf-8").splitlines()
-            except OSError as exc:
-                raise UsageError(f"cannot read list file {listing}: {exc.strerror or exc}") from None
+            lines = read_text_file(listing, "list file").splitlines()
             for line in lines:
                 entry = line.strip()
                 if entry and not entry.startswith("#"):
@@ -160,7 +164,7 @@ def normalize_ext(ext: str | None) -> str | None:
         return None
     dotted = ext if ext.startswith(".") else "." + ext
     if dotted.lower() not in EXT_FORMAT:
-        raise UsageError(f"--ext {ext} is not a format restorecli writes", "use png, jpg, webp, tif or bmp")
+        raise UsageError(f"--ext {ext} is not a format restorecli writes", f"use one of {OUTPUT_FORMATS}")
     return dotted
 
 

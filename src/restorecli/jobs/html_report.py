@@ -49,7 +49,7 @@ import numpy as np
 from PIL import Image
 
 from .html_assets import _CSS, _SCRIPT, METRIC_LABELS
-from .html_thumbs import _fit, _open_picture, _same_aspect, _save_thumb, _Thumb
+from .html_thumbs import DECODE_BUDGET, _fit, _open_picture, _same_aspect, _save_thumb, _Thumb, peek_pixels
 
 warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)  # as restorecli.imageio
 
@@ -167,6 +167,11 @@ def _is_number(v: Any) -> bool:
 
 
 def _entry_view(index: int, entry: ReportEntry, folder: Path, limit: int) -> _View:
+    with DECODE_BUDGET.hold(peek_pixels(entry.input) + peek_pixels(entry.output)):
+        return _decoded_view(index, entry, folder, limit)
+
+
+def _decoded_view(index: int, entry: ReportEntry, folder: Path, limit: int) -> _View:
     pics: dict[str, Image.Image | None] = {}
     full: dict[str, tuple[int, int]] = {}
     errors: dict[str, str] = {}
@@ -174,7 +179,7 @@ def _entry_view(index: int, entry: ReportEntry, folder: Path, limit: int) -> _Vi
         if not p:
             continue
         try:
-            pics[side], full[side] = _open_picture(p, limit)
+            pics[side], full[side] = _open_picture(p, limit, side)
         except Exception as exc:  # noqa: BLE001 - a report must never fail on one bad image
             pics[side] = None
             errors[side] = _short_error(exc)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-import os
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps
+
+from ..io.imageio import max_pixels_default
 
 JPEG_QUALITY = 85
 _open_lock = threading.Lock()  # Pillow's bomb limit is a global: one raised limit at a time
@@ -23,15 +26,52 @@ class _Thumb:
     error: str | None = None
 
 
-def _preview_pixel_limit() -> int:
-    """Largest image previewed: 16 x the run's decompression-bomb limit (an x4 sr output of the largest input)."""
-    value = os.environ.get("RESTORECLI_MAX_PIXELS", "")
-    return 16 * (int(value) if value.strip().isdigit() else 89_478_485)
+def _preview_pixel_limit(side: str = "after") -> int:
+    """Largest image previewed. An input ("before") over the run's decompression-bomb limit was
+    refused by the guard and is never decoded here either; an output may be 16 x the limit (an x4
+    sr output of the largest input)."""
+    limit = max_pixels_default()
+    return limit if side == "before" else 16 * limit
 
 
-def _open_picture(path: str, limit: int) -> tuple[Image.Image, tuple[int, int]]:
+class PixelBudget:
+    """Pixels decoded at once by the report's threads: a big image waits until the others are done."""
+
+    def __init__(self, pixels: int) -> None:
+        self.total = self.free = pixels
+        self._cond = threading.Condition()
+
+    @contextmanager
+    def hold(self, pixels: int) -> Iterator[None]:
+        want = min(max(0, pixels), self.total)
+        with self._cond:
+            self._cond.wait_for(lambda: self.free >= want)
+            self.free -= want
+        try:
+            yield
+        finally:
+            with self._cond:
+                self.free += want
+                self._cond.notify_all()
+
+
+DECODE_BUDGET = PixelBudget(64_000_000)  # a few hundred MB of decoded pixels across the threads
+
+
+def peek_pixels(path: str | None) -> int:
+    """Width x height from the header only (0 when unreadable): what decoding `path` would hold."""
+    if not path:
+        return 0
+    try:
+        with Image.open(path) as im:
+            return int(im.size[0]) * int(im.size[1])
+    except Exception:  # noqa: BLE001 - an unreadable file is reported when it is opened for real
+        return 0
+
+
+def _open_picture(path: str, limit: int, side: str = "after") -> tuple[Image.Image, tuple[int, int]]:
     """(the image as a viewer shows it, EXIF orientation applied, in a mode JPEG/PNG store at 8 bits; its full size)."""
-    max_pixels = _preview_pixel_limit()
+    max_pixels = _preview_pixel_limit(side)
     with _open_lock:  # Pillow's bomb check runs in open() against a global: raise it only for this call
         saved = Image.MAX_IMAGE_PIXELS
         if saved is not None and saved < max_pixels:
@@ -43,7 +83,8 @@ def _open_picture(path: str, limit: int) -> tuple[Image.Image, tuple[int, int]]:
     with opened as im:
         w, h = im.size
         if w * h > max_pixels:
-            raise ValueError(f"{w}x{h} is too large to preview")
+            guard = " (over the decompression-bomb limit)" if side == "before" else ""
+            raise ValueError(f"{w}x{h} is too large to preview{guard}")
         if im.getexif().get(0x0112, 1) in (5, 6, 7, 8):  # rotated by 90 degrees when shown
             w, h = h, w
         if im.format == "JPEG":

@@ -17,13 +17,11 @@ engine sends to its device leaves it.
 from __future__ import annotations
 
 import os
-import signal
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -31,12 +29,13 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 
 from ..errors import ImageFailed, InputError
+from ..interrupts import STOPPED, exit_code_of, sigterm_raises
 from ..io.files import remove_temp_files, write_atomic
 from ..io.imageio import FORMAT_EXT, Picture, encode_image, format_for_ext, read_image, read_mask
 from .discovery import Item, MaskFinder, discover, plan_outputs, take_shard
 from .options import JobOptions
 from .outcheck import OutputFolders
-from .report import DONE, EXIT_INTERRUPTED, EXIT_TERMINATED, FAILED, SKIPPED, FileRecord, Progress, Report
+from .report import DONE, FAILED, SKIPPED, FileRecord, Progress, Report
 
 if TYPE_CHECKING:  # torch, the engines and the restorer load only once there is an image to restore,
     from torch import Tensor  # so a rerun that skips every file starts fast
@@ -58,29 +57,6 @@ class _Decoded:
     mask: Tensor | None = None
     seconds: float = 0.0
     error: str | None = None
-
-
-class _Interrupted(KeyboardInterrupt):
-    def __init__(self, code: int) -> None:
-        super().__init__(code)
-        self.code = code
-
-
-@contextmanager
-def _signals() -> Iterator[None]:
-    """SIGTERM (schedulers, `kill`) stops the job like Ctrl-C does: finished files kept, no partial file."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def on_term(signum: int, frame: object) -> None:
-        raise _Interrupted(EXIT_TERMINATED)
-
-    previous = signal.signal(signal.SIGTERM, on_term)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 
 def prepare(opts: JobOptions) -> tuple[list[Item], list[str]]:
@@ -155,15 +131,15 @@ def run_job(
     job = _Job(make_engine, opts, report, progress)
     try:
         try:
-            with _signals():
+            with sigterm_raises():  # SIGTERM (schedulers, `kill`) stops the job like Ctrl-C does
                 job.run(todo)
-        except KeyboardInterrupt as exc:
-            report.interrupted = getattr(exc, "code", EXIT_INTERRUPTED)
+        except STOPPED as exc:
+            report.interrupted = exit_code_of(exc)
             progress.note("interrupted: finishing the images already restored", level="error")
         finally:
             job.finish()
-    except KeyboardInterrupt as exc:  # a second Ctrl-C: stop writing too
-        report.interrupted = report.interrupted or getattr(exc, "code", EXIT_INTERRUPTED)
+    except STOPPED as exc:  # a second Ctrl-C: stop writing too
+        report.interrupted = report.interrupted or exit_code_of(exc)
         job.abort()
     finally:
         remove_temp_files()

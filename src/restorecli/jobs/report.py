@@ -17,11 +17,10 @@ from typing import Any
 from rich.console import Console
 from rich.text import Text
 
+from ..errors import ExitCode
 from .printable import printable
 
 DONE, SKIPPED, FAILED = "done", "skipped", "failed"
-EXIT_INTERRUPTED = 130  # SIGINT (Ctrl-C)
-EXIT_TERMINATED = 143  # SIGTERM (a scheduler stopping the job)
 
 
 @dataclass
@@ -65,7 +64,7 @@ class Report:
     def exit_code(self) -> int:
         if self.interrupted is not None:
             return self.interrupted
-        return 1 if self.failed else 0
+        return ExitCode.FAILED if self.failed else ExitCode.OK
 
     def to_dict(self) -> dict[str, Any]:
         files = [{k: v for k, v in asdict(r).items() if k != "index"} for r in self.records]

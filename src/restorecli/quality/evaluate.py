@@ -17,6 +17,7 @@ from PIL import Image
 from ..errors import InputError, UsageError
 from ..io import jsontext as strict_json
 from ..io.files import list_images
+from ..io.imageio import max_pixels_default
 from .metrics import all_metrics
 
 METRICS = ("psnr_y", "ssim_y", "psnr_rgb", "ssim_rgb")
@@ -24,8 +25,15 @@ METRICS = ("psnr_y", "ssim_y", "psnr_rgb", "ssim_rgb")
 
 def read_rgb8(path: Path) -> np.ndarray:
     """An image file as (H, W, 3) uint8 RGB: grey and palette expanded, alpha dropped, 16-bit scaled down."""
+    limit = max_pixels_default()
     try:
         with Image.open(path) as im:
+            if im.size[0] * im.size[1] > limit:  # the decompression-bomb guard, before decoding
+                raise InputError(
+                    f"cannot read image {path}: {im.size[0]}x{im.size[1]} is over the {limit:,}-pixel limit "
+                    "(decompression-bomb guard)",
+                    "set RESTORECLI_MAX_PIXELS higher if the image is genuine",
+                )
             im.load()
             if im.mode in ("I;16", "I;16B", "I;16L", "I"):
                 arr = np.asarray(im, dtype=np.float64)
@@ -34,8 +42,16 @@ def read_rgb8(path: Path) -> np.ndarray:
             if im.mode != "RGB":
                 im = im.convert("RGB")
             return np.asarray(im, dtype=np.uint8).copy()
-    except (OSError, ValueError) as exc:
-        raise InputError(f"cannot read image {path}: {exc}", "check that it is an image file") from None
+    except InputError:
+        raise
+    except Image.DecompressionBombError:
+        raise InputError(
+            f"cannot read image {path}: over the pixel limit (decompression-bomb guard)",
+            "set RESTORECLI_MAX_PIXELS higher if the image is genuine",
+        ) from None
+    except Exception as exc:  # Pillow raises OSError, ValueError, SyntaxError, struct.error... on bad data
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise InputError(f"cannot read image {path}: {first}", "check that it is an image file") from None
 
 
 def read_rgb01(path: Path) -> np.ndarray:

@@ -27,13 +27,13 @@ if TYPE_CHECKING:
     from ..engines.base import Engine
 
 
-def canonicalizer(method: str) -> Canonicalize:
-    """The method's `Engine.canonicalize`, looked up (and its engine module imported) only when called."""
+def canonicalizer(spec: ModelSpec) -> Canonicalize:
+    """The model's `Engine.canonicalize`, looked up (and its engine module imported) only when called."""
 
     def canonicalize(comp: Any, obj: Any) -> StateDict:
         from ..engines import engine_class
 
-        return engine_class(method).canonicalize(comp, obj)
+        return engine_class(spec.method, spec.engine).canonicalize(comp, obj)
 
     return canonicalize
 
@@ -54,17 +54,17 @@ def resolve_spec(
 
 def load_component_file(spec: ModelSpec, comp_name: str, path: Path | str) -> StateDict:
     """One official (.pth) or safetensors file, canonicalised for component `comp_name` of `spec`."""
-    return convert.load_component_file(spec, comp_name, Path(path), canonicalizer(spec.method))
+    return convert.load_component_file(spec, comp_name, Path(path), canonicalizer(spec))
 
 
 def convert_files(spec: ModelSpec, files: Mapping[str, Path]) -> tuple[dict[str, StateDict], dict[str, str]]:
     """Official files -> per-component state dicts, plus the sha256 of each source file (`restore convert`)."""
-    return convert.convert_files(spec, files, canonicalizer(spec.method))
+    return convert.convert_files(spec, files, canonicalizer(spec))
 
 
 def ensure_bundle(spec: ModelSpec, **options: Any) -> Path:
-    """`restorecli.weights.fetch.ensure_bundle` with the model's own canonicaliser (same options)."""
-    return fetch.ensure_bundle(spec, canonicalize=canonicalizer(spec.method), **options)
+    """`restorecli.weights.fetch.find_or_build_bundle` with the model's own canonicaliser (same options)."""
+    return fetch.find_or_build_bundle(spec, canonicalize=canonicalizer(spec), **options)
 
 
 def fetch_models(
@@ -116,7 +116,7 @@ def engine_for_spec(
     dev = pick_device(device)
     dtype = pick_dtype(precision, dev)
     states = load_weights(spec, weights, offline=offline, cache_dir=cache_dir, bundle=bundle)
-    return engine_class(spec.method)(spec, states, device=dev, dtype=dtype)
+    return engine_class(spec.method, spec.engine)(spec, states, device=dev, dtype=dtype)
 
 
 def load_engine(
@@ -143,7 +143,7 @@ def random_engine(spec: ModelSpec, device: torch.device, dtype: torch.dtype) -> 
 
     from ..engines import engine_class
 
-    cls = engine_class(spec.method)
+    cls = engine_class(spec.method, spec.engine)
     torch.manual_seed(0)
     states = {name: cls.build_component(comp, device="cpu").state_dict() for name, comp in spec.components.items()}
     return cls(spec, states, device=device, dtype=dtype)

@@ -17,6 +17,7 @@ from typing import Any
 from ..engines.rddm.schedule import time_pairs
 from ..errors import UsageError
 from ..weights.registry import ComponentSpec, ModelSpec
+from .configcheck import check_ranges
 
 
 @dataclass
@@ -84,6 +85,7 @@ class TrainConfig:
             )
         self.dim_mults = tuple(int(m) for m in self.dim_mults)
         self.adam_betas = tuple(float(b) for b in self.adam_betas)  # type: ignore[assignment]
+        check_ranges(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:

@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 
 from .imresize import imresize
+from .paramlimits import param_problem
 
 Array = np.ndarray
 Rng = np.random.Generator
@@ -92,6 +93,10 @@ def sample_params(name: str, rng: Rng, given: dict[str, Any] | None = None) -> d
     unknown = sorted(set(given) - set(table))
     if unknown:
         raise ValueError(f"degradation '{name}' has no parameter '{unknown[0]}'; it takes {', '.join(table)}")
+    for key, value in given.items():
+        problem = param_problem(name, key, value)
+        if problem is not None:
+            raise ValueError(problem)
     out: dict[str, Any] = {}
     for key, rule in table.items():
         kind = rule[0]
@@ -436,6 +441,15 @@ DEGRADATIONS: dict[str, Degradation] = {
         Degradation("jpeg", jpeg, "JPEG compression (quality)"),
     )
 }
+
+
+def check_params(name: str, params: dict[str, Any] | None) -> str | None:
+    """Why the fixed parameters cannot be used with degradation `name` (one phrase), or None; no image needed."""
+    try:
+        sample_params(name, as_rng(0), params)
+    except (ValueError, TypeError) as exc:
+        return str(exc)
+    return None
 
 
 def degrade(img: Array, name: str, seed: int | Rng | None = 0, **params: Any) -> tuple[Array, dict[str, Any]]:

@@ -49,7 +49,12 @@ def read_bundle_metadata(path: Path | str) -> dict[str, str]:
         if length > MAX_HEADER:
             raise ValueError("header too large")
         header = json.loads(fh.read(length))
-    return dict(header.get("__metadata__") or {})
+    if not isinstance(header, dict):
+        raise ValueError(f"its header is JSON {type(header).__name__}, not a table")
+    meta = header.get("__metadata__") or {}
+    if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
+        raise ValueError("its metadata is not a table of strings")
+    return dict(meta)
 
 
 def spec_to_dict(spec: ModelSpec) -> dict[str, Any]:

@@ -22,10 +22,9 @@ from urllib.parse import urlsplit
 
 from ..errors import WeightsError
 from ..version import __version__
-from .cache import hub_cache_dir
 from .downloadguard import DownloadGuard, remove_stale_parts
 from .progress import ByteBar, ByteProgress
-from .registry import ComponentSpec, Source
+from .specs import ComponentSpec, Source
 
 CHUNK = 1 << 20
 TIMEOUT_S = 30.0  # connect / read timeout of one HTTP request
@@ -41,6 +40,31 @@ class SourceFailed(Exception):
     def __init__(self, message: str, manual: bool = False) -> None:
         super().__init__(message)
         self.manual = manual
+
+
+def _read_body(resp: Any, fh: Any, received: int, guard: DownloadGuard, bar: ByteBar) -> tuple[int, bool]:
+    """Copy a response into `fh`; returns the bytes received in all and whether the connection broke."""
+    while True:
+        try:
+            chunk = resp.read(CHUNK)
+        except (OSError, http.client.HTTPException):
+            return received, True  # the connection broke (reset, timeout, bad chunk)
+        if not chunk:
+            return received, False
+        fh.write(chunk)  # a full disk raises here, not as a network cut
+        received += len(chunk)
+        guard.check_received(received)  # more bytes than declared: a lying server
+        bar.advance(len(chunk))
+
+
+def _check_size(url: str, label: str, total: int | None, expected_size: int | None) -> None:
+    """A server announcing another size than the registry's serves another file: stop before reading it."""
+    if expected_size is not None and total is not None and total != expected_size:
+        raise WeightsError(
+            f"{url} serves {total} bytes but the registry expects {expected_size} for {label}",
+            "the source serves a different file: report it, or correct size/sources in a "
+            "registry overlay (docs/weights.md)",
+        )
 
 
 def url_download(url: str, dest: Path, *, expected_size: int | None, label: str, progress: ByteProgress) -> None:
@@ -81,7 +105,6 @@ def url_download(url: str, dest: Path, *, expected_size: int | None, label: str,
                         time.sleep(RETRY_WAIT_S)
                         continue
                     raise SourceFailed(f"{url}: {_net_reason(exc, host, parts.scheme)}") from None
-                cut = False
                 with resp:
                     kind = resp.headers.get("Content-Type", "")
                     if kind.startswith("text/html") and not label.endswith((".html", ".htm")):
@@ -99,27 +122,11 @@ def url_download(url: str, dest: Path, *, expected_size: int | None, label: str,
                                 f"byte 0 {guard.restarts - 1} times"
                             )
                     total = full if full is not None else total
-                    if expected_size is not None and total is not None and total != expected_size:
-                        raise WeightsError(
-                            f"{url} serves {total} bytes but the registry expects {expected_size} for {label}",
-                            "the source serves a different file: report it, or correct size/sources in a "
-                            "registry overlay (docs/weights.md)",
-                        )
+                    _check_size(url, label, total, expected_size)
                     guard.check_declared(total)  # a declared size over the ceiling stops before any byte
                     bar = bar or progress.bar(label, total)
                     bar.reset(received, total)
-                    while True:
-                        try:
-                            chunk = resp.read(CHUNK)
-                        except (OSError, http.client.HTTPException):
-                            cut = True  # the connection broke (reset, timeout, bad chunk)
-                            break
-                        if not chunk:
-                            break
-                        fh.write(chunk)  # a full disk raises here, not as a network cut
-                        received += len(chunk)
-                        guard.check_received(received)  # more bytes than declared: a lying server
-                        bar.advance(len(chunk))
+                    received, cut = _read_body(resp, fh, received, guard, bar)
                 if not cut and (total is None or received >= total):
                     break
                 if guard.progressed(received):  # only bytes never received before count
@@ -186,19 +193,24 @@ def unreachable(url: str, timeout: float = 5.0) -> str | None:
     return None
 
 
+def hub_cache_dir() -> Path:
+    """The Hub cache huggingface_hub itself would use, read now (it reads the variables at import)."""
+    for var in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"):
+        if os.environ.get(var):
+            return Path(os.path.expandvars(os.environ[var])).expanduser()
+    home = os.environ.get("HF_HOME") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(Path.home(), ".cache"), "huggingface"
+    )
+    return Path(os.path.expandvars(home)).expanduser() / "hub"
+
+
 def hub_endpoint(src: Source) -> str:
     return (src.endpoint or os.environ.get("HF_ENDPOINT") or "https://huggingface.co").rstrip("/")
 
 
-def describe(src: Source, comp: ComponentSpec) -> str:
-    """A source as a URL a person can open (a Hub file as its resolve URL on the endpoint in use)."""
-    if src.kind == "hub":
-        return f"{hub_endpoint(src)}/{src.repo}/resolve/{src.revision}/{src.filename or comp.file}"
-    if src.kind == "manual":
-        return f"{src.url or src.note} (download by hand)"
-    if src.kind == "bundled":
-        return f"bundled with restorecli ({src.path})"
-    return str(src.url)
+def hub_url(src: Source, comp: ComponentSpec) -> str:
+    """A Hub file as its resolve URL on the endpoint in use (what a person can open)."""
+    return f"{hub_endpoint(src)}/{src.repo}/resolve/{src.revision}/{src.filename or comp.file}"
 
 
 def hub_download(
@@ -210,7 +222,7 @@ def hub_download(
 
     endpoint = hub_endpoint(src)
     filename = src.filename or comp.file or ""
-    where = describe(src, comp)
+    where = hub_url(src, comp)
     if not local_only:
         down = unreachable(endpoint)
         if down:

@@ -15,8 +15,8 @@ exit 2 (UsageError). What is checked (docs/weights.md, "Registry validation"):
 - a component or a source has no field the loader does not know (a typo such as
   `filname` would otherwise be ignored silently).
 
-No imports from other restorecli modules except `errors` and `safepaths`
-(itself free of them), so the module can move freely.
+No imports from other restorecli modules except `errors`, `safepaths` and
+`sources` (free of others at load time), so the module can move freely.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from urllib.parse import urlsplit
 
 from ..errors import UsageError
 from .safepaths import relative_name_problem
+from .sources import KINDS
 
 MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
 COMPONENT_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*")
@@ -77,9 +78,12 @@ COMPONENT_FIELDS = frozenset(
 )
 # how a published sha256 was confirmed: absent = taken from one source only, unverified
 SHA256_CHECKS = ("independent-copies",)
-SOURCE_KINDS = ("hub", "url", "manual", "bundled")
 SOURCE_FIELDS = frozenset({"kind", "url", "repo", "filename", "revision", "note", "endpoint", "path"})
 SHA256 = re.compile(r"[0-9a-fA-F]{64}")
+METHOD_FIELDS = frozenset({"engine", "options"})
+TASK_FIELDS = frozenset({"summary", "needs_mask"})
+ENGINE_PATH = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*")
+OPTION_NAME = re.compile(r"[a-z][a-z0-9_]*")
 
 
 def _kind(value: Any) -> str:
@@ -128,9 +132,10 @@ def _url(where: _Where, field: str, value: Any) -> None:
 def check_registry_file(path: Path | str, data: dict[str, Any]) -> None:
     """Raise UsageError (exit 2) for the first invalid value of one registry file's data."""
     top = _Where(path)
-    for table in ("models", "arch"):
+    for table in ("models", "arch", "methods", "tasks"):
         if table in data:
             _table(top, table, data[table])
+    _check_methods_and_tasks(top, data)
     for name, raw in data.get("arch", {}).items():
         _table(top, f"arch.{name}", raw)
         if "kind" in raw:
@@ -164,6 +169,29 @@ def check_registry_file(path: Path | str, data: dict[str, Any]) -> None:
                     f"write [models.{name}.components.{cname}]",
                 )
             _check_component(path, name, cname, craw)
+
+
+def _check_methods_and_tasks(top: _Where, data: dict[str, Any]) -> None:
+    """`[methods.NAME]`: engine = "module:Class", options = ["resize"]; `[tasks.NAME]`: summary, needs_mask."""
+    for name, raw in data.get("methods", {}).items():
+        _table(top, f"methods.{name}", raw)
+        _known_fields(top, raw, METHOD_FIELDS, f"methods.{name}")
+        if "engine" in raw and (not isinstance(raw["engine"], str) or not ENGINE_PATH.fullmatch(raw["engine"])):
+            raise top.fail(
+                f"methods.{name}.engine", raw["engine"], "is not module:Class", 'write "package.module:Class"'
+            )
+        options = raw.get("options", [])
+        if not isinstance(options, list) or not all(isinstance(o, str) and OPTION_NAME.fullmatch(o) for o in options):
+            raise top.fail(f"methods.{name}.options", options, "is not a list of option names", 'write ["resize"]')
+    for name, raw in data.get("tasks", {}).items():
+        _table(top, f"tasks.{name}", raw)
+        _known_fields(top, raw, TASK_FIELDS, f"tasks.{name}")
+        if not MODEL_NAME.fullmatch(name):
+            raise top.fail(f"tasks.{name}", name, "is not a plain task name", "use letters, digits, '-' and '_'")
+        if "summary" in raw:
+            _text(top, f"tasks.{name}.summary", raw["summary"])
+        if "needs_mask" in raw and not isinstance(raw["needs_mask"], bool):
+            raise top.fail(f"tasks.{name}.needs_mask", raw["needs_mask"], "is not true or false", "write true")
 
 
 def _check_model(where: _Where, raw: dict[str, Any]) -> None:
@@ -246,8 +274,8 @@ def _check_source(where: _Where, src: dict[str, Any]) -> None:
     for field in ("kind", "note"):
         if field in src:
             _text(where, field, src[field])
-    if "kind" in src and src["kind"] not in SOURCE_KINDS:
-        raise where.say(f"has kind {src['kind']!r} (field 'kind')", f"use one of {', '.join(SOURCE_KINDS)}")
+    if "kind" in src and src["kind"] not in KINDS:
+        raise where.say(f"has kind {src['kind']!r} (field 'kind')", f"use one of {', '.join(KINDS)}")
     for field in ("url", "endpoint"):
         if field in src:
             _url(where, field, src[field])

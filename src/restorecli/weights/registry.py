@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import copy
 import os
-import re
 import tomllib
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -19,81 +18,50 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
+from ..io.bounded import read_text_file
 from .regcheck import check_registry_file
+from .sources import KINDS
+from .specs import ComponentSpec, ModelSpec, Source
+
+__all__ = ["ComponentSpec", "ModelSpec", "Source", "MethodSpec", "TaskSpec", "Registry", "load_registry"]
 
 REGISTRY_ENV = "RESTORECLI_REGISTRY"
 
 
 @dataclass(frozen=True)
-class Source:
-    """One place a component file can be fetched from, tried in registry order."""
+class MethodSpec:
+    """What a method is, for the code that never imports its engine: the class that runs it
+    ("module:Class", imported only when a model runs) and the task-command options beyond the
+    shared ones that its models take (e.g. "resize")."""
 
-    kind: str  # "hub" | "url" | "manual" | "bundled"
-    url: str | None = None
-    repo: str | None = None
-    filename: str | None = None
-    revision: str | None = None
-    note: str | None = None
-    endpoint: str | None = None  # hub only: a Hub-compatible server other than $HF_ENDPOINT
-    path: str | None = None  # bundled only: a bundle shipped inside the package, relative to restorecli/
+    name: str
+    engine: str = ""
+    options: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
-class ComponentSpec:
-    """One network of a model and the official file that holds its weights."""
+class TaskSpec:
+    """A task command (`restore NAME`): its one-line help and whether every input needs a mask."""
 
     name: str
-    kind: str  # network builder, e.g. "resshift.unet"
-    config: dict[str, Any]
-    file: str | None = None
-    url: str | None = None
-    size: int | None = None
-    sha256: str | None = None
-    sources: tuple[Source, ...] = ()
-    container: str | None = None  # how the official file wraps the state dict
-    sha256_checked: str | None = None  # "independent-copies": the pin matches copies from other hosts too
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """One registered model variant."""
-
-    name: str
-    method: str
-    task: str
-    scale: int
-    components: dict[str, ComponentSpec]
-    sampler: dict[str, Any]
-    trained_steps: int
-    default_steps: int
-    min_steps: int
-    max_steps: int
-    license: str = ""
-    citation: str = ""
-    description: str = ""
-    origin: str = "official"
-    default_for: tuple[str, ...] = ()
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def check_steps(self, steps: int | None) -> int:
-        """Return the step count to use, or raise a usage error listing the accepted ones."""
-        if steps is None:
-            return self.default_steps
-        if not self.min_steps <= steps <= self.max_steps:
-            accepted = (
-                str(self.min_steps) if self.min_steps == self.max_steps else f"{self.min_steps} to {self.max_steps}"
-            )
-            raise UsageError(
-                f"--steps {steps} is not accepted by model '{self.name}' "
-                f"(trained with {self.trained_steps} step{'s' if self.trained_steps != 1 else ''})",
-                f"use --steps {accepted}",
-            )
-        return steps
+    summary: str
+    needs_mask: bool = False
 
 
 @dataclass(frozen=True)
 class Registry:
     models: dict[str, ModelSpec]
+    methods: dict[str, MethodSpec] = field(default_factory=dict)
+    tasks: dict[str, TaskSpec] = field(default_factory=dict)
+
+    def method(self, name: str) -> MethodSpec:
+        """The method's description; one without a `[methods]` table takes no extra options."""
+        return self.methods.get(name) or MethodSpec(name)
+
+    def task_options(self, task: str) -> tuple[str, ...]:
+        """The extra options of a task command: those of every method a model of the task runs on."""
+        methods = {m.method for m in self.models.values() if m.task == task or task in m.default_for}
+        return tuple(sorted({o for name in methods for o in self.method(name).options}))
 
     def get(self, name: str) -> ModelSpec:
         try:
@@ -153,35 +121,18 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-SOURCE_KINDS = ("hub", "url", "manual", "bundled")
-_HEX40 = re.compile(r"[0-9a-f]{40}")
-
-
 def _parse_sources(where: str, raw: dict[str, Any]) -> tuple[Source, ...]:
     """`sources = [...]` (tried in order), or the `url = ...` shorthand for one release URL.
 
-    A hub source needs a repo and a pinned revision: a 40-hex commit, or a branch
-    or tag only when the component has a sha256 that pins the content anyway.
+    Each source's kind (weights.sources) says which fields it needs.
     """
     sources = []
     for i, s in enumerate(raw.get("sources", [])):
         kind = s.get("kind")
         bad = f"registry: {where} source {i + 1}"
-        if kind not in SOURCE_KINDS:
-            raise UsageError(f"{bad} has kind {kind!r}", f"use one of {', '.join(SOURCE_KINDS)}")
-        if kind == "hub":
-            if not s.get("repo") or not s.get("revision"):
-                raise UsageError(f"{bad} (hub) needs repo and revision", "pin revision to a 40-hex commit id")
-            if not _HEX40.fullmatch(s["revision"]) and not raw.get("sha256"):
-                raise UsageError(
-                    f"{bad} (hub) revision {s['revision']!r} is not a 40-hex commit id",
-                    "pin the commit, or give the component a sha256",
-                )
-        elif kind == "bundled":
-            if not s.get("path"):
-                raise UsageError(f"{bad} (bundled) needs path", "the bundle's path inside the restorecli package")
-        elif not s.get("url") and not (kind == "manual" and s.get("note")):
-            raise UsageError(f"{bad} ({kind}) needs url")
+        if kind not in KINDS:
+            raise UsageError(f"{bad} has kind {kind!r}", f"use one of {', '.join(KINDS)}")
+        KINDS[kind].validate(bad, s, raw)
         sources.append(
             Source(
                 kind=kind,
@@ -262,16 +213,31 @@ def parse_registry(data: dict[str, Any]) -> Registry:
                 origin=raw.get("origin", "official"),
                 default_for=tuple(raw.get("default_for", ())),
                 extra={k: v for k, v in raw.items() if k not in known},
+                engine=str(data.get("methods", {}).get(raw["method"], {}).get("engine", "")),
             )
         except KeyError as exc:
             raise UsageError(f"registry: model '{name}' lacks required field {exc}") from None
-    return Registry(models)
+    methods = {
+        name: MethodSpec(name, engine=raw.get("engine", ""), options=tuple(raw.get("options", ())))
+        for name, raw in data.get("methods", {}).items()
+    }
+    tasks = {
+        name: TaskSpec(name, summary=raw.get("summary", ""), needs_mask=bool(raw.get("needs_mask", False)))
+        for name, raw in data.get("tasks", {}).items()
+    }
+    return Registry(models, methods, tasks)
 
 
 def user_registry_paths() -> list[Path]:
     """Overlay files: $RESTORECLI_REGISTRY (os.pathsep-separated), then the user config one."""
     paths = [Path(p) for p in os.environ.get(REGISTRY_ENV, "").split(os.pathsep) if p]
-    config_home = Path(os.environ.get("XDG_CONFIG_HOME", Path.home() / ".config"))
+    config = os.environ.get("XDG_CONFIG_HOME")
+    if not config:
+        try:
+            config = str(Path.home() / ".config")
+        except (RuntimeError, KeyError, OSError):  # no home directory (a service account): no user overlay
+            return paths
+    config_home = Path(config)
     user = config_home / "restorecli" / "weights.toml"
     if user.is_file():
         paths.append(user)
@@ -279,11 +245,9 @@ def user_registry_paths() -> list[Path]:
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
+    text = read_text_file(path, "registry file")  # bounded: --registry /dev/zero is refused, not read forever
     try:
-        with open(path, "rb") as fh:
-            return tomllib.load(fh)
-    except FileNotFoundError:
-        raise UsageError(f"registry file not found: {path}") from None
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"registry file {path} is not valid TOML: {exc}") from None
 
@@ -296,6 +260,11 @@ def _load_cached(paths: tuple[Path, ...]) -> Registry:
         check_registry_file(path, raw)  # names, paths and types, per file, so a bad overlay is named (weights.regcheck)
         data = _merge(data, raw)
     return parse_registry(data)
+
+
+def builtin_registry() -> Registry:
+    """The packaged weights.toml alone (no overlays): what a broken overlay falls back to."""
+    return _load_cached((builtin_registry_path(),))
 
 
 def load_registry(extra: list[Path] | tuple[Path, ...] = ()) -> Registry:
