@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from ..errors import UsageError
+from .helptext import Command
 from .options import Device, HtmlReport, Json, Precision, Quiet, err_console, parse_params
 from .train import TrainCommand, train_cmd
 
@@ -155,7 +156,7 @@ def eval_cmd(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("bench")(bench_cmd)
-    app.command("degrade")(degrade_cmd)
+    app.command("bench", cls=Command)(bench_cmd)
+    app.command("degrade", cls=Command)(degrade_cmd)
     app.command("train", cls=TrainCommand)(train_cmd)
-    app.command("eval")(eval_cmd)
+    app.command("eval", cls=Command)(eval_cmd)

@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
-from typer.core import TyperCommand
 
 from ..errors import UsageError
+from .helptext import Command
 from .options import Device, Quiet, err_console, parse_params
 
 if TYPE_CHECKING:
@@ -127,7 +127,7 @@ Threads = Annotated[
 ]
 
 
-class TrainCommand(TyperCommand):
+class TrainCommand(Command):
     """`restore train` whose --help shows TrainConfig's defaults for the options left at None."""
 
     def format_help(self, ctx, formatter):  # type: ignore[no-untyped-def]

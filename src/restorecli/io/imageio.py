@@ -192,7 +192,7 @@ def read_image(source: str | Path | bytes, *, max_pixels: int | None = None) -> 
                     "(decompression-bomb guard)",
                     "set RESTORECLI_MAX_PIXELS higher if the image is genuine",
                 )
-            frames = frame_warning(im)  # issue #13: several frames or pages: say that only the first is kept
+            frames = frame_warning(im)  # several frames or pages: say that only the first is kept
             pic = _decode(im, data)
             if frames:
                 pic.warnings.append(frames)

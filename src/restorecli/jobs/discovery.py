@@ -101,7 +101,7 @@ def discover(
     def add(path: Path, rel: PurePosixPath, scanned: bool) -> None:
         try:
             real = path.resolve()
-        except (RuntimeError, OSError) as exc:  # issue #13: a symlink loop fails this file, not the run
+        except (RuntimeError, OSError) as exc:  # a symlink loop fails this file, not the run
             reason = "symbolic link loop" if "loop" in str(exc).lower() else str(exc)
             items.append(Item(len(items), str(path), rel, source=path, scanned=scanned, error=f"cannot read: {reason}"))
             return

@@ -337,7 +337,8 @@ def _card(i: int, entry: ReportEntry, view: _View, url_dir: str, page_dir: Path,
         f'data-status="{_text(status)}" id="f{i}">',
         f'<header><span class="badge">{_text(status)}</span> '
         f'<span class="name" title="{_text(entry.input or "")}">'
-        f'{_text(name)}</span><span class="secs">{_text(_fmt_seconds(entry.seconds))}</span></header>',
+        f'{_text(name)}</span><span class="secs" title="time for this file: read, restore, write">'
+        f"{_text(_fmt_seconds(entry.seconds))}</span></header>",
     ]
     b, a = view.before, view.after
     if view.slider and a is not None:
@@ -413,8 +414,8 @@ def _render_page(
     for st, n in counts.items():
         if st not in ("done", "skipped", "failed"):
             summary.append(f"{n} {_text(st)}")
-    if total_s:
-        summary.append(f"{_text(_fmt_seconds(total_s))} in total")
+    if total_s:  # per-file times overlap (decoding and writing run beside restoring): not the run's length
+        summary.append(f"{_text(_fmt_seconds(total_s))} summed over files")
     summary_html = " \u00b7 ".join(summary)
     means = _mean_metrics(entries)
     mean_html = ""

@@ -110,7 +110,7 @@ def cached_file(path: Path, root: Path) -> bool:
 
 
 def staged_path(root: Path, comp: ComponentSpec, name: str) -> Path:
-    # issue #13: the registry's file name may never lead outside CACHE/downloads/KEY/ (weights.safepaths)
+    # an overlay is untrusted input: the registry's file name may never lead outside CACHE/downloads/KEY/ (weights.safepaths)
     return inside(root / "downloads" / component_key(comp), comp.file or f"{name}.bin")
 
 

@@ -2,7 +2,7 @@
 
 Without it, two processes that find a model missing both download its files to
 the same `CACHE/downloads/KEY/FILE`, and the first to finish its bundle deletes
-that file while the other is about to read it (issue #13). With it, the first
+that file while the other is about to read it. With it, the first
 process fetches and converts while the others wait; once they get the lock they
 look again and find the finished bundle.
 

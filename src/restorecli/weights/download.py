@@ -55,7 +55,7 @@ def _read_body(resp: Any, fh: Any, received: int, guard: DownloadGuard, bar: Byt
             return received, False
         fh.write(chunk)  # a full disk raises here, not as a network cut
         received += len(chunk)
-        guard.check_received(received)  # issue #13
+        guard.check_received(received)  # more bytes than declared: a lying server
         bar.advance(len(chunk))
 
 
@@ -96,8 +96,8 @@ def url_download(url: str, dest: Path, *, expected_size: int | None, label: str,
         raise SourceFailed(f"{url}: not an http(s) URL")
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(f".{dest.name}.{os.getpid()}.part")
-    remove_stale_parts(dest.parent, keep=part)  # issue #13: left by a hard kill (we hold this entry's lock)
-    guard = DownloadGuard(url, label, expected_size)  # issue #13: size ceiling, restarts counted
+    remove_stale_parts(dest.parent, keep=part)  # left by a hard kill (we hold this entry's lock)
+    guard = DownloadGuard(url, label, expected_size)  # a server may lie about sizes: size ceiling, restarts counted
     opener = urllib.request.build_opener(HttpOnlyRedirects)  # reads the proxy variables now, not at first use
     received, total, tries = 0, None, 0
     bar: ByteBar | None = None
@@ -134,20 +134,20 @@ def url_download(url: str, dest: Path, *, expected_size: int | None, label: str,
                         fh.seek(0)  # the server ignored Range: start over
                         fh.truncate()
                         received = 0
-                        if guard.restarted():  # issue #13
+                        if guard.restarted():  # a server that restarts forever is given up
                             raise SourceFailed(
                                 f"{url} ignores Range and keeps breaking off: restarted from "
                                 f"byte 0 {guard.restarts - 1} times"
                             )
                     total = full if full is not None else total
                     _check_size(url, label, total, expected_size)
-                    guard.check_declared(total)  # issue #13
+                    guard.check_declared(total)  # a declared size over the ceiling stops before any byte
                     bar = bar or progress.bar(label, total)
                     bar.reset(received, total)
                     received, cut = _read_body(resp, fh, received, guard, bar)
                 if not cut and (total is None or received >= total):
                     break
-                if guard.progressed(received):  # issue #13: only bytes never received before count
+                if guard.progressed(received):  # only bytes never received before count
                     tries = 0  # progress was made: the budget of tries starts again
                 if tries + 1 >= MAX_TRIES:
                     raise SourceFailed(

@@ -93,7 +93,7 @@ def find_or_build_bundle(
     target = bundle_path(spec, root)
     if not force and not files and cached_file(target, root):
         return target
-    # issue #13: one lock per cache entry (this bundle, each component); look again once they are held
+    # processes share the cache: one lock per cache entry (this bundle, each component); look again once they are held
     names = [f"bundle-{target.stem}", *(f"component-{component_key(c)}" for c in spec.components.values())]
     with cache_entry_locks(root, names, note=Reporter(console, quiet).say):
         if not force and not files and cached_file(target, root):
@@ -152,7 +152,8 @@ def _fetch_and_build(
                     if have[name] is None:
                         break  # the bundle cannot be made now; what was fetched stays staged for next time
         if failures and any(h is None for h in have.values()):
-            raise _unavailable_error(spec, {n: f for n, f in failures.items() if have[n] is None})
+            untried = [n for n in missing if have[n] is None and n not in failures]
+            raise _unavailable_error(spec, {n: f for n, f in failures.items() if have[n] is None}, untried)
         return _build_bundle(spec, {n: h for n, h in have.items() if h is not None}, target, report, canonicalize)
     except OSError as exc:  # network errors are handled per source: this is the local disk
         raise WeightsError(
@@ -235,7 +236,7 @@ def _verify(comp: ComponentSpec, path: Path, origin: str, *, delete: bool) -> st
 
     A mismatching download is deleted: it is the wrong file and must never be converted.
     """
-    if delete and (bad := weights_file_problem(path)) is not None:  # issue #13: check our own download first
+    if delete and (bad := weights_file_problem(path)) is not None:  # check our own download first
         path.unlink(missing_ok=True)
         raise WeightsError(
             f"{comp.file or path.name} from {origin} is not a weights file: {bad}; the download was removed",
@@ -267,7 +268,7 @@ def _verify_hub(comp: ComponentSpec, path: Path, src: Source) -> str:
     except WeightsError as exc:
         blob = Path(os.path.realpath(path))
         path.unlink(missing_ok=True)
-        if is_inside(hub_cache_dir(), blob):  # issue #13: never delete outside the Hub cache
+        if is_inside(hub_cache_dir(), blob):  # never delete outside the Hub cache
             blob.unlink(missing_ok=True)
         raise WeightsError(exc.message + "; the file was deleted from the Hub cache", exc.hint) from None
 
@@ -288,7 +289,7 @@ def _build_bundle(
             assert h.path is not None
             try:
                 states[name] = load_component_file(spec, name, h.path, canonicalize)
-            except WeightsError as exc:  # issue #13: a download that does not load never stays in the cache
+            except WeightsError as exc:  # a download that does not load never stays in the cache
                 if not h.staged:
                     raise
                 h.path.unlink(missing_ok=True)
@@ -373,8 +374,14 @@ def _offline_error(spec: ModelSpec, names: list[str], root: Path, why: str) -> W
         f"weights of model '{spec.name}' are not cached in {root} and the network is off ({why}); "
         f"it needs {_needs(spec, names)}",
         f"run 'restore fetch {spec.name}' on a machine with network and copy {root / 'bundles'} here, "
-        f"or pass --weights FILE" + _offline_hint(),
+        f"{_by_hand(spec, names)}, or pass --weights FILE" + _offline_hint(),
     )
+
+
+def _by_hand(spec: ModelSpec, names: list[str]) -> str:
+    """How files downloaded in a browser (or on another machine) get into the cache."""
+    files = " ".join(f"--file {n}=PATH" for n in names)
+    return f"or download {'the files' if len(names) > 1 else 'the file'} by hand and run 'restore fetch {spec.name} {files}'"
 
 
 def _never_published(spec: ModelSpec, names: list[str]) -> bool:
@@ -385,15 +392,21 @@ def _never_published(spec: ModelSpec, names: list[str]) -> bool:
 
 
 def _unpublished_error(spec: ModelSpec, names: list[str]) -> WeightsUnavailable:
-    notes = "; ".join(dict.fromkeys(s.note for n in names for s in spec.components[n].sources if s.note))
+    # a note's first clause is the fact; what to do is said once, below (notes may carry their own advice)
+    facts = dict.fromkeys(s.note.split(";")[0].strip() for n in names for s in spec.components[n].sources if s.note)
     return WeightsUnavailable(
-        f"model '{spec.name}' has no downloadable weights: {notes or 'no public checkpoint exists'}",
-        f"pass --weights with a bundle you trained, or with a checkpoint of the official training code "
-        f"converted by '{_convert_line(spec)}'",
+        f"model '{spec.name}' has no downloadable weights: {'; '.join(facts) or 'no public checkpoint exists'}",
+        f"train one with 'restore train rddm --task {spec.task} ...' (docs/training.md) and pass --weights BUNDLE, "
+        f"or convert a checkpoint of the official training code with '{_convert_line(spec)}'",
     )
 
 
-def _unavailable_error(spec: ModelSpec, failures: dict[str, list[SourceFailed]]) -> WeightsUnavailable:
+def _unavailable_error(
+    spec: ModelSpec, failures: dict[str, list[SourceFailed]], untried: list[str] | None = None
+) -> WeightsUnavailable:
+    """Why the weights cannot be had now: each failed file with its URLs, and the files not tried after
+    the first failure (with theirs), so a user can fetch them all by hand."""
+    untried = untried or []
     manual = {n: f for n, f in failures.items() if f and all(x.manual for x in f)}
     if manual:
         what = ", ".join(f"{spec.components[n].file or n} from {f[0]}" for n, f in manual.items())
@@ -407,11 +420,14 @@ def _unavailable_error(spec: ModelSpec, failures: dict[str, list[SourceFailed]])
         f"{n} {spec.components[n].file}: " + (" | ".join(str(x) for x in f) or "no published source")
         for n, f in failures.items()
     )
+    if untried:
+        detail += f"; not tried after that: {_needs(spec, untried)}"
     no_source = all(not f for f in failures.values())
     return WeightsUnavailable(
         f"cannot download the weights of model '{spec.name}': {detail}",
         "pass --weights FILE (see docs/weights.md)"
         if no_source
         else f"check the network (and HTTPS_PROXY) and retry 'restore fetch {spec.name}', "
+        f"{_by_hand(spec, [*failures, *untried])}, "
         "or point the model at a mirror with a registry overlay (docs/weights.md)" + _offline_hint(),
     )
