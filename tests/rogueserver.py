@@ -6,7 +6,8 @@ Each path is a `Route`: bytes served in one of these modes:
 - `endless`: a 200 that never ends (zeros, at most `rate` bytes/s and `limit` bytes), with `declared`
   as Content-Length or none at all;
 - `lie`: declares `declared` bytes, sends only the route's bytes, then closes; ignores Range;
-- `octet`: the bytes as `application/octet-stream`, whatever they are (an HTML page, a short body).
+- `octet`: the bytes as `application/octet-stream`, whatever they are (an HTML page, a short body);
+- `redirect`: a 302 to the route's `location` (any scheme: `ftp://` included).
 
 A route can hold its answers until `gather` requests for it have arrived (or `gather_s`
 seconds have passed), so several processes download at the same moment. Everything is
@@ -33,6 +34,7 @@ class Route:
     stream_s: float = 20.0
     rate: int | None = None
     limit: int = 64 << 20
+    location: str = ""
     arrived: int = 0
 
 
@@ -93,6 +95,12 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self._send(body)
+
+    def _redirect(self, route: Route) -> None:
+        self.send_response(302)
+        self.send_header("Location", route.location)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
 
     def _octet(self, route: Route) -> None:
         self.send_response(200)

@@ -1,4 +1,4 @@
-"""Issue #15: the command line's output and argument handling, through the real entry point.
+"""The command line's output and argument handling, through the real entry point.
 
 Tables written to a pipe or file, bundled models, the `-v` line, `--tile`,
 output names, bundles of the wrong task, one-line errors, per-task `--help`,
@@ -8,6 +8,7 @@ reruns that load nothing heavy, and `--report PATH.html`.
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -29,7 +30,7 @@ def _png(path, size=(40, 56), value=120):
 
 
 def test_models_table_in_a_pipe_keeps_every_column_and_cell(tmp_path):
-    from restorecli.weights.catalog import model_rows
+    from restorecli.weights.catalog import model_rows, short_license
     from restorecli.weights.registry import load_registry
 
     # COLUMNS unset (empty): what `restore models | cat` sees from a shell
@@ -43,8 +44,44 @@ def test_models_table_in_a_pipe_keeps_every_column_and_cell(tmp_path):
     for row in model_rows(load_registry(), tmp_path):
         line = next(line for line in lines if line.lstrip().startswith(row["name"] + " "))
         assert row["task"] in line and row["method"] in line
-        assert (row["license"] or "-") in line, (row["name"], line)  # whole license, one line
+        assert short_license(row["license"]) in line, (row["name"], line)  # the license's name, one line
     assert all(line == line.rstrip() for line in lines)
+    assert max(len(line) for line in lines) <= 160  # a row fits a wide terminal even in a pipe
+
+
+def test_models_table_fits_160_columns_and_names_each_license():
+    from restorecli.weights.catalog import short_license
+    from restorecli.weights.registry import load_registry
+
+    for spec in load_registry().models.values():
+        name = short_license(spec.license)
+        assert len(name) <= 60 and name.split()[0] == spec.license.split()[0], (spec.name, name)
+    res = run_cli("models", env={"COLUMNS": "160"})
+    assert res.returncode == 0
+    assert max(len(line) for line in res.stdout.decode().splitlines()) <= 160
+
+
+def test_models_model_shows_the_full_license_and_sources(tmp_path):
+    from restorecli.weights.registry import load_registry
+
+    spec = load_registry().get("rddm-derain-small")
+    res = run_cli("models", "rddm-derain-small", env={"RESTORECLI_CACHE": str(tmp_path)})
+    out = res.stdout.decode()
+    assert res.returncode == 0 and f"license: {spec.license}" in out
+    res = run_cli("models", "resshift-realsr-x4-v3", "--json", env={"RESTORECLI_CACHE": str(tmp_path)})
+    row = json.loads(res.stdout)
+    assert row["name"] == "resshift-realsr-x4-v3" and set(row["components"]) == {"unet", "autoencoder"}
+    res = run_cli("models", "no-such-model")
+    assert res.returncode == 2 and res.stderr.decode().startswith("error: unknown model 'no-such-model'")
+
+
+def test_models_of_an_unknown_task_is_a_usage_error_listing_the_tasks():
+    res = run_cli("models", "--task", "nope")
+    err = res.stderr.decode()
+    assert res.returncode == 2 and res.stdout == b"", err
+    assert err.count("\n") == 1 and "'nope'" in err
+    for task in ("sr", "derain", "lowlight", "inpaint", "shadow"):
+        assert task in err.split("known tasks:")[1]
 
 
 def test_bench_table_in_a_file_is_never_truncated(capsys, monkeypatch):
@@ -606,6 +643,9 @@ def test_task_report_page_with_thumbnails_names_files_and_settings(tmp_path):
         "bundled with restorecli",
     ):
         assert needle in text, (needle, text)
+    # the run's wall time, and the files' own times labelled as a sum (they overlap), never "in total"
+    assert re.search(r"wall time\s*\d+\.\d\d s", text) and "summed over files" in text, text
+    assert "in total" not in text
     thumbs = sorted(p.name for p in (tmp_path / "run_files").iterdir() if not p.name.startswith("."))
     assert len(thumbs) == 4, thumbs  # input and output of each file
     assert all(src and src.startswith("run_files/") for src in imgs) and len(imgs) >= 4

@@ -1,7 +1,7 @@
 """The cluster recipes of docs/batch.md, run for real on CPU: examples/ray_restore.py on a local
 Ray instance (2 CPUs, 2 actors) and examples/torchrun_restore.py under
 `python -m torch.distributed.run --nproc_per_node 2` (gloo). Both must restore every file of a
-folder exactly once, with outputs byte-equal to a plain `restore derain` run.
+folder exactly once, with outputs byte-equal to a plain `restore derain` run (every process on one CPU thread).
 
 Ray comes with the `ray` extra (`pip install -e ".[test,ray]"`, the README's test command).
 Without it the Ray test skips, except under CI=true, where it fails.

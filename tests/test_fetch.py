@@ -845,3 +845,58 @@ def test_ctrl_c_while_reading_a_bundle_is_an_interrupt_not_a_corrupt_file(tmp_pa
     with pytest.raises(KeyboardInterrupt):
         read_bundle(path, spec)
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is put back
+
+
+# ---- nothing is downloaded before the inputs are checked; errors name every file -----------
+
+
+def two_file_model(tmp_path: Path, base: str, task: str = "sr", net_file: str = "tiny_net.pth") -> Path:
+    """A model of two downloadable files (like ResShift's UNet and autoencoder) on the loopback server."""
+    body = model("tiny2", "").replace('task = "sr"', f'task = "{task}"')
+    body += comp("tiny2", "net", "tiny8", "tiny_net.pth", [url_src(base, net_file)], NET)
+    body += comp("tiny2", "enc", "tiny4", "tiny_enc.pth", [url_src(base, "tiny_enc.pth")], ENC)
+    return overlay(tmp_path, body)
+
+
+def test_bad_inputs_masks_and_outputs_are_found_before_any_download(tmp_path, servers):
+    from restorecli import restore
+    from restorecli.errors import UsageError
+
+    path = two_file_model(tmp_path, servers.url, task="inpaint")
+    image = solid_png(tmp_path / "photo.png")
+    args = {"task": "inpaint", "model": "tiny2", "registry_files": [path]}
+    with pytest.raises(UsageError, match="input not found: .*missing.png"):
+        restore(str(tmp_path / "missing.png"), str(tmp_path / "out.png"), mask=str(image), **args)
+    with pytest.raises(UsageError, match="mask not found: .*nope.png"):
+        restore(str(image), str(tmp_path / "out.png"), mask=str(tmp_path / "nope.png"), **args)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    report = restore(str(image), str(blocker / "out.png"), mask=str(image), **args)
+    assert report.failed == 1 and "cannot write to" in report.records[0].reason
+    assert servers.requests() == []  # not one request: no weights were looked up
+    # the same server does serve a good run (the count above can see requests)
+    report = restore(str(image), str(tmp_path / "out.png"), mask=str(image), **args)
+    assert report.done == 1 and len(servers.requests()) >= 2
+
+
+def test_cli_missing_input_is_a_usage_error_with_no_network(tmp_path):
+    from cli_helpers import run_cli
+
+    res = run_cli("sr", "missing.png", env=cli_env(tmp_path), timeout=60)
+    assert res.returncode == 2, res.stderr
+    assert res.stderr.decode().startswith("error: input not found: missing.png")
+
+
+def test_download_failure_names_every_missing_file_and_the_by_hand_route(tmp_path, servers):
+    path = two_file_model(tmp_path, servers.url, net_file="gone.pth")  # the first file is a 404
+    spec = spec_of(path, "tiny2")
+    with pytest.raises(WeightsUnavailable) as err:
+        load.ensure_bundle(spec, console=quiet())
+    msg = str(err.value)
+    assert f"{servers.url}/releases/download/v1/gone.pth" in msg
+    assert f"{servers.url}/releases/download/v1/tiny_enc.pth" in msg  # not tried, still named
+    assert "restore fetch tiny2 --file net=PATH --file enc=PATH" in msg
+    with pytest.raises(WeightsUnavailable) as err:
+        load.ensure_bundle(spec, offline=True, console=quiet())
+    msg = str(err.value)
+    assert "gone.pth" in msg and "tiny_enc.pth" in msg and "--file net=PATH --file enc=PATH" in msg

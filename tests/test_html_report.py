@@ -451,3 +451,21 @@ def test_headless_chromium_catches_a_broken_image(tmp_path):
     assert result["decoded"] == result["images"] - 1
     assert len(result["broken"]) == 1 and result["broken"][0].endswith(victim.name)
     assert any("failed to load IMG" in e for e in result["errors"])
+
+
+@pytest.mark.parametrize("dangling", [False, True])
+def test_a_linked_thumbnail_folder_is_replaced_and_nothing_is_left_behind(tmp_path, dangling):
+    """The link itself goes (the folder it points to is left as it was), and no `.X_files.old-*` stays."""
+    elsewhere = tmp_path / "elsewhere"
+    if not dangling:
+        elsewhere.mkdir()
+        (elsewhere / ".restorecli-report").write_text("")
+        (elsewhere / "keep.txt").write_text("keep me")
+    (tmp_path / "run_files").symlink_to(elsewhere, target_is_directory=True)
+    a = save(tmp_path / "in" / "a.png", noise(30, 40))
+    write_html_report(tmp_path / "run.html", title="t", run_info=RUN_INFO, entries=[ReportEntry(a, a)])
+    files = tmp_path / "run_files"
+    assert files.is_dir() and not files.is_symlink()
+    assert not list(tmp_path.glob(".run_files.old-*"))
+    if not dangling:
+        assert (elsewhere / "keep.txt").read_text() == "keep me"

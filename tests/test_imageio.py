@@ -353,6 +353,16 @@ def test_each_format_descriptor_says_what_its_files_keep(name):
     assert fmt.ext.lstrip(".") in imageio.OUTPUT_FORMATS
 
 
+def test_a_lab_tiff_decodes_to_rgb_without_alpha(tmp_path):
+    """LAB's "A" band is a colour axis: the image is RGB, never RGBA."""
+    from restorecli.io.imageio import read_image
+
+    path = tmp_path / "lab.tif"
+    Image.new("LAB", (6, 4), (128, 128, 128)).save(path)
+    pic = read_image(path)
+    assert pic.alpha is None and pic.color.shape == (4, 6, 3)
+
+
 def test_a_huge_sparse_file_is_refused_before_it_is_read(tmp_path, monkeypatch):
     from restorecli.io.imageio import max_image_bytes
 

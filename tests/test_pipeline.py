@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -155,10 +156,11 @@ def test_output_folder_mirrors_subfolders_with_suffix_and_ext(tmp_path):
 def test_an_input_is_never_overwritten(tmp_path):
     a = png(tmp_path / "a.png")
     before = a.read_bytes()
-    report, _, _ = run([tmp_path], tmp_path, suffix="")
-    assert report.failed == 1 and "is an input file" in report.records[0].reason
-    report, _, _ = run([a], a)
-    assert report.failed == 1 and a.read_bytes() == before
+    with pytest.raises(UsageError, match="never overwritten"):
+        run([tmp_path], tmp_path, suffix="")
+    with pytest.raises(UsageError, match="never overwritten"):
+        run([a], a)
+    assert a.read_bytes() == before
 
 
 def test_existing_outputs_are_skipped_unless_overwrite(tmp_path):
@@ -363,6 +365,9 @@ def test_json_report_on_stdout_progress_on_stderr(tmp_path, capsys):
     err = con.file.getvalue()
     assert "[1/2]" in err or "[2/2]" in err
     assert "img/s" in err and "ETA" in err and "1 restored, 0 skipped, 1 failed" in err
+    # one image's time and the run's rate are told apart; the summary's time is the run's wall time
+    assert re.search(r"\(\d+\.\d s this image; run: \d+\.\d\d img/s, ETA \d+:\d\d\)", err), err
+    assert re.search(r"1 failed in \d+:\d\d wall time", err), err
 
 
 def test_quiet_prints_only_failures(tmp_path):
@@ -618,3 +623,33 @@ def test_generators_are_fresh_per_image():
     x = torch.zeros(1, 3, 4, 4)
     a, b = r.run([x, x], [None, None])
     assert torch.equal(a, b)
+
+
+def test_tile_progress_is_a_bar_or_a_few_lines_never_one_line_per_tile():
+    from rich.console import Console as RichConsole
+
+    from restorecli.jobs.report import Progress
+
+    # stderr in a file or pipe, -v: at most four lines for an image of 225 tiles
+    plain = RichConsole(file=io.StringIO(), width=120, color_system=None)
+    progress = Progress(plain, 1, verbose=True)
+    for done in range(1, 226):
+        progress.tile(done, 225)
+    lines = [line for line in plain.file.getvalue().splitlines() if "tiles" in line]
+    assert lines == ["  tiles 57/225", "  tiles 113/225", "  tiles 169/225", "  tiles 225/225"]
+    # without -v, nothing
+    quiet_file = RichConsole(file=io.StringIO(), width=120, color_system=None)
+    progress = Progress(quiet_file, 1)
+    for done in range(1, 226):
+        progress.tile(done, 225)
+    assert "tile" not in quiet_file.file.getvalue()
+    # on a terminal: one bar (drawn over itself), for one image and under the run's bar
+    for images in (1, 3):
+        term = RichConsole(file=io.StringIO(), width=120, force_terminal=True, color_system=None)
+        progress = Progress(term, images, verbose=True)
+        for done in range(1, 226):
+            progress.tile(done, 225)
+        progress.close()
+        out = term.file.getvalue()
+        assert "tiles" in out and out.count("\n") < 20, out[-2000:]
+        assert progress.tile_task is None and progress.tile_bar is None

@@ -73,3 +73,15 @@ def test_component_must_name_a_known_arch():
 
 def test_packaged_registry_exists():
     assert builtin_registry_path().is_file()
+
+
+def test_steps_error_counts_steps_in_good_english():
+    import dataclasses
+
+    spec = load_registry().get("resshift-realsr-x4-v3")
+    one = dataclasses.replace(spec, trained_steps=1, default_steps=1, min_steps=1, max_steps=1)
+    with pytest.raises(UsageError, match=r"\(trained with 1 step\)"):
+        one.check_steps(5)
+    four = dataclasses.replace(spec, trained_steps=4, default_steps=4, min_steps=1, max_steps=4)
+    with pytest.raises(UsageError, match=r"\(trained with 4 steps\)"):
+        four.check_steps(9)

@@ -1,4 +1,4 @@
-"""Registry facts from primary sources (issue #15 item 10): licenses, verified pins, where to download by hand."""
+"""Registry facts from primary sources: licenses, verified pins, where to download by hand."""
 
 from __future__ import annotations
 

@@ -185,8 +185,8 @@ def _strict_json(text: str):
 
 
 def test_identity_pairs_are_scored_apart_and_logs_stay_strict_json(tmp_path):
-    """Held-out identity pairs (input == target) used to make every mean PSNR infinite and
-    wrote `Infinity` into log.jsonl and the bundle's metadata; now they get their own score."""
+    """Held-out identity pairs (input == target) get their own score: folded into the means they would
+    make every mean PSNR infinite and write `Infinity` into log.jsonl and the bundle's metadata."""
     from restorecli.weights.bundle import read_bundle_metadata
 
     write_clean_images(tmp_path / "clean", count=12)
@@ -405,10 +405,9 @@ def test_packaged_models_stay_small():
 
 
 # task -> (degradation, steps, least mean gain in dB, CBSD68 files), 160 px centre crops. Low light:
-# two files, measured +16.0 dB at 2 steps. Rain: four files the training held out by name hash; two
-# of the draws are faint rain on texture (gains under 1 dB): the shipped model (session 11) gains +3.86
-# dB on average here, the session-9 one +3.73, the session-8 one +3.43, the session-7 one +3.41, the
-# session-6 one +1.78. Low light, session 9: +15.4, session 10: +14.0. Full numbers in docs/training.md.
+# two files. Rain: four files the training held out by name hash; two of the draws are faint rain on
+# texture (gains under 1 dB), so the bar is on the mean. The shipped models' measured gains here are in
+# docs/training.md (derain +3.86 dB, low light +14.0 dB).
 HELD_OUT_GAIN = {
     "derain": ("rain", 1, 2.5, ("101087.png", "12084.png", "143090.png", "220075.png")),
     "lowlight": ("lowlight", 1, 10.0, ("103070.png", "143090.png")),
@@ -444,11 +443,10 @@ def test_bundled_model_improves_held_out_synthetic_images(shared, task):
 
 # task -> least PSNR (Y) of the output against its own input, on 192 px centre crops of Kodak24 photos
 # that are clear and well exposed (never trained on): a photo with nothing to restore must come back as it
-# was. kodim03/04/14/23 are the ones the session-7 derain model changed most: it darkened them by 4-9
-# levels (a rain-mist veil was on every synthetic draw) and erased the wave crests of kodim14 (sideways
-# streaks). Measured minimum: derain 43.4 dB (session 11; session 9: 44.8, session 8: 38.7, session 7:
-# 27.3), low light 38.6 (session 10; session 9: 40.3; session 7's L1-trained model: 46.3: the L2
-# fine-tunes keep more colour and change a clear photo a little more).
+# was. kodim03/04/14/23 are the photos a derain model changes most when trained with a rain-mist veil on
+# every synthetic draw (it darkens them by 4-9 levels) or with sideways streaks (it erases the wave crests
+# of kodim14). Measured minimum of the shipped models: derain 43.4 dB, low light 38.6 dB (an L1-trained
+# low-light model reaches 46.3: the L2 fine-tune keeps more colour and changes a clear photo a little more).
 UNCHANGED_BAR = {"derain": 35.0, "lowlight": 35.0}
 
 

@@ -84,3 +84,30 @@ def test_init_is_checked_before_the_data_loads(tmp_path, first_run, monkeypatch)
     monkeypatch.setattr(loop, "build_data", no_data)
     with pytest.raises(UsageError, match="different network"):
         train(tiny_config(tmp_path / "clean", dim=16, init=str(first_run)), tmp_path / "wider", log=QUIET)
+
+
+def test_a_fine_tune_logs_its_starting_models_score_at_step_0(tmp_path, first_run):
+    lines: list[str] = []
+    train(tiny_config(tmp_path / "clean", init=str(first_run)), tmp_path / "tuned", log=lines.append)
+    records = [json.loads(line) for line in (tmp_path / "tuned" / "log.jsonl").read_text().splitlines()]
+    assert records[0]["step"] == 0 and records[0]["start"] == str(first_run)
+    assert [r["step"] for r in records[1:]] == sorted(r["step"] for r in records[1:]) and records[-1]["step"] > 0
+    # the starting model is the first run's last bundle: the same held-out score as at its end
+    first = [json.loads(line) for line in (tmp_path / "first" / "log.jsonl").read_text().splitlines()]
+    assert records[0]["psnr_y"] == pytest.approx(first[-1]["psnr_y"], abs=1e-3)
+    assert any(line.startswith("step 0 (the starting model): held-out PSNR-Y") for line in lines), lines
+    # a run from scratch has no starting model to score
+    train(tiny_config(tmp_path / "clean"), tmp_path / "scratch", log=QUIET)
+    assert json.loads((tmp_path / "scratch" / "log.jsonl").read_text().splitlines()[0])["step"] > 0
+
+
+def test_a_fine_tune_that_scores_below_its_start_says_so(tmp_path, first_run, monkeypatch):
+    import restorecli.training.loop as loop
+
+    scores = iter([30.0, 25.0, 24.0, 23.0, 22.0])
+    monkeypatch.setattr(
+        loop, "validate", lambda *a, **k: {"psnr_y": next(scores), "ssim_y": 0.5, "psnr_rgb": 20.0, "ssim_rgb": 0.5}
+    )
+    lines: list[str] = []
+    train(tiny_config(tmp_path / "clean", init=str(first_run), iters=2), tmp_path / "worse", log=lines.append)
+    assert any("fell from 30.00 dB (the starting model)" in line for line in lines), lines

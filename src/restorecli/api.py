@@ -10,8 +10,9 @@ for the same seed; the CLI's task commands are `run_restore` plus an exit code.
 only `shard=(RANK, WORLD_SIZE)` (see docs/batch.md). `generate(...)` is
 `restore generate`.
 
-Importing this module is cheap: torch and the pipeline load when a job runs,
-after the model, its steps and its weights (fetched now if needed) are settled.
+Importing this module is cheap: the pipeline loads when a job runs, and torch
+only after the inputs, the model, its steps and its weights (fetched if needed)
+are settled.
 """
 
 from __future__ import annotations
@@ -145,9 +146,10 @@ def run_restore(
 ) -> Report:
     """The shared body of `restore(...)` and the CLI's task commands; returns the report, also when interrupted.
 
-    Order: options, model and steps (usage errors, exit 2), the weights (fetched now, or
-    an offline error, before torch loads), then the job; engines are loaded when the
-    first batch is ready, one per device.
+    Order: options, model and steps, then inputs, masks and output folders (usage errors,
+    exit 2), then the weights (fetched now, or an offline error, before torch loads; not at
+    all when no file is left to restore), then the job; engines are loaded when the first
+    batch is ready, one per device.
     """
     raw = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
     unknown = set(job_options) - set(JobOptions.__dataclass_fields__)
@@ -156,11 +158,20 @@ def run_restore(
     if engine is not None and job_options.get("devices") and len(job_options["devices"]) > 1:
         raise UsageError("one engine cannot run on several devices", "pass model= instead of engine=")
     r = request
-    check_report_path(r.report_path)
+    keep = [str(x) for x in raw if str(x) != "-" and not str(x).startswith("@")]
+    check_report_path(r.report_path, keep=[*keep, *([str(output)] if output not in (None, "-") else [])])
     spec, steps, seed = _plan(engine, r.model, r.task, r.steps, r.seed, r.registry_files, r.weights)
     if r.resize is not None and "resize" not in _registry(r.registry_files).method(spec.method).options:
         raise UsageError(f"--resize is not supported by model '{spec.name}'")
-    bundle, source = _weights_for(spec, engine, r, quiet)
+    from .jobs.pipeline import plan_job, run_job
+
+    opts = JobOptions(
+        task=r.task, inputs=[str(p) for p in raw], output=None if output is None else str(output), steps=steps,
+        seed=seed, quiet=quiet, **job_options,
+    )  # fmt: skip
+    # inputs, masks and output folders first: a mistyped path must not cost a download
+    plan = plan_job(opts)
+    bundle, source = _weights_for(spec, engine, r, quiet, needed=bool(plan.todo))
     tile = job_options.get("tile", 0)
     verbose = bool(job_options.get("verbose"))
     loaded: dict[str | None, Engine] = {}
@@ -190,13 +201,7 @@ def run_restore(
                 say_what_runs(console, chosen, source, steps, seed, tile=tile, verbose=verbose)
         return chosen
 
-    from .jobs.pipeline import run_job
-
-    opts = JobOptions(
-        task=r.task, inputs=[str(p) for p in raw], output=None if output is None else str(output), steps=steps,
-        seed=seed, quiet=quiet, **job_options,
-    )  # fmt: skip
-    report = run_job(make_engine, opts, console)
+    report = run_job(make_engine, opts, console, plan)
     if r.report_path is not None:
         run_info = {"task": r.task, "model": spec.name, "weights": source, "steps": steps, "seed": seed}
         write_run_page(
@@ -206,13 +211,17 @@ def run_restore(
     return report
 
 
-def _weights_for(spec: ModelSpec, engine: Engine | None, r: RestoreRequest, quiet: bool) -> tuple[Path | None, str]:
+def _weights_for(
+    spec: ModelSpec, engine: Engine | None, r: RestoreRequest, quiet: bool, needed: bool = True
+) -> tuple[Path | None, str]:
     """The bundle the engines will load (fetched now, or an offline error, before torch loads) and how
-    `-v` and the report name where the weights came from."""
+    `-v` and the report name where the weights came from; none when no file is left to restore."""
     if engine is not None:
         return None, "an engine already loaded"
     if r.weights:
         return None, "--weights " + " ".join(map(str, r.weights))
+    if not needed:  # every file skipped or failed already
+        return None, "not needed (no image to restore)"
     from .weights.cache import is_cached, packaged_bundle
 
     packaged = packaged_bundle(spec)

@@ -19,6 +19,7 @@ from ..errors import EXIT_CODES, ExitCode, RestoreError
 from ..io.imageio import max_pixels_default
 from ..version import __version__
 from . import restore, tools, weights
+from .helptext import Group
 from .numbers import bound_numbers
 from .options import GLOBAL, print_error
 from .restore import TASK_OPTIONS, task_options, task_registry
@@ -28,6 +29,7 @@ EPILOG = "Exit codes:\n\n" + "\n\n".join(f"{code} {text}" for code, text in EXIT
 
 app = typer.Typer(
     name="restore",
+    cls=Group,
     help="Restore images with diffusion models (ResShift, SinSR, DiffIR, RDDM, DDO).",
     epilog=EPILOG,
     no_args_is_help=True,
@@ -79,6 +81,24 @@ def _task_only_option(task: str, option: str | None) -> str | None:
     return f"{option} is for {', '.join(takers) or 'no task command'}"
 
 
+def similar_options(typed: str, known: list[str]) -> list[str]:
+    """Options a typo was probably meant as: a near spelling, or one the typed word begins.
+
+    Click compares with the dashes included, so any two options look half alike
+    (`--bogus` was offered `--verbose`); here only the names are compared, strictly.
+    """
+    from difflib import SequenceMatcher
+
+    word = typed.lstrip("-")
+    scored = []
+    for option in dict.fromkeys(known):
+        name = option.lstrip("-")
+        ratio = SequenceMatcher(None, word, name).ratio()
+        if ratio >= 0.75 or (len(word) >= 3 and name.startswith(word)):
+            scored.append((-ratio, option))
+    return [option for _, option in sorted(scored)[:3]]
+
+
 def _click_error(exc: object) -> str:
     """A Click usage error (unknown option, bad value, missing argument) as one line with a pointer to --help."""
     ctx = getattr(exc, "ctx", None)
@@ -86,6 +106,12 @@ def _click_error(exc: object) -> str:
     option = getattr(exc, "option_name", None)
     if ctx is not None and (elsewhere := _task_only_option(ctx.info_name or "", option)) is not None:
         return f"'{where}' takes no {option}; {elsewhere}"
+    if type(exc).__name__ == "NoSuchOption" and ctx is not None:
+        name = str(getattr(exc, "option_name", ""))
+        known = [o for p in ctx.command.get_params(ctx) for o in (*p.opts, *p.secondary_opts) if o.startswith("--")]
+        close = similar_options(name, known)
+        hint = f" (did you mean {' or '.join(close)}?)" if close else ""
+        return f"no such option: {name}{hint}; see '{where} --help'"
     message = str(exc.format_message()).strip().rstrip(".")  # type: ignore[attr-defined]
     if len(message) > 1 and message[0].isupper() and message[1].islower():
         message = message[0].lower() + message[1:]
@@ -98,7 +124,7 @@ def main() -> None:
     Click's usage errors (exit 2) are printed as one line instead of Typer's box; `--help`
     (and `restore` without arguments) prints the help as usual. A RestoreError becomes one
     line and its own exit code (errors.EXIT_CODES); Ctrl-C is 130 and SIGTERM 143 wherever
-    they arrive (issue #13: cleanup in `finally` blocks runs first).
+    they arrive (cleanup in `finally` blocks runs first, so no partial file is left).
     """
     from ..interrupts import Terminated, install_sigterm
     from ..jobs.printable import printable

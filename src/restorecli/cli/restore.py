@@ -15,13 +15,13 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from typer.core import TyperCommand
 
 from ..api import generate as api_generate
 from ..api import run_restore
 from ..errors import RestoreError, UsageError
 from ..jobs.options import RestoreRequest
 from ..weights.registry import Registry, builtin_registry, load_registry
+from .helptext import Command
 from .options import (
     GLOBAL,
     BatchSize,
@@ -50,6 +50,14 @@ from .options import (
     parse_devices,
     parse_shard,
 )
+
+# what white (255) in a --mask marks, per task that takes one
+MASK_MEANS = {"inpaint": "the area to fill", "shadow": "the shadow to remove"}
+
+
+def mask_means(task: str) -> str:
+    return MASK_MEANS.get(task, "the area to restore")
+
 
 # the options only some task commands take, as the registry names them ("mask" for a task that needs one)
 TASK_OPTIONS = ("mask", "resize", "exposure")
@@ -90,7 +98,7 @@ def _task_command(task: str, summary: str, extra: frozenset[str] = frozenset()) 
         report: HtmlReport = None,
     ) -> None:
         if "mask" in extra and mask is None:
-            raise UsageError(f"'restore {task}' needs --mask MASK", "white (255) marks the area to fill")
+            raise UsageError(f"'restore {task}' needs --mask MASK", f"white (255) in the mask marks {mask_means(task)}")
         request = RestoreRequest(
             task, model, steps, seed, device, precision, weights, GLOBAL.registry, GLOBAL.offline, GLOBAL.cache_dir,
             resize, report, exposure,
@@ -108,9 +116,13 @@ def _task_command(task: str, summary: str, extra: frozenset[str] = frozenset()) 
     # Typer reads the options from the signature: leave out those this task does not take
     sig = inspect.signature(command, eval_str=True)  # resolved: Typer takes a given signature as it is
     dropped = set(TASK_OPTIONS) - extra
-    command.__signature__ = sig.replace(  # type: ignore[attr-defined]
-        parameters=[p for p in sig.parameters.values() if p.name not in dropped]
-    )
+    params = [p for p in sig.parameters.values() if p.name not in dropped]
+    if "mask" in extra:  # what white means differs per task
+        mask_option = typer.Option("--mask", help=f"Mask image or folder (white = {mask_means(task)}).")
+        params = [
+            p.replace(annotation=Annotated[Optional[str], mask_option]) if p.name == "mask" else p for p in params
+        ]
+    command.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]
     return command
 
 
@@ -146,7 +158,7 @@ def _task_help(task: str) -> str:
     )
 
 
-class _TaskCommand(TyperCommand):
+class _TaskCommand(Command):
     """A task command whose --help names the task's default model, read from the registry
     (with the --registry overlays) only when the help is shown."""
 
@@ -198,4 +210,4 @@ def register(app: typer.Typer) -> None:
         app.command(task, help=spec.summary, cls=_TaskCommand)(
             _task_command(task, spec.summary, task_options(registry, task))
         )
-    app.command("generate")(generate)
+    app.command("generate", cls=Command)(generate)

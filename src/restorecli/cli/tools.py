@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from ..errors import UsageError
+from .helptext import Command
 from .options import Device, HtmlReport, Json, Precision, Quiet, err_console, parse_params
 from .train import TrainCommand, train_cmd
 
@@ -108,7 +109,13 @@ def eval_cmd(
     from ..jobs.runinfo import check_report_path, write_report
     from ..quality.evaluate import evaluate_pairs, format_table
 
-    check_report_path(html)
+    check_report_path(html, keep=[restored, reference, *([output] if output is not None else [])])
+    if output is not None:
+        from ..jobs.outcheck import check_output_file
+
+        check_output_file(
+            output, [restored, reference], option="-o", suffix=".json", what="the report", error=UsageError
+        )  # a JSON report never replaces a restored or reference image
 
     report = evaluate_pairs(
         restored,
@@ -149,7 +156,7 @@ def eval_cmd(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("bench")(bench_cmd)
-    app.command("degrade")(degrade_cmd)
+    app.command("bench", cls=Command)(bench_cmd)
+    app.command("degrade", cls=Command)(degrade_cmd)
     app.command("train", cls=TrainCommand)(train_cmd)
-    app.command("eval")(eval_cmd)
+    app.command("eval", cls=Command)(eval_cmd)

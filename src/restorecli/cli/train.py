@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
-from typer.core import TyperCommand
 
 from ..errors import UsageError
+from .helptext import Command
 from .options import Device, Quiet, err_console, parse_params
 
 if TYPE_CHECKING:
@@ -163,7 +163,7 @@ Threads = Annotated[
 ]
 
 
-class TrainCommand(TyperCommand):
+class TrainCommand(Command):
     """`restore train` whose --help shows TrainConfig's defaults for the options left at None."""
 
     def format_help(self, ctx, formatter):  # type: ignore[no-untyped-def]
@@ -176,6 +176,26 @@ class TrainCommand(TyperCommand):
                 shown = ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
                 param.show_default = shown  # type: ignore[attr-defined]
         return super().format_help(ctx, formatter)
+
+
+RUN_FILES = ("last.pt", "last.safetensors", "best.safetensors", "log.jsonl")  # what `restore train` writes
+
+
+def check_run_folder(output: Path, data: list, *, init: str | None, resume: Path | None) -> None:
+    """`train -o` is never a data folder or file, and none of the run's files lands on an input
+    (an --init bundle, a data file); resuming a run rewrites its own last.pt, which is the point."""
+    from ..io.files import list_images
+    from ..io.outpaths import refuse_input_overwrite
+
+    inputs = [Path(d) for d in data]
+    inputs += [f for d in inputs if d.is_dir() for f in list_images(d)]  # the images training reads
+    weights = [Path(p) for p in (init, resume) if p and Path(p).exists()]
+    refuse_input_overwrite(output, [*inputs, *weights], what="-o", hint="give a new run folder")
+    for name in RUN_FILES:
+        kept = [w for w in weights if not (name == "last.pt" and resume is not None and w == Path(resume))]
+        refuse_input_overwrite(
+            output / name, [*inputs, *kept], what=f"-o {output}: the run's", hint="give another run folder"
+        )
 
 
 def train_cmd(
@@ -238,6 +258,8 @@ def train_cmd(
     from ..runtime.device import pick_device
     from ..training.loop import train
 
+    pair_dirs = [part for item in pairs or [] for part in item.split(",", 1)]
+    check_run_folder(output, [*(clean or []), *pair_dirs], init=init, resume=resume)
     cfg = train_config(options, clean=clean, pairs=pairs, params=param)
     log = (lambda _msg: None) if quiet else (lambda msg: err_console.print(msg, highlight=False))
     result = train(cfg, output, device=pick_device(device), resume=resume, log=log, half=half)

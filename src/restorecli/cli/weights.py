@@ -8,10 +8,14 @@ from typing import Annotated, Optional
 import typer
 
 from ..errors import UsageError
+from .helptext import Command
 from .options import GLOBAL, Json, Quiet, err_console, print_error
 
 
 def models_cmd(
+    name: Annotated[
+        Optional[str], typer.Argument(help="Show one model in full: license, files, sources, cache.")
+    ] = None,
     json: Json = False,
     task: Annotated[Optional[str], typer.Option("--task", help="Only the models of this task.")] = None,
 ) -> None:
@@ -20,11 +24,21 @@ def models_cmd(
 
     from ..io.tables import print_table
     from ..weights.cache import cache_root
-    from ..weights.catalog import model_rows, models_table
+    from ..weights.catalog import model_details, model_rows, models_table
     from ..weights.registry import load_registry
 
-    rows = model_rows(load_registry(tuple(GLOBAL.registry)), GLOBAL.cache_dir)
-    rows = [r for r in rows if task is None or r["task"] == task]
+    registry = load_registry(tuple(GLOBAL.registry))
+    rows = model_rows(registry, GLOBAL.cache_dir)
+    if name is not None:
+        registry.get(name)  # an unknown name: usage error with the close names
+        row = next(r for r in rows if r["name"] == name)
+        typer.echo(jsonlib.dumps(row, indent=2) if json else model_details(row))
+        return
+    if task is not None:
+        known = sorted({r["task"] for r in rows})
+        if task not in known:
+            raise UsageError(f"no registered model serves task '{task}'", f"known tasks: {', '.join(known)}")
+        rows = [r for r in rows if r["task"] == task]
     if json:
         typer.echo(jsonlib.dumps(rows, indent=2))
     else:
@@ -91,6 +105,8 @@ def convert(
     out: Annotated[Path, typer.Option("--output", "-o", help="Bundle to write (.safetensors).")],
 ) -> None:
     """Convert official checkpoint files (.pth/.pt/.ckpt) into one safetensors bundle."""
+    from ..errors import WeightsError
+    from ..jobs.outcheck import check_output_file
     from ..runtime.load import convert_files
     from ..weights.bundle import write_bundle
     from ..weights.convert import parse_weight_args
@@ -100,10 +116,13 @@ def convert(
     parsed = parse_weight_args(spec, files)
     if isinstance(parsed, Path):
         parsed = {next(iter(spec.components)): parsed}
+    check_output_file(
+        out, parsed.values(), option="-o", suffix=".safetensors", what="the bundle", error=WeightsError
+    )  # before anything is read: never onto a source file, never a .txt by mistake
     states, sources = convert_files(spec, parsed)
     try:
         write_bundle(out, spec, states, sources)
-    except Exception as exc:  # issue #13: a full disk or an unwritable folder is one line, not a traceback
+    except Exception as exc:  # a full disk or an unwritable folder is one line, not a traceback
         from ..jobs.outcheck import write_error
 
         raise write_error(out, exc) from None
@@ -111,6 +130,6 @@ def convert(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("models")(models_cmd)
-    app.command("fetch")(fetch_cmd)
-    app.command("convert")(convert)
+    app.command("models", cls=Command)(models_cmd)
+    app.command("fetch", cls=Command)(fetch_cmd)
+    app.command("convert", cls=Command)(convert)

@@ -72,7 +72,7 @@ class Engine(ABC):
         for name, comp in spec.components.items():
             if name not in states:
                 raise WeightsError(f"model '{spec.name}' needs weights for component '{name}'")
-            # issue #13: compare the declared network with the tensors before allocating it (engines.netcheck)
+            # compare the declared network with the tensors before allocating it (engines.netcheck)
             check_declared_network(type(self).build_component, comp, states[name], f"{spec.name}:{name}")
             net = self.build_component(comp, device="cpu")
             load_strict(net, states[name], f"{spec.name}:{name}")

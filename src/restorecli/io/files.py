@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from .imageio import IMAGE_EXTS
+from .outpaths import make_folder
 
 
 def is_image_name(path: Path | str) -> bool:
@@ -169,7 +170,7 @@ def atomic_target(path: Path | str) -> Iterator[Path]:
     file is removed and `path` is left as it was.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(path.parent)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(3)}.tmp")
     with _temps_lock:
         _live_temps.add(tmp)

@@ -192,7 +192,7 @@ def read_image(source: str | Path | bytes, *, max_pixels: int | None = None) -> 
                     "(decompression-bomb guard)",
                     "set RESTORECLI_MAX_PIXELS higher if the image is genuine",
                 )
-            frames = frame_warning(im)  # issue #13: several frames or pages: say that only the first is kept
+            frames = frame_warning(im)  # several frames or pages: say that only the first is kept
             pic = _decode(im, data)
             if frames:
                 pic.warnings.append(frames)
@@ -342,7 +342,8 @@ def _decode_pillow(im: Image.Image, icc: bytes | None) -> tuple[np.ndarray, np.n
     if mode in _GRAY_MODES:
         im = im.convert("LA" if mode in ("LA", "La") else "L")
     elif mode not in ("RGB", "RGBA"):
-        im = im.convert("RGBA" if "A" in mode or "a" in mode else "RGB")
+        # alpha is the last band (RGBA, RGBa); LAB's "A" is a colour axis, not alpha
+        im = im.convert("RGBA" if mode.endswith(("A", "a")) else "RGB")
     arr = np.asarray(im)
     if arr.ndim == 2:
         arr = arr[..., None]

@@ -30,6 +30,7 @@ from ..errors import UsageError
 from ..io.bounded import read_capped, read_text_file
 from ..io.files import glob_once, is_image_name, list_images
 from ..io.imageio import EXT_FORMAT, FORMAT_EXT, OUTPUT_FORMATS, max_image_bytes
+from ..io.outpaths import check_name_part, is_inside
 
 if TYPE_CHECKING:
     from .options import JobOptions
@@ -100,7 +101,7 @@ def discover(
     def add(path: Path, rel: PurePosixPath, scanned: bool) -> None:
         try:
             real = path.resolve()
-        except (RuntimeError, OSError) as exc:  # issue #13: a symlink loop fails this file, not the run
+        except (RuntimeError, OSError) as exc:  # a symlink loop fails this file, not the run
             reason = "symbolic link loop" if "loop" in str(exc).lower() else str(exc)
             items.append(Item(len(items), str(path), rel, source=path, scanned=scanned, error=f"cannot read: {reason}"))
             return
@@ -236,6 +237,7 @@ def _earlier_outputs(items: list[Item], suffix: str) -> set[int]:
 def plan_outputs(items: list[Item], opts: JobOptions) -> list[Item]:
     """Name every output; drop this job's own earlier outputs from the inputs; flag clashes."""
     ext = normalize_ext(opts.ext)
+    check_name_part(opts.suffix, "--suffix")
     target = opts.output
     default_suffix = f"_{opts.task}"
     live = [i for i in items if i.error is None]
@@ -280,21 +282,46 @@ def plan_outputs(items: list[Item], opts: JobOptions) -> list[Item]:
             and (produced.get(i.source.resolve(), i) is not i or id(i) in earlier)
         )
     ]
-    inputs = {i.source.resolve() for i in kept if i.source is not None and i.error is None}
+    _refuse_outputs_on_inputs(kept, target if target not in (None, STDIO) and not out_file else None)
     claimed: dict[Path, Item] = {}
     for item in kept:
         if item.error is not None or item.output is None:
             continue
         real = item.output.resolve()
-        if real in inputs:
-            item.error = (
-                f"output {item.output} is an input file; it is never overwritten (use --suffix or an output folder)"
-            )
-        elif real in claimed:
+        if real in claimed:
             item.error = f"same output name {item.output} as {claimed[real].display}"
         else:
             claimed[real] = item
     return kept
+
+
+def _refuse_outputs_on_inputs(items: list[Item], folder: str | None) -> None:
+    """UsageError (exit 2, before any work) when an output is, or would land on, an input file,
+    or leaves the output folder; checked for every item, so no input is ever written over."""
+    inputs = {i.source.resolve(): i for i in items if i.source is not None and i.error is None}
+    inodes = {ident: i for i in inputs.values() if (ident := _inode(i.source)) is not None}  # hard links
+    for item in items:
+        if item.error is not None or item.output is None:
+            continue
+        hit = inputs.get(item.output.resolve())
+        if hit is None and (ident := _inode(item.output)) is not None:
+            hit = inodes.get(ident)
+        if hit is not None:
+            raise UsageError(
+                f"output {item.output} is the input {hit.display}; an input is never overwritten",
+                "give an output folder other than the input's, or a --suffix",
+            )
+        if folder is not None and not is_inside(folder, item.output):
+            raise UsageError(f"output {item.output} would leave the output folder {folder}", "check --suffix")
+
+
+def _inode(path: Path | None) -> tuple[int, int] | None:
+    """(device, inode) of an existing file, or None: one file under two names is one file."""
+    try:
+        st = os.stat(path) if path is not None else None
+    except (OSError, ValueError):
+        return None
+    return (st.st_dev, st.st_ino) if st is not None else None
 
 
 def shard_of(key: str, count: int) -> int:

@@ -13,6 +13,7 @@ from torch import Tensor
 
 from ..engines.base import Engine
 from ..io.files import write_atomic
+from ..io.outpaths import check_name_part
 
 
 def to_uint8(images: Tensor) -> np.ndarray:
@@ -55,6 +56,8 @@ def write_generated(
 ) -> list[Path]:
     """Generate `count` images with `engine` (one generator seeded with `seed`) into `output` as PNGs."""
     spec = engine.spec
+    # the model name becomes part of every file name; a bundle's stored name is outside input
+    check_name_part(spec.name, "the model name")
     generator = torch.Generator().manual_seed(seed)
     images = to_uint8(engine.generate(count, steps=steps, generator=generator, batch_size=batch_size))
     output = Path(output)

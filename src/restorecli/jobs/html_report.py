@@ -219,13 +219,16 @@ def _short_error(exc: BaseException) -> str:
 def _swap_in(new_dir: Path, final: Path) -> None:
     """Replace `final` (a previous report's thumbnails, or nothing) by `new_dir`."""
     old = None
-    if final.exists():
+    if os.path.lexists(final):  # a dangling link too: it is moved aside like a folder
         old = final.with_name(f".{final.name}.old-{os.getpid()}-{os.urandom(3).hex()}")
         os.replace(final, old)
     os.replace(new_dir, final)
     os.chmod(final, 0o755 & ~_umask())
     if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+        if old.is_symlink():
+            old.unlink()  # the link goes; the folder it pointed to is not the report's to delete
+        else:
+            shutil.rmtree(old, ignore_errors=True)
 
 
 def _umask() -> int:
@@ -334,7 +337,8 @@ def _card(i: int, entry: ReportEntry, view: _View, url_dir: str, page_dir: Path,
         f'data-status="{_text(status)}" id="f{i}">',
         f'<header><span class="badge">{_text(status)}</span> '
         f'<span class="name" title="{_text(entry.input or "")}">'
-        f'{_text(name)}</span><span class="secs">{_text(_fmt_seconds(entry.seconds))}</span></header>',
+        f'{_text(name)}</span><span class="secs" title="time for this file: read, restore, write">'
+        f"{_text(_fmt_seconds(entry.seconds))}</span></header>",
     ]
     b, a = view.before, view.after
     if view.slider and a is not None:
@@ -410,8 +414,8 @@ def _render_page(
     for st, n in counts.items():
         if st not in ("done", "skipped", "failed"):
             summary.append(f"{n} {_text(st)}")
-    if total_s:
-        summary.append(f"{_text(_fmt_seconds(total_s))} in total")
+    if total_s:  # per-file times overlap (decoding and writing run beside restoring): not the run's length
+        summary.append(f"{_text(_fmt_seconds(total_s))} summed over files")
     summary_html = " \u00b7 ".join(summary)
     means = _mean_metrics(entries)
     mean_html = ""

@@ -6,19 +6,23 @@ loaded and every image computed. `OutputFolders.problem` creates the folder if
 needed and writes (and removes) a hidden probe file in it; the answer is kept
 per folder, so a batch of thousands of files costs one probe per folder.
 
+`check_output_file` asks the same, and more, of a command writing one named file
+(`convert -o`, `eval -o`): the right extension, not an input, not a folder.
 `write_error` turns the failure to write one output file (a bundle from
 `restore convert -o`) into a one-line WeightsError.
 
-No imports from other restorecli modules except `errors`, so the module can move freely.
+No imports from other restorecli modules except `errors` and `io.outpaths`.
 """
 
 from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Iterable
 from pathlib import Path
 
-from ..errors import WeightsError
+from ..errors import RestoreError, UsageError, WeightsError
+from ..io.outpaths import make_folder, refuse_input_overwrite
 
 
 class OutputFolders:
@@ -38,15 +42,40 @@ class OutputFolders:
 
 
 def folder_problem(folder: Path) -> str | None:
+    reason = write_problem(folder)
+    return None if reason is None else f"cannot write to {folder}: {reason}"
+
+
+def write_problem(folder: Path) -> str | None:
+    """Why no file can be created in `folder` (made if missing): 'Not a directory', 'Permission denied', or None."""
     try:
-        folder.mkdir(parents=True, exist_ok=True)
+        make_folder(folder)
         probe = folder / f".restorecli-write-test-{os.getpid()}-{secrets.token_hex(3)}.tmp"
         fd = os.open(probe, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
         os.close(fd)
         probe.unlink()
     except OSError as exc:
-        return f"cannot write to {folder}: {exc.strerror or exc}"
+        return exc.strerror or str(exc)
     return None
+
+
+def check_output_file(
+    path: Path, inputs: Iterable[Path | str], *, option: str, suffix: str, what: str, error: type[RestoreError]
+) -> None:
+    """Before any work, for a command writing one named file (`convert -o`, `eval -o`).
+
+    A wrong extension, an input (or the file behind a link to one), or a folder at `path` is a
+    UsageError (exit 2); a folder that cannot hold the file is `error` ('cannot write PATH: REASON').
+    """
+    path = Path(path)
+    if path.suffix.lower() != suffix:
+        raise UsageError(f"{option} {path}: {what} is a {suffix} file", f"name it e.g. {path.with_suffix(suffix)}")
+    refuse_input_overwrite(path, inputs, what=option, hint=f"name a new {suffix} file")
+    if path.is_dir():
+        raise UsageError(f"{option} {path} is a folder", f"name a {suffix} file, e.g. {path / ('out' + suffix)}")
+    reason = write_problem(path.parent)
+    if reason is not None:
+        raise error(f"cannot write {path}: {reason}", f"write to a folder you can write to (another {option})")
 
 
 def write_error(path: Path | str, exc: BaseException) -> BaseException:

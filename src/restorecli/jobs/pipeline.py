@@ -43,7 +43,7 @@ if TYPE_CHECKING:  # torch, the engines and the restorer load only once there is
     from ..engines.base import Engine
     from ..runtime.restorer import Restorer
 
-__all__ = ["JobOptions", "Report", "FileRecord", "run_job"]
+__all__ = ["JobOptions", "Report", "FileRecord", "Plan", "plan_job", "run_job"]
 
 
 MakeEngine = Callable[[str | None], "Engine"]
@@ -74,28 +74,63 @@ def prepare(opts: JobOptions) -> tuple[list[Item], list[str]]:
     return items, notes
 
 
-def run_job(make_engine: MakeEngine, opts: JobOptions, console_err: Console | None = None) -> Report:
-    """Restore every input of `opts`; returns the report (its `exit_code` is the process exit code)."""
-    console = console_err or Console(stderr=True)
+@dataclass
+class Plan:
+    """What a job will do, known before any weights are looked up: the files to restore, and the
+    records of those already failed (unreadable input, unwritable folder) or skipped (output exists)."""
+
+    todo: list[Item]
+    records: list[FileRecord]
+    notes: list[str]
+    start: float
+    folder_failures: dict[str, int]  # reason -> how many files it failed
+
+
+def plan_job(opts: JobOptions) -> Plan:
+    """Check inputs, masks and outputs (UsageError for bad arguments) and sort the files.
+
+    Runs before the weights are fetched, so a typo in a path costs no download, and a run
+    whose outputs all exist (or cannot be written) needs no model at all.
+    """
     start = time.monotonic()
     items, notes = prepare(opts)
-    report = Report(task=opts.task)
+    records: list[FileRecord] = []
     todo: list[Item] = []
-    writable = OutputFolders()  # issue #13
+    # one probe per output folder: a read-only folder fails its files now, not after the model ran
+    writable = OutputFolders()
+    folder_failures: dict[str, int] = {}  # one line per unwritable folder, not one per file in it
     for item in items:
         out = str(item.output) if item.output is not None else None
         if item.error is not None:
-            report.records.append(FileRecord(item.display, out, FAILED, item.error, index=item.index))
+            records.append(FileRecord(item.display, out, FAILED, item.error, index=item.index))
         elif item.output is not None and item.output.exists() and not opts.overwrite:
-            report.records.append(FileRecord(item.display, out, SKIPPED, "output exists", index=item.index))
-        elif (unwritable := writable.problem(item.output)) is not None:  # issue #13: before any model loads
-            report.records.append(FileRecord(item.display, out, FAILED, unwritable, index=item.index))
+            records.append(FileRecord(item.display, out, SKIPPED, "output exists", index=item.index))
+        elif (unwritable := writable.problem(item.output)) is not None:
+            records.append(FileRecord(item.display, out, FAILED, unwritable, index=item.index))
+            folder_failures[unwritable] = folder_failures.get(unwritable, 0) + 1
         else:
             todo.append(item)
+    return Plan(todo, records, notes, start, folder_failures)
+
+
+def run_job(
+    make_engine: MakeEngine, opts: JobOptions, console_err: Console | None = None, plan: Plan | None = None
+) -> Report:
+    """Restore every input of `opts` (as sorted by `plan_job`, done here unless given); returns the
+    report (its `exit_code` is the process exit code)."""
+    console = console_err or Console(stderr=True)
+    plan = plan if plan is not None else plan_job(opts)
+    start, todo, notes, folder_failures = plan.start, plan.todo, plan.notes, plan.folder_failures
+    report = Report(task=opts.task)
+    report.records.extend(plan.records)
     progress = Progress(console, len(todo), quiet=opts.quiet, verbose=opts.verbose)
     for note in notes:
         progress.note(f"warning: {note}", style="yellow")
+    for reason, count in folder_failures.items():
+        progress.note(f"failed: {reason} ({count} file{'s' if count != 1 else ''})", level="error", style="red")
     for record in report.records:
+        if record.status == FAILED and record.reason in folder_failures:
+            continue
         if record.status == FAILED:
             progress.note(f"failed: {record.path}: {record.reason}", level="error", style="red")
         else:
@@ -246,7 +281,7 @@ class _Job:
             if item.mask is not None:
                 try:
                     bits = read_mask(item.mask, max_pixels=self.opts.max_pixels)
-                except InputError as exc:  # issue #13: say it is the mask that cannot be read
+                except InputError as exc:  # say it is the mask that cannot be read
                     raise InputError(f"mask {item.mask}: {exc}") from None
                 if bits.shape != pic.size:
                     raise InputError(
@@ -285,7 +320,7 @@ class _Job:
                 sys.stdout.buffer.flush()
             else:
                 write_atomic(d.item.output, data)
-            lost = [*(d.pic.warnings if d.pic is not None else []), *lost]  # issue #13: e.g. frames not restored
+            lost = [*(d.pic.warnings if d.pic is not None else []), *lost]  # e.g. frames not restored
             self._record(d.item, DONE, None, d.seconds + restore_s + time.monotonic() - t0, lost)
         except Exception as exc:
             where = d.item.output or "stdout"

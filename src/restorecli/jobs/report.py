@@ -99,12 +99,14 @@ class Progress:
         self.start = time.monotonic()
         self.lock = threading.Lock()
         self.bar = None
+        self.tile_bar = None  # a tiled image's own bar, on a terminal
+        self.tile_task = None
         if console.is_terminal and not quiet and total > 1:
             from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
             from rich.progress import Progress as Bar
 
             self.bar = Bar(
-                TextColumn("restoring"),
+                TextColumn("{task.description}"),
                 BarColumn(),
                 MofNCompleteColumn(),
                 TextColumn("{task.fields[rate]}"),
@@ -113,7 +115,7 @@ class Progress:
                 console=console,
                 transient=True,
             )
-            self.task = self.bar.add_task("restore", total=total, rate="")
+            self.task = self.bar.add_task("restoring", total=total, rate="")
             self.bar.start()
 
     def rate(self) -> tuple[float, float]:
@@ -126,14 +128,48 @@ class Progress:
         """level: 'error' (always shown), 'info' (not with -q), 'debug' (only with -v)."""
         if level == "info" and self.quiet or level == "debug" and not self.verbose:
             return
-        text = printable(text)  # issue #13: a newline in a file name never splits a line
+        text = printable(text)  # a newline in a file name never splits a line
         with self.lock:
             self.console.print(Text(text, style=style or ""), highlight=False, soft_wrap=True)
 
+    # lines a tiled image may print when stderr is not a terminal (-v): at 25, 50, 75 and 100 %
+    TILE_LINES = 4
+
     def tile(self, done: int, total: int) -> None:
-        """Progress inside one large image restored in tiles (one line per tile; not with -q)."""
-        if total > 1:
-            self.note(f"  tile {done}/{total}", style="dim")
+        """Progress inside one image restored in tiles: a bar on a terminal (not with -q); elsewhere, with -v,
+        at most TILE_LINES lines per image (a small --tile can mean hundreds of tiles)."""
+        if total <= 1 or self.quiet:
+            return
+        if self.console.is_terminal:
+            self._tile_bar(done, total)
+        elif self.verbose and done * self.TILE_LINES // total > (done - 1) * self.TILE_LINES // total:
+            self.note(f"  tiles {done}/{total}", style="dim", level="debug")
+
+    def _tile_bar(self, done: int, total: int) -> None:
+        """A row 'tiles N/M' under the run's bar (or a bar of its own for a single image); removed when done."""
+        from rich.progress import BarColumn, MofNCompleteColumn, TextColumn
+        from rich.progress import Progress as Bar
+
+        with self.lock:
+            if self.tile_task is None:
+                if self.bar is None:  # one image: only one live display may run on a console
+                    self.tile_bar = Bar(
+                        TextColumn("{task.description}"),
+                        BarColumn(),
+                        MofNCompleteColumn(),
+                        console=self.console,
+                        transient=True,
+                    )
+                    self.tile_bar.start()
+                self.tile_task = (self.bar or self.tile_bar).add_task("  tiles", total=total, rate="")
+            owner = self.bar or self.tile_bar
+            owner.update(self.tile_task, completed=done, total=total)
+            if done >= total:
+                owner.remove_task(self.tile_task)
+                self.tile_task = None
+                if self.tile_bar is not None:
+                    self.tile_bar.stop()
+                    self.tile_bar = None
 
     def finished(self, record: FileRecord) -> None:
         """One image left the pipeline (done or failed): advance the count, say so."""
@@ -147,19 +183,22 @@ class Progress:
         elif self.bar is None:
             self.note(
                 f"[{self.count}/{self.total}] {record.path} -> {record.output or '<stdout>'} "
-                f"({record.seconds:.1f} s; {per_s:.2f} img/s, ETA {_clock(eta)})"
+                f"({record.seconds:.1f} s this image; run: {per_s:.2f} img/s, ETA {_clock(eta)})"
             )
         for warning in record.warnings:
             self.note(f"warning: {record.path}: {warning}", style="yellow")
 
     def close(self) -> None:
+        if self.tile_bar is not None:
+            self.tile_bar.stop()
+            self.tile_bar = None
         if self.bar is not None:
             self.bar.stop()
             self.bar = None
 
     def summary(self, report: Report) -> None:
         parts = [f"{report.done} restored", f"{report.skipped} skipped", f"{report.failed} failed"]
-        line = ", ".join(parts) + f" in {_clock(report.seconds)}"
+        line = ", ".join(parts) + f" in {_clock(report.seconds)} wall time"
         if report.done:
             line += f" ({report.done / max(report.seconds, 1e-9):.2f} images/s)"
         if report.skipped:

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,16 +18,32 @@ if TYPE_CHECKING:
     from .report import Report
 
 
-def check_report_path(path: Path | str | None) -> None:
-    """--report must name an .html page whose thumbnail folder is free (or a report's own): checked before any work."""
+def check_report_path(path: Path | str | None, keep: Sequence[Path | str] = ()) -> None:
+    """--report must name an .html page whose thumbnail folder is free (or a report's own): checked before any work.
+
+    keep: the run's inputs and output; the thumbnail folder is replaced as a whole, so it may hold none of them.
+    """
     if path is None:
         return
     path = Path(path)
     if path.suffix.lower() not in (".html", ".htm"):
         raise UsageError(f"--report {path}: the report is an HTML page", f"name it e.g. {path.with_suffix('.html')}")
+    from ..io.outpaths import is_inside, refuse_input_overwrite
     from .html_report import MARKER, thumbs_dir_for
 
+    refuse_input_overwrite(path, keep, what="--report", hint="choose another report name")
     files = thumbs_dir_for(path)
+    for kept in keep:
+        if is_inside(os.path.realpath(files), os.path.realpath(kept)):
+            raise UsageError(
+                f"--report {path}: its thumbnail folder {files} would hold {kept}, and a report replaces that folder",
+                "choose another report name",
+            )
+    if os.path.islink(files):
+        raise UsageError(
+            f"--report {path}: {files} is a symbolic link; a report's thumbnail folder is a real folder",
+            "remove the link, or choose another report name",
+        )
     if files.exists() and not (files / MARKER).exists() and (not files.is_dir() or any(files.iterdir())):
         raise UsageError(
             f"--report {path}: {files} exists and holds no report thumbnails",
@@ -121,6 +138,8 @@ def write_run_page(
         "tile": "automatic" if tile is None else tile or "whole image",
         "input": " ".join(inputs),
         "output": str(output) if output is not None else "next to each input",
+        # the run from start to end; the files' own times overlap and add up to something else
+        "wall time": f"{report.seconds:.2f} s",
     }
     title = " ".join(["restore", run_info["task"], *inputs, *([str(output)] if output is not None else [])])
     write_report(

@@ -87,7 +87,9 @@ class Restorer:
 
     def run(self, images: list[Tensor], masks: list[Tensor | None]) -> list[Tensor | ImageFailed]:
         """images: (1, 3, H, W) each, all the same size; returns (1, 3, H', W') or the reason it failed."""
-        return [guard_finite(r) for r in self._run(images, masks)]  # issue #13: NaN/Inf output fails the image
+        return [
+            guard_finite(r) for r in self._run(images, masks)
+        ]  # NaN/Inf (damaged weights) fails the image, writes nothing
 
     def _run(self, images: list[Tensor], masks: list[Tensor | None]) -> list[Tensor | ImageFailed]:
         height, width = images[0].shape[-2:]

@@ -8,7 +8,9 @@ restoring that generator's state.
 
 from __future__ import annotations
 
+import io
 import json
+import os
 import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -19,7 +21,8 @@ import numpy as np
 from PIL import Image
 
 from ..errors import UsageError
-from ..io.files import is_image_name, list_images
+from ..io.files import is_image_name, list_images, write_atomic
+from ..io.outpaths import first_input_at, refuse_input_overwrite, same_path
 from ..quality.evaluate import read_rgb8
 from .degrade import DEGRADATIONS, degrade
 
@@ -245,22 +248,24 @@ def degrade_files(
 
     Each image's generator is seeded from (seed, file name), so adding files to
     a folder does not change the others; a `degrade.json` sidecar records the
-    seed and the parameters of every file.
+    seed and the parameters of every file. Every target is named before any work:
+    one that is an input, an output folder that holds inputs, or two inputs that
+    would write one file is a UsageError, so no clean image is ever written over.
     """
     records = []
     output = Path(output)
     single_file = len(inputs) == 1 and is_image_name(output)
-    for path in inputs:
+    targets = plan_degrade_targets(inputs, output, single_file=single_file)
+    for path, target in zip(inputs, targets):
         clean = read_rgb8(path).astype(np.float32) / 255.0
         rng = name_seed(seed, path.stem)
         out, used = degrade(clean, name, rng, **(params or {}))
-        target = output if single_file else output / f"{path.stem}.png"
         u8 = np.clip(np.floor(out * 255.0 + 0.5), 0, 255).astype(np.uint8)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(u8).save(target)
+        buf = io.BytesIO()
+        Image.fromarray(u8).save(buf, format="PNG")
+        write_atomic(target, buf.getvalue())  # a hard link to another file is replaced, never written through
         records.append({"input": str(path), "output": str(target), "degradation": name, "seed": seed, "params": used})
     sidecar = (output.parent if single_file else output) / "degrade.json"
-    sidecar.parent.mkdir(parents=True, exist_ok=True)
     previous = []
     if sidecar.is_file():
         try:
@@ -269,5 +274,47 @@ def degrade_files(
             ]
         except (ValueError, AttributeError):
             previous = []
-    sidecar.write_text(json.dumps(previous + records, indent=1))
+    write_atomic(sidecar, json.dumps(previous + records, indent=1).encode())
     return records
+
+
+def plan_degrade_targets(inputs: Sequence[Path], output: Path, *, single_file: bool) -> list[Path]:
+    """The PNG each input becomes; UsageError (exit 2) before any work for a target that is an input,
+    an output folder that is an input's folder, or two inputs with one stem (`a.jpg`, `a.png`)."""
+    if single_file:
+        targets = [output]
+    else:
+        home = next((p.parent for p in inputs if same_path(p.parent, output)), None)
+        if home is not None:
+            raise UsageError(
+                f"output folder {output} is the input folder {home}; its clean images would be mixed with, "
+                "or written over by, their degraded copies",
+                "give another output folder",
+            )
+        targets = [output / f"{p.stem}.png" for p in inputs]
+    known = {os.path.realpath(p): p for p in inputs}
+    inodes = {(st.st_dev, st.st_ino): p for p in inputs if (st := _stat(p)) is not None}  # hard links
+    for target in targets:
+        st = _stat(target)
+        hit = known.get(os.path.realpath(target)) or (inodes.get((st.st_dev, st.st_ino)) if st else None)
+        if hit is not None:
+            refuse_input_overwrite(target, [hit], what="output", hint="give another output file or folder")
+    claimed: dict[str, Path] = {}
+    for path, target in zip(inputs, targets):
+        key = os.path.normcase(os.path.abspath(target))
+        if key in claimed:
+            raise UsageError(
+                f"{claimed[key]} and {path} would both be written to {target} (one name, two images)",
+                "rename one of them, or degrade them into separate folders",
+            )
+        claimed[key] = path
+    if (sidecar := (output.parent if single_file else output) / "degrade.json") and first_input_at(sidecar, inputs):
+        raise UsageError(f"the record {sidecar} would overwrite an input", "give another output folder")
+    return targets
+
+
+def _stat(path: Path) -> os.stat_result | None:
+    try:
+        return os.stat(path)
+    except OSError:
+        return None

@@ -213,7 +213,8 @@ def _say_what_trains(run: _Run, val_pairs: list[Any], baseline: dict[str, float]
     n_params = sum(p.numel() for p in run.params)
     log(
         f"training {cfg.objective}{' + gate' if cfg.dual_output else ''}: {_networks_label(cfg, len(run.nets))}, "
-        f"{n_params / 1e6:.2f} M parameters, {cfg.iters} iterations, batch {cfg.batch_size}, crop {cfg.crop}"
+        f"{n_params / 1e6:.2f} M parameters, {cfg.iters} iteration{'s' if cfg.iters != 1 else ''}, "
+        f"batch {cfg.batch_size}, crop {cfg.crop}"
     )
 
 
@@ -294,6 +295,29 @@ def _validate(run: _Run, val_pairs: list[Any], log: Callable[[str], None]) -> bo
     return False
 
 
+def _score_start(run: _Run, val_pairs: list[Any], log: Callable[[str], None]) -> dict[str, float]:
+    """The starting model's held-out scores, logged as step 0 (log line and log.jsonl).
+
+    A fine-tune is judged against the model it started from, not only against its inputs:
+    one that makes the model worse shows it here and in the warning at the end."""
+    for net in run.ema.nets.values():
+        net.eval()
+    initial = validate(run.ema.nets, run.cfg, run.sched, val_pairs, run.device)
+    with open(run.out_dir / "log.jsonl", "a") as fh:
+        fh.write(strict_json.dumps({"step": 0, "seconds": 0.0, "start": run.cfg.init, **initial}) + "\n")
+    if initial:
+        log(f"step 0 (the starting model): {describe_scores(initial)}")
+    return initial
+
+
+def _warn_if_worse(initial: dict[str, float], final: dict[str, float], log: Callable[[str], None]) -> None:
+    if initial.get("psnr_y") is not None and final.get("psnr_y", math.inf) < initial["psnr_y"]:
+        log(
+            f"warning: held-out PSNR-Y fell from {initial['psnr_y']:.2f} dB (the starting model) to "
+            f"{final['psnr_y']:.2f} dB; a lower --lr or more data may help"
+        )
+
+
 def train(
     cfg: TrainConfig,
     out_dir: Path,
@@ -324,6 +348,7 @@ def train(
     baseline = input_scores(val_pairs)
     _say_what_trains(run, val_pairs, baseline, log)
     run.start = time.monotonic() - run.elapsed_before  # a resumed run continues the clock of the interrupted one
+    initial = _score_start(run, val_pairs, log) if cfg.init and resume is None and val_pairs else {}
     last_log = run.start
     while run.step < cfg.iters:
         _optimise(run, crops)
@@ -348,6 +373,7 @@ def train(
                 f"time limit of {cfg.time_limit:.0f}s reached at step {run.step}; resume with --resume {out_dir / 'last.pt'}"
             )
             break
+    _warn_if_worse(initial, run.metrics, log)
     best = out_dir / "best.safetensors"
     return TrainResult(
         out_dir / "last.safetensors", best if best.is_file() else None, run.step, run.metrics, baseline, run.seconds()

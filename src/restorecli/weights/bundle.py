@@ -151,7 +151,7 @@ def write_bundle(
 
     with atomic_target(path) as tmp:
         save_file(tensors, str(tmp), metadata=meta)
-        follow_umask(tmp)  # issue #13: a private temporary file would lock other users out of a shared cache
+        follow_umask(tmp)  # a private temporary file would lock other users out of a shared cache
     return path
 
 

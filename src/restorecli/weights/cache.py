@@ -4,7 +4,8 @@ The cache folder is --cache-dir, else $RESTORECLI_CACHE, else the user cache
 directory; bundles are `bundles/NAME-KEY.safetensors`, where KEY hashes
 everything that decides the bundle's content (architecture config, file,
 sha256 or else sources), so an edited registry entry never serves a stale
-bundle. Downloads being assembled wait in `downloads/COMPONENT-KEY/`. The
+bundle. Downloads being assembled wait in `downloads/COMPONENT-KEY/`. No link below the
+root is followed (weights.cachefs), so a shared cache cannot be turned into a way out. The
 models shipped inside the package are found here too (`packaged_bundle`).
 Nothing here touches the network or imports torch.
 """
@@ -18,6 +19,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from .cachefs import cache_folder, is_real_file
 from .safepaths import inside
 from .sources import source_kind
 from .specs import ComponentSpec, ModelSpec
@@ -93,11 +95,22 @@ def bundle_path(spec: ModelSpec, cache_dir: Path | str | None = None) -> Path:
 
 
 def is_cached(spec: ModelSpec, cache_dir: Path | str | None = None) -> bool:
-    return bundle_path(spec, cache_dir).is_file()
+    return cached_file(bundle_path(spec, cache_dir), cache_root(cache_dir))
+
+
+def cached_file(path: Path, root: Path) -> bool:
+    """Whether `path` (below `root`) is a real file, reached through real folders only.
+
+    A link at the file counts as absent; a link at a folder on the way is a WeightsError.
+    """
+    rel = os.path.relpath(path.parent, root)
+    if rel != ".":
+        cache_folder(root, rel, create=False)
+    return is_real_file(path)
 
 
 def staged_path(root: Path, comp: ComponentSpec, name: str) -> Path:
-    # issue #13: the registry's file name may never lead outside CACHE/downloads/KEY/ (weights.safepaths)
+    # an overlay is untrusted input: the registry's file name may never lead outside CACHE/downloads/KEY/ (weights.safepaths)
     return inside(root / "downloads" / component_key(comp), comp.file or f"{name}.bin")
 
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from .cache import bundle_path, packaged_bundle
+from .cache import bundle_path, is_cached, packaged_bundle
 from .registry import ModelSpec, Registry
 from .sources import describe, source_kind
 
@@ -55,7 +56,7 @@ def model_rows(registry: Registry, cache_dir: Path | None = None) -> list[dict[s
         sizes = [c.size for c in spec.components.values()]
         packaged = packaged_bundle(spec)
         path = packaged if packaged is not None else bundle_path(spec, cache_dir)
-        cached = packaged is None and path.is_file()
+        cached = packaged is None and is_cached(spec, cache_dir)
         rows.append(
             {
                 "name": spec.name,
@@ -91,6 +92,57 @@ def model_rows(registry: Registry, cache_dir: Path | None = None) -> list[dict[s
     return rows
 
 
+def model_details(row: dict[str, Any]) -> str:
+    """`restore models MODEL`: one model's record as plain lines, license and sources in full."""
+    lo, hi = row["min_steps"], row["max_steps"]
+    lines = [
+        f"{row['name']}: {row['method']} model for '{row['task']}'"
+        + (f" (default for {', '.join(row['default_for'])})" if row["default_for"] else ""),
+        f"steps: {row['default_steps']} by default, {lo}" + (f" to {hi}" if hi != lo else "") + " accepted",
+        f"license: {row['license'] or 'not given'}",
+        f"weights: {row['availability']}; "
+        + (
+            "shipped in the package"
+            if row["availability"] == "bundled"
+            else "cached"
+            if row["cached"]
+            else "not cached"
+        )
+        + f" ({row['bundle']})",
+    ]
+    for comp, info in row["components"].items():
+        size = _human(info["size"]) if info["size"] else "size unknown"
+        lines.append(f"  {comp}: {info['file'] or '-'} ({size})")
+        lines.extend(f"    from {source}" for source in info["sources"])
+    return "\n".join(lines)
+
+
+def short_license(text: str) -> str:
+    """The license's name for the models table (`Apache-2.0`, `S-Lab License 1.0 (non-commercial)`).
+
+    Registry license texts run to a few hundred characters (what the weights are, whose data
+    they were trained on); the table shows the first clause, with long parentheses dropped and
+    a note when the rest names terms of the training data. `restore models MODEL` shows all.
+    """
+    if not text:
+        return "-"
+    depth, cut = 0, len(text)
+    for i, ch in enumerate(text):
+        depth += ch == "("
+        depth -= ch == ")"
+        if depth == 0 and ch in ";:":
+            cut = i
+            break
+    head, rest = text[:cut].strip(), text[cut:]
+    if len(head) > 40:
+        head = re.sub(r"\s*\([^()]*\)", "", head).strip()
+    if "non-commercial" in rest and "non-commercial" not in head:
+        head += " + non-commercial data"
+    elif "terms" in rest:
+        head += " + data terms"
+    return head
+
+
 def _human(n: int) -> str:
     size = float(n)
     for unit in ("B", "kB", "MB", "GB", "TB"):
@@ -107,7 +159,7 @@ def models_table(rows: list[dict[str, Any]], root: Path) -> Any:
 
     table = Table(
         title="Registered models (* = default for its task)",
-        caption=f"cache: {root}",
+        caption=f"cache: {root}\n'restore models MODEL' shows a model's full license, files and sources",
         caption_justify="left",
         box=box.SIMPLE_HEAD,
         pad_edge=False,
@@ -118,7 +170,7 @@ def models_table(rows: list[dict[str, Any]], root: Path) -> Any:
     table.add_column("method", no_wrap=True)
     table.add_column("steps", no_wrap=True)
     table.add_column("download", no_wrap=True, justify="right")
-    table.add_column("license", overflow="fold", min_width=10)
+    table.add_column("license", no_wrap=True)
     table.add_column("cached", no_wrap=True, min_width=6)
     for r in rows:
         lo, hi = r["min_steps"], r["max_steps"]
@@ -142,7 +194,7 @@ def models_table(rows: list[dict[str, Any]], root: Path) -> Any:
             r["method"],
             steps,
             size,
-            r["license"] or "-",
+            short_license(r["license"]),
             "[green]bundled[/]" if r["availability"] == "bundled" else "[green]yes[/]" if r["cached"] else "no",
         )
     return table

@@ -42,13 +42,13 @@ def read_torch_file(path: Path) -> Any:
             hint,
         )
     try:
-        with warnings.catch_warnings():  # issue #13: no torch warnings on stderr
+        with warnings.catch_warnings():  # torch's warnings would break the one-line error contract
             warnings.simplefilter("ignore")
             return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for corrupt or unsafe files
         if "Weights only load failed" in str(exc) and _unsafe_globals(path):
             return _load_with_inert_configs(path)
-        held = pickle_refusal(path)  # issue #13: say what a non-zip pickle holds (weights.picklescan)
+        held = pickle_refusal(path)  # say what a non-zip pickle holds (weights.picklescan)
         if held is not None:
             raise WeightsError(f"refusing checkpoint {path}: {held}", REFUSAL_HINT) from None
         raise WeightsError(f"cannot read checkpoint {path}: {_torch_load_reason(exc)}", hint) from None
@@ -107,7 +107,7 @@ def _load_with_inert_configs(path: Path) -> Any:
     only, APPEND/SETITEM only on real lists and dicts); the mapping only names
     which inert placeholder a config global becomes, so no code from the file runs.
     """
-    fix = REFUSAL_HINT  # issue #13: never suggest disabling the safe loader
+    fix = REFUSAL_HINT  # never suggest disabling the safe loader
     names = _unsafe_globals(path)
     refused = [n for n in names if not (n.startswith(INERT_GLOBAL_PREFIXES) or n in INERT_GLOBAL_NAMES)]
     if refused:

@@ -15,6 +15,7 @@ import socket
 import ssl
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from urllib.parse import urlsplit
 
 from ..errors import WeightsError
 from ..version import __version__
+from .cachefs import create_new
 from .downloadguard import DownloadGuard, remove_stale_parts
 from .progress import ByteBar, ByteProgress
 from .specs import ComponentSpec, Source
@@ -53,7 +55,7 @@ def _read_body(resp: Any, fh: Any, received: int, guard: DownloadGuard, bar: Byt
             return received, False
         fh.write(chunk)  # a full disk raises here, not as a network cut
         received += len(chunk)
-        guard.check_received(received)  # issue #13
+        guard.check_received(received)  # more bytes than declared: a lying server
         bar.advance(len(chunk))
 
 
@@ -65,6 +67,21 @@ def _check_size(url: str, label: str, total: int | None, expected_size: int | No
             "the source serves a different file: report it, or correct size/sources in a "
             "registry overlay (docs/weights.md)",
         )
+
+
+class HttpOnlyRedirects(urllib.request.HTTPRedirectHandler):
+    """Follow a redirect only to http(s): urllib would also follow one to ftp://, at every hop."""
+
+    def http_error_302(self, req, fp, code, msg, headers):  # noqa: ANN001 (urllib's signature)
+        location = headers.get("location") or headers.get("uri") or ""
+        newurl = urllib.parse.urljoin(req.full_url, location)
+        scheme = urlsplit(newurl).scheme.lower()
+        if location and scheme not in ("http", "https"):
+            fp.close()
+            raise SourceFailed(f"{req.full_url} redirects to {newurl}: only http(s) redirects are followed")
+        return super().http_error_302(req, fp, code, msg, headers)
+
+    http_error_301 = http_error_303 = http_error_307 = http_error_308 = http_error_302
 
 
 def url_download(url: str, dest: Path, *, expected_size: int | None, label: str, progress: ByteProgress) -> None:
@@ -79,13 +96,14 @@ def url_download(url: str, dest: Path, *, expected_size: int | None, label: str,
         raise SourceFailed(f"{url}: not an http(s) URL")
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(f".{dest.name}.{os.getpid()}.part")
-    remove_stale_parts(dest.parent, keep=part)  # issue #13: left by a hard kill (we hold this entry's lock)
-    guard = DownloadGuard(url, label, expected_size)  # issue #13: size ceiling, restarts counted
-    opener = urllib.request.build_opener()  # reads the proxy variables now, not at first use
+    remove_stale_parts(dest.parent, keep=part)  # left by a hard kill (we hold this entry's lock)
+    guard = DownloadGuard(url, label, expected_size)  # a server may lie about sizes: size ceiling, restarts counted
+    opener = urllib.request.build_opener(HttpOnlyRedirects)  # reads the proxy variables now, not at first use
     received, total, tries = 0, None, 0
     bar: ByteBar | None = None
+    part.unlink(missing_ok=True)  # ours (this pid) from an earlier try, or a planted link: never written through
     try:
-        with open(part, "wb") as fh:
+        with os.fdopen(create_new(part), "wb") as fh:
             while True:
                 tries += 1
                 headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
@@ -116,20 +134,20 @@ def url_download(url: str, dest: Path, *, expected_size: int | None, label: str,
                         fh.seek(0)  # the server ignored Range: start over
                         fh.truncate()
                         received = 0
-                        if guard.restarted():  # issue #13
+                        if guard.restarted():  # a server that restarts forever is given up
                             raise SourceFailed(
                                 f"{url} ignores Range and keeps breaking off: restarted from "
                                 f"byte 0 {guard.restarts - 1} times"
                             )
                     total = full if full is not None else total
                     _check_size(url, label, total, expected_size)
-                    guard.check_declared(total)  # issue #13
+                    guard.check_declared(total)  # a declared size over the ceiling stops before any byte
                     bar = bar or progress.bar(label, total)
                     bar.reset(received, total)
                     received, cut = _read_body(resp, fh, received, guard, bar)
                 if not cut and (total is None or received >= total):
                     break
-                if guard.progressed(received):  # issue #13: only bytes never received before count
+                if guard.progressed(received):  # only bytes never received before count
                     tries = 0  # progress was made: the budget of tries starts again
                 if tries + 1 >= MAX_TRIES:
                     raise SourceFailed(

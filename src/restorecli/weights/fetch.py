@@ -28,11 +28,13 @@ from .cache import (
     bundle_path,
     cache_key,
     cache_root,
+    cached_file,
     component_key,
     offline_reason,
     packaged_bundle,
     staged_path,
 )
+from .cachefs import cache_folder, is_real_file
 from .cachelock import cache_entry_locks
 from .convert import Canonicalize, load_component_file
 from .download import SourceFailed, hub_cache_dir
@@ -89,12 +91,12 @@ def find_or_build_bundle(
         return packaged  # shipped inside the package: no cache, no network
     root = cache_root(cache_dir)
     target = bundle_path(spec, root)
-    if target.is_file() and not force and not files:
+    if not force and not files and cached_file(target, root):
         return target
-    # issue #13: one lock per cache entry (this bundle, each component); look again once they are held
+    # processes share the cache: one lock per cache entry (this bundle, each component); look again once they are held
     names = [f"bundle-{target.stem}", *(f"component-{component_key(c)}" for c in spec.components.values())]
     with cache_entry_locks(root, names, note=Reporter(console, quiet).say):
-        if target.is_file() and not force and not files:
+        if not force and not files and cached_file(target, root):
             return target  # another process made it while we waited
         return _fetch_and_build(
             spec,
@@ -150,7 +152,8 @@ def _fetch_and_build(
                     if have[name] is None:
                         break  # the bundle cannot be made now; what was fetched stays staged for next time
         if failures and any(h is None for h in have.values()):
-            raise _unavailable_error(spec, {n: f for n, f in failures.items() if have[n] is None})
+            untried = [n for n in missing if have[n] is None and n not in failures]
+            raise _unavailable_error(spec, {n: f for n, f in failures.items() if have[n] is None}, untried)
         return _build_bundle(spec, {n: h for n, h in have.items() if h is not None}, target, report, canonicalize)
     except OSError as exc:  # network errors are handled per source: this is the local disk
         raise WeightsError(
@@ -168,7 +171,7 @@ def _find_local(comp: ComponentSpec, name: str, root: Path) -> _Have | None:
     if reused is not None:
         return reused
     staged = staged_path(root, comp, name)
-    if staged.is_file():
+    if cached_file(staged, root):  # a link there is never read, nor deleted through
         try:
             return _Have(f"{staged}", path=staged, sha256=_verify(comp, staged, str(staged), delete=True), staged=True)
         except WeightsError:
@@ -185,10 +188,10 @@ def _find_local(comp: ComponentSpec, name: str, root: Path) -> _Have | None:
 
 def _bundled_elsewhere(root: Path, ckey: str) -> _Have | None:
     """A cached bundle (of any model) that already holds a component with this key."""
-    folder = root / "bundles"
+    folder = cache_folder(root, "bundles", create=False)
     if not folder.is_dir():
         return None
-    for path in sorted(folder.glob("*.safetensors")):
+    for path in sorted(p for p in folder.glob("*.safetensors") if is_real_file(p)):
         try:
             keys = json.loads(read_bundle_metadata(path).get("component_keys", "{}"))
         except (OSError, ValueError, struct.error):
@@ -215,7 +218,9 @@ def _download_component(
         try:
             if kind.fetchable:  # the host only: the URL is named once, in the error if this fails
                 report.say(f"downloading {label} from {urlsplit(where).hostname or where}")
-            path, staged = kind.download(src, comp, staged_path(root, comp, name), progress, force=force)
+            dest = staged_path(root, comp, name)
+            cache_folder(root, dest.parent.relative_to(root).as_posix(), create=False)  # a planted link is refused
+            path, staged = kind.download(src, comp, dest, progress, force=force)
             if staged:
                 return _Have(where, path=path, sha256=_verify(comp, path, where, delete=True), staged=True), failures
             return _Have(where, path=path, sha256=_verify_hub(comp, path, src)), failures
@@ -231,7 +236,7 @@ def _verify(comp: ComponentSpec, path: Path, origin: str, *, delete: bool) -> st
 
     A mismatching download is deleted: it is the wrong file and must never be converted.
     """
-    if delete and (bad := weights_file_problem(path)) is not None:  # issue #13: check our own download first
+    if delete and (bad := weights_file_problem(path)) is not None:  # check our own download first
         path.unlink(missing_ok=True)
         raise WeightsError(
             f"{comp.file or path.name} from {origin} is not a weights file: {bad}; the download was removed",
@@ -263,7 +268,7 @@ def _verify_hub(comp: ComponentSpec, path: Path, src: Source) -> str:
     except WeightsError as exc:
         blob = Path(os.path.realpath(path))
         path.unlink(missing_ok=True)
-        if is_inside(hub_cache_dir(), blob):  # issue #13: never delete outside the Hub cache
+        if is_inside(hub_cache_dir(), blob):  # never delete outside the Hub cache
             blob.unlink(missing_ok=True)
         raise WeightsError(exc.message + "; the file was deleted from the Hub cache", exc.hint) from None
 
@@ -284,13 +289,14 @@ def _build_bundle(
             assert h.path is not None
             try:
                 states[name] = load_component_file(spec, name, h.path, canonicalize)
-            except WeightsError as exc:  # issue #13: a download that does not load never stays in the cache
+            except WeightsError as exc:  # a download that does not load never stays in the cache
                 if not h.staged:
                     raise
                 h.path.unlink(missing_ok=True)
                 raise WeightsError(f"{exc.message}; the download was removed", DOWNLOAD_RETRY_HINT) from None
             sources[name] = f"{spec.components[name].file or h.path.name}:{h.sha256}"
     report.say(f"converting {spec.name} into {target}")
+    cache_folder(target.parent.parent, target.parent.name)  # CACHE/bundles: a real folder, never a link
     write_bundle(
         target,
         spec,
@@ -368,8 +374,14 @@ def _offline_error(spec: ModelSpec, names: list[str], root: Path, why: str) -> W
         f"weights of model '{spec.name}' are not cached in {root} and the network is off ({why}); "
         f"it needs {_needs(spec, names)}",
         f"run 'restore fetch {spec.name}' on a machine with network and copy {root / 'bundles'} here, "
-        f"or pass --weights FILE" + _offline_hint(),
+        f"{_by_hand(spec, names)}, or pass --weights FILE" + _offline_hint(),
     )
+
+
+def _by_hand(spec: ModelSpec, names: list[str]) -> str:
+    """How files downloaded in a browser (or on another machine) get into the cache."""
+    files = " ".join(f"--file {n}=PATH" for n in names)
+    return f"or download {'the files' if len(names) > 1 else 'the file'} by hand and run 'restore fetch {spec.name} {files}'"
 
 
 def _never_published(spec: ModelSpec, names: list[str]) -> bool:
@@ -380,15 +392,21 @@ def _never_published(spec: ModelSpec, names: list[str]) -> bool:
 
 
 def _unpublished_error(spec: ModelSpec, names: list[str]) -> WeightsUnavailable:
-    notes = "; ".join(dict.fromkeys(s.note for n in names for s in spec.components[n].sources if s.note))
+    # a note's first clause is the fact; what to do is said once, below (notes may carry their own advice)
+    facts = dict.fromkeys(s.note.split(";")[0].strip() for n in names for s in spec.components[n].sources if s.note)
     return WeightsUnavailable(
-        f"model '{spec.name}' has no downloadable weights: {notes or 'no public checkpoint exists'}",
-        f"pass --weights with a bundle you trained, or with a checkpoint of the official training code "
-        f"converted by '{_convert_line(spec)}'",
+        f"model '{spec.name}' has no downloadable weights: {'; '.join(facts) or 'no public checkpoint exists'}",
+        f"train one with 'restore train rddm --task {spec.task} ...' (docs/training.md) and pass --weights BUNDLE, "
+        f"or convert a checkpoint of the official training code with '{_convert_line(spec)}'",
     )
 
 
-def _unavailable_error(spec: ModelSpec, failures: dict[str, list[SourceFailed]]) -> WeightsUnavailable:
+def _unavailable_error(
+    spec: ModelSpec, failures: dict[str, list[SourceFailed]], untried: list[str] | None = None
+) -> WeightsUnavailable:
+    """Why the weights cannot be had now: each failed file with its URLs, and the files not tried after
+    the first failure (with theirs), so a user can fetch them all by hand."""
+    untried = untried or []
     manual = {n: f for n, f in failures.items() if f and all(x.manual for x in f)}
     if manual:
         what = ", ".join(f"{spec.components[n].file or n} from {f[0]}" for n, f in manual.items())
@@ -402,11 +420,14 @@ def _unavailable_error(spec: ModelSpec, failures: dict[str, list[SourceFailed]])
         f"{n} {spec.components[n].file}: " + (" | ".join(str(x) for x in f) or "no published source")
         for n, f in failures.items()
     )
+    if untried:
+        detail += f"; not tried after that: {_needs(spec, untried)}"
     no_source = all(not f for f in failures.values())
     return WeightsUnavailable(
         f"cannot download the weights of model '{spec.name}': {detail}",
         "pass --weights FILE (see docs/weights.md)"
         if no_source
         else f"check the network (and HTTPS_PROXY) and retry 'restore fetch {spec.name}', "
+        f"{_by_hand(spec, [*failures, *untried])}, "
         "or point the model at a mirror with a registry overlay (docs/weights.md)" + _offline_hint(),
     )

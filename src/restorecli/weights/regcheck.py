@@ -76,7 +76,7 @@ MODEL_TABLES = ("components", "sampler")
 COMPONENT_FIELDS = frozenset(
     {"arch", "file", "url", "size", "sha256", "sha256_checked", "sources", "container", "config"}
 )
-# how a published sha256 was confirmed (issue #15): absent = taken from one source only, unverified
+# how a published sha256 was confirmed: absent = taken from one source only, unverified
 SHA256_CHECKS = ("independent-copies",)
 SOURCE_FIELDS = frozenset({"kind", "url", "repo", "filename", "revision", "note", "endpoint", "path"})
 SHA256 = re.compile(r"[0-9a-fA-F]{64}")

@@ -265,7 +265,7 @@ def _load_cached(paths: tuple[Path, ...]) -> Registry:
     data: dict[str, Any] = {}
     for path in paths:
         raw = _read_toml(path)
-        check_registry_file(path, raw)  # issue #13: names, paths and types, per file (weights.regcheck)
+        check_registry_file(path, raw)  # names, paths and types, per file, so a bad overlay is named (weights.regcheck)
         data = _merge(data, raw)
     return parse_registry(data)
 

@@ -7,16 +7,18 @@ component names end up joined to cache folders (`CACHE/downloads/KEY/FILE`,
 the user can write. These helpers say whether a value is a plain relative name
 and join one to a folder only when the result stays inside it.
 
-No imports from other restorecli modules except `errors`, so the module can move freely.
+No imports from other restorecli modules except `errors` and `io.outpaths` (`is_inside`).
 """
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
 from ..errors import UsageError
+from ..io.outpaths import is_inside
+
+__all__ = ["inside", "is_inside", "relative_name_problem"]
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _DRIVE = re.compile(r"^[A-Za-z]:")
@@ -60,10 +62,3 @@ def inside(folder: Path, name: str, *, folders: bool = False) -> Path:
             "a registry file name must be a plain relative name inside its cache folder (docs/weights.md)",
         )
     return path
-
-
-def is_inside(folder: Path | str, path: Path | str) -> bool:
-    """Whether `path` is `folder` or below it, judged on the absolute paths with `..` resolved (no I/O)."""
-    root = Path(os.path.abspath(folder))
-    target = Path(os.path.abspath(path))
-    return target == root or root in target.parents

@@ -74,7 +74,8 @@ class ModelSpec:
                 str(self.min_steps) if self.min_steps == self.max_steps else f"{self.min_steps} to {self.max_steps}"
             )
             raise UsageError(
-                f"--steps {steps} is not accepted by model '{self.name}' (trained with {self.trained_steps} steps)",
+                f"--steps {steps} is not accepted by model '{self.name}' "
+                f"(trained with {self.trained_steps} step{'s' if self.trained_steps != 1 else ''})",
                 f"use --steps {accepted}",
             )
         return steps
