@@ -26,6 +26,7 @@ from .cache import hub_cache_dir
 from .downloadguard import DownloadGuard, remove_stale_parts
 from .progress import ByteBar, ByteProgress
 from .registry import ComponentSpec, Source
+from .speedwatch import SpeedWatch
 
 CHUNK = 1 << 20
 TIMEOUT_S = 30.0  # connect / read timeout of one HTTP request
@@ -43,11 +44,21 @@ class SourceFailed(Exception):
         self.manual = manual
 
 
-def url_download(url: str, dest: Path, *, expected_size: int | None, label: str, progress: ByteProgress) -> None:
+def url_download(
+    url: str,
+    dest: Path,
+    *,
+    expected_size: int | None,
+    label: str,
+    progress: ByteProgress,
+    ceiling: int | None = None,
+) -> None:
     """GET `url` into `dest` through a temporary file; resume with Range when the connection drops.
 
     Fails at once when the host cannot be reached (so a machine without network
     gets its answer immediately); retries 5xx answers and cut transfers a few times.
+    A transfer slower than the low-speed limit (speedwatch) fails this source.
+    `ceiling` bounds a download whose size the registry does not pin (downloadguard).
     """
     parts = urlsplit(url)
     host = parts.hostname or url
@@ -56,27 +67,34 @@ def url_download(url: str, dest: Path, *, expected_size: int | None, label: str,
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(f".{dest.name}.{os.getpid()}.part")
     remove_stale_parts(dest.parent, keep=part)  # issue #13: left by a hard kill (we hold this entry's lock)
-    guard = DownloadGuard(url, label, expected_size)  # issue #13: size ceiling, restarts counted
-    opener = urllib.request.build_opener()  # reads the proxy variables now, not at first use
+    guard = DownloadGuard(url, label, expected_size, ceiling)  # size ceiling, restarts counted
+    watch = SpeedWatch()
+    # reads the proxy variables now, not at first use
+    opener = urllib.request.build_opener(_WatchedHTTP(watch), _WatchedHTTPS(watch))
     received, total, tries = 0, None, 0
     bar: ByteBar | None = None
     try:
-        with open(part, "wb") as fh:
+        with watch, open(part, "wb") as fh:
             while True:
                 tries += 1
                 headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
                 if received:
                     headers["Range"] = f"bytes={received}-"
+                watch.start()
                 try:
                     resp = opener.open(urllib.request.Request(url, headers=headers), timeout=TIMEOUT_S)
                 except urllib.error.HTTPError as exc:
                     exc.close()
+                    watch.idle()
                     if exc.code in RETRY_STATUS and tries < MAX_TRIES:
                         time.sleep(RETRY_WAIT_S * tries)
                         continue
                     moved = f" (redirected to {exc.url})" if exc.url and exc.url != url else ""
                     raise SourceFailed(f"HTTP {exc.code} {exc.reason} from {url}{moved}") from None
                 except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
+                    if watch.tripped:
+                        raise SourceFailed(f"{url}: {watch.reason(host)}") from None
+                    watch.idle()
                     if received and tries < MAX_TRIES:  # dropped while resuming; the host was there
                         time.sleep(RETRY_WAIT_S)
                         continue
@@ -110,16 +128,22 @@ def url_download(url: str, dest: Path, *, expected_size: int | None, label: str,
                     bar.reset(received, total)
                     while True:
                         try:
-                            chunk = resp.read(CHUNK)
+                            chunk = resp.read1(CHUNK)  # what has arrived: a trickle is counted as it comes
                         except (OSError, http.client.HTTPException):
                             cut = True  # the connection broke (reset, timeout, bad chunk)
                             break
+                        if watch.tripped:  # the watchdog cut the socket: whatever came is not the file
+                            raise SourceFailed(f"{url}: {watch.reason(host)}")
                         if not chunk:
                             break
                         fh.write(chunk)  # a full disk raises here, not as a network cut
                         received += len(chunk)
+                        watch.count(len(chunk))
                         guard.check_received(received)  # issue #13
                         bar.advance(len(chunk))
+                watch.idle()
+                if watch.tripped:
+                    raise SourceFailed(f"{url}: {watch.reason(host)}")
                 if not cut and (total is None or received >= total):
                     break
                 if guard.progressed(received):  # issue #13: only bytes never received before count
@@ -134,6 +158,35 @@ def url_download(url: str, dest: Path, *, expected_size: int | None, label: str,
         os.replace(part, dest)
     finally:
         part.unlink(missing_ok=True)
+
+
+def _watched(base: type[http.client.HTTPConnection], watch: SpeedWatch) -> type[http.client.HTTPConnection]:
+    """`base` whose socket is handed to `watch` once connected (so the watchdog can cut it)."""
+
+    class Watched(base):  # type: ignore[valid-type, misc]
+        def connect(self) -> None:
+            super().connect()
+            watch.attach(self.sock)
+
+    return Watched
+
+
+class _WatchedHTTP(urllib.request.HTTPHandler):
+    def __init__(self, watch: SpeedWatch) -> None:
+        super().__init__()
+        self._conn = _watched(http.client.HTTPConnection, watch)
+
+    def http_open(self, req: urllib.request.Request) -> Any:
+        return self.do_open(self._conn, req)
+
+
+class _WatchedHTTPS(urllib.request.HTTPSHandler):
+    def __init__(self, watch: SpeedWatch) -> None:
+        super().__init__()
+        self._conn = _watched(http.client.HTTPSConnection, watch)
+
+    def https_open(self, req: urllib.request.Request) -> Any:
+        return self.do_open(self._conn, req, context=self._context)
 
 
 def _range_of(resp: Any) -> tuple[int, int | None]:

@@ -37,7 +37,7 @@ from .cache import (
 from .cachelock import cache_entry_locks
 from .convert import Canonicalize, load_component_file
 from .download import SourceFailed, describe, hub_download, url_download
-from .downloadguard import weights_file_problem
+from .downloadguard import download_ceiling, weights_file_problem
 from .progress import ByteProgress, Reporter
 from .registry import ComponentSpec, ModelSpec, Source, load_registry
 from .safepaths import is_inside
@@ -225,13 +225,26 @@ def _download_component(
                 path = hub_download(src, comp, local_only=False, progress=progress, force=force)
                 return _Have(where, path=path, sha256=_verify_hub(comp, path, src)), failures
             dest = staged_path(root, comp, name)
-            url_download(src.url or "", dest, expected_size=comp.size, label=label, progress=progress)
+            url_download(
+                src.url or "",
+                dest,
+                expected_size=comp.size,
+                label=label,
+                progress=progress,
+                ceiling=None if comp.size is not None else download_ceiling(_largest_pinned()),
+            )
             return _Have(where, path=dest, sha256=_verify(comp, dest, where, delete=True), staged=True), failures
         except SourceFailed as exc:
             if not exc.manual and not last:  # the final error names every failure
                 report.say(f"[yellow]failed:[/] {exc}; trying the next source")
             failures.append(exc)
     return None, failures
+
+
+def _largest_pinned() -> int | None:
+    """The largest file size the registry pins (an unpinned download is bounded relative to it)."""
+    registry = load_registry()
+    return max((c.size for m in registry.models.values() for c in m.components.values() if c.size), default=None)
 
 
 def _verify(comp: ComponentSpec, path: Path, origin: str, *, delete: bool) -> str:
