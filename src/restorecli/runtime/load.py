@@ -15,11 +15,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import WeightsError
+from ..errors import UsageError, WeightsError
 from ..weights import convert, fetch
-from ..weights.bundle import StateDict, check_bundle_task, read_bundle, spec_for_weights
+from ..weights.bundle import StateDict, check_bundle_task, read_bundle, spec_for_weights, spec_to_dict
 from ..weights.convert import Canonicalize
 from ..weights.registry import ModelSpec, load_registry
+from ..weights.specvalues import spec_problem
 
 if TYPE_CHECKING:
     import torch
@@ -48,6 +49,12 @@ def resolve_spec(
     `restore train` bundle given as `weights` carries (network size, sampler, accepted steps)."""
     registry = load_registry(tuple(Path(p) for p in registry_files))
     registered = registry.resolve(model, task)
+    problem = spec_problem(spec_to_dict(registered))
+    if problem is not None:  # an overlay's values, checked before any engine is built
+        raise UsageError(
+            f"registry model '{registered.name}': {problem}",
+            "correct the value in your registry overlay (docs/weights.md)",
+        )
     check_bundle_task(list(weights) if weights else None, task, registry)  # a bundle of another task: exit 3
     return spec_for_weights(registered, list(weights) if weights else None)
 
