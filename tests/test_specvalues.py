@@ -136,3 +136,10 @@ def test_cli_run_on_a_hostile_bundle_is_one_line_exit_3(tmp_path, edit):
     assert res.returncode == 3, err
     assert len(err.splitlines()) == 1 and "Traceback" not in err and "model spec" in err
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+@pytest.mark.parametrize("schedule", ["exponential", {"type": "linear"}])
+def test_a_schedule_name_is_fine_where_the_method_takes_one(schedule):
+    spec = spec_to_dict(builtin_registry().models["resshift-realsr-x4-v3"])
+    spec["sampler"]["schedule"] = schedule
+    assert spec_problem(spec) is None

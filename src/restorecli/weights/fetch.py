@@ -35,7 +35,7 @@ from .cache import (
     staged_path,
 )
 from .cachelock import cache_entry_locks
-from .convert import Canonicalize, load_component_file
+from .convert import Canonicalize, NetworkFit, load_component_file
 from .download import SourceFailed, describe, hub_download, url_download
 from .downloadguard import download_ceiling, weights_file_problem
 from .progress import ByteProgress, Reporter
@@ -67,6 +67,7 @@ def ensure_bundle(
     spec: ModelSpec,
     *,
     canonicalize: Canonicalize,
+    fit: NetworkFit | None = None,
     offline: bool = False,
     cache_dir: Path | None = None,
     console: Any = None,
@@ -77,6 +78,7 @@ def ensure_bundle(
     """The model's cached bundle, fetching, verifying and converting its files first if needed.
 
     canonicalize: the method's `Engine.canonicalize` (only called when a file is converted).
+    fit: the declared networks, bounding and checking each converted file (weights.convert).
     offline (or HF_HUB_OFFLINE / RESTORECLI_OFFLINE): never use the network.
     force: fetch and convert again even if a bundle is cached.
     files: COMPONENT -> local official file to use instead of downloading it.
@@ -101,6 +103,7 @@ def ensure_bundle(
             root,
             target,
             canonicalize=canonicalize,
+            fit=fit,
             offline=offline,
             console=console,
             force=force,
@@ -115,6 +118,7 @@ def _fetch_and_build(
     target: Path,
     *,
     canonicalize: Canonicalize,
+    fit: NetworkFit | None,
     offline: bool,
     console: Any,
     force: bool,
@@ -151,7 +155,7 @@ def _fetch_and_build(
                         break  # the bundle cannot be made now; what was fetched stays staged for next time
         if failures and any(h is None for h in have.values()):
             raise _unavailable_error(spec, {n: f for n, f in failures.items() if have[n] is None})
-        return _build_bundle(spec, {n: h for n, h in have.items() if h is not None}, target, report, canonicalize)
+        return _build_bundle(spec, {n: h for n, h in have.items() if h is not None}, target, report, canonicalize, fit)
     except OSError as exc:  # network errors are handled per source: this is the local disk
         raise WeightsError(
             f"cannot write weights of model '{spec.name}' under {root}: {exc.strerror or exc}",
@@ -293,7 +297,12 @@ def _verify_hub(comp: ComponentSpec, path: Path, src: Source) -> str:
 
 
 def _build_bundle(
-    spec: ModelSpec, have: dict[str, _Have], target: Path, report: Reporter, canonicalize: Canonicalize
+    spec: ModelSpec,
+    have: dict[str, _Have],
+    target: Path,
+    report: Reporter,
+    canonicalize: Canonicalize,
+    fit: NetworkFit | None = None,
 ) -> Path:
     """Convert (or copy from another bundle) every component, write the bundle atomically, drop staged files."""
     states: dict[str, Any] = {}
@@ -304,7 +313,7 @@ def _build_bundle(
         else:
             assert h.path is not None
             try:
-                states[name] = load_component_file(spec, name, h.path, canonicalize)
+                states[name] = load_component_file(spec, name, h.path, canonicalize, fit)
             except WeightsError as exc:  # issue #13: a download that does not load never stays in the cache
                 if not h.staged:
                     raise

@@ -67,7 +67,10 @@ FLOATS: dict[str, tuple[float, float, bool]] = {
     "linear_end": (0.0, 1.0, True),
     "dropout": (0.0, 1.0, False),
 }
-TABLES = ("schedule", "ddconfig")
+TABLES = ("ddconfig",)
+# `schedule` is a table of a beta schedule (rddm, ddo) or the name of one (resshift)
+TABLE_OR_TEXT = ("schedule",)
+SCHEDULE_TABLE_METHODS = ("rddm", "ddo")
 TEXTS = (
     "type",
     "objective",
@@ -120,6 +123,8 @@ def _value_problem(key: str, value: Any, path: str, depth: int) -> str | None:
         return None
     if key in TABLES and not isinstance(value, Mapping):
         return f"{where} is not a table"
+    if key in TABLE_OR_TEXT and not isinstance(value, (Mapping, str)):
+        return f"{where} is neither a table nor a name"
     if key in TEXTS and not isinstance(value, str):
         return f"{where} is not text"
     return _shape_problem(value, path, depth)
@@ -185,7 +190,11 @@ def spec_problem(data: Mapping[str, Any]) -> str | None:
     problem = table_problem(sampler, "sampler")
     if problem:
         return problem
-    timesteps = sampler.get("timesteps") if isinstance(sampler, Mapping) else None
+    assert isinstance(sampler, Mapping)
+    schedule = sampler.get("schedule")
+    if data["method"] in SCHEDULE_TABLE_METHODS and schedule is not None and not isinstance(schedule, Mapping):
+        return f"sampler.schedule = {_shown(schedule)} is not a table (a {data['method']} schedule has fields)"
+    timesteps = sampler.get("timesteps")
     if _is_int(timesteps) and hi > timesteps:
         return f"max_steps = {hi} is more than its {timesteps} timesteps"
     comps = data.get("components")
