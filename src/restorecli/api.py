@@ -184,6 +184,7 @@ def run_restore(
     spec, steps, seed = _plan(engine, model, task, steps, seed, registry_files, weights)
     if resize is not None and "resize" not in _registry(registry_files).method(spec.method).options:
         raise UsageError(f"--resize is not supported by model '{spec.name}'")
+    check_resize(resize, job_options.get("max_pixels"))
     bundle = None
     if engine is not None:
         source = "an engine already loaded"
@@ -311,6 +312,20 @@ def restore(
     if report.interrupted is not None:
         raise KeyboardInterrupt
     return report
+
+
+def check_resize(resize: int | None, max_pixels: int | None = None) -> None:
+    """Refuse a --resize whose square is over the pixel limit, before anything is allocated."""
+    if resize is None:
+        return
+    from .io.imageio import max_pixels_default
+
+    limit = max_pixels or max_pixels_default()
+    if resize * resize > limit:
+        raise UsageError(
+            f"--resize {resize} makes {resize}x{resize} = {resize * resize:,} pixels, over the limit of {limit:,}",
+            "use a smaller --resize (the paper protocol is 256), or raise RESTORECLI_MAX_PIXELS",
+        )
 
 
 def restore_images(
