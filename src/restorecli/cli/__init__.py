@@ -101,7 +101,7 @@ def main() -> None:
     they arrive (issue #13: cleanup in `finally` blocks runs first).
     """
     from ..interrupts import Terminated, install_sigterm
-    from ..jobs.printable import printable
+    from ..io.printable import printable
 
     install_sigterm()
     # Click's exceptions, wherever this Typer takes them from (click, or its vendored copy)

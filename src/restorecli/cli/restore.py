@@ -20,6 +20,7 @@ from typer.core import TyperCommand
 from ..api import generate as api_generate
 from ..api import run_restore
 from ..errors import RestoreError, UsageError
+from ..io.printable import plain
 from ..weights.registry import Registry, builtin_registry, load_registry
 from .options import (
     GLOBAL,
@@ -207,7 +208,7 @@ def generate(
         cache_dir=GLOBAL.cache_dir,
     )
     if not quiet:
-        err_console.print(f"wrote {len(paths)} image(s) to {output}")
+        err_console.print(plain(f"wrote {len(paths)} image(s) to {output}"), highlight=False, soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:

@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from ..errors import UsageError
+from ..io.printable import plain
 from .options import Device, HtmlReport, Json, Precision, Quiet, err_console, parse_params
 
 
@@ -79,7 +80,7 @@ def degrade_cmd(
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     if not quiet:
-        err_console.print(f"wrote {len(records)} degraded image(s) to {output}")
+        err_console.print(plain(f"wrote {len(records)} degraded image(s) to {output}"), highlight=False, soft_wrap=True)
 
 
 def train_cmd(
@@ -241,11 +242,13 @@ def train_cmd(
         pairs=pair_list,
         init=init,
     )
-    log = (lambda _msg: None) if quiet else (lambda msg: err_console.print(msg, highlight=False))
+    log = (lambda _msg: None) if quiet else (lambda msg: err_console.print(plain(msg), highlight=False))
     result = train(cfg, output, device=pick_device(device), resume=resume, log=log, half=half)
     if not quiet:
         err_console.print(
-            f"wrote {result.bundle}; run it with: restore {task} IMAGE --weights {result.bundle}", soft_wrap=True
+            plain(f"wrote {result.bundle}; run it with: restore {task} IMAGE --weights {result.bundle}"),
+            highlight=False,
+            soft_wrap=True,
         )
 
 
@@ -291,7 +294,11 @@ def eval_cmd(
     else:
         typer.echo(format_table(report))
     if report.unmatched:
-        err_console.print(f"{len(report.unmatched)} file(s) without a partner: {', '.join(report.unmatched[:5])}")
+        err_console.print(
+            plain(f"{len(report.unmatched)} file(s) without a partner: {', '.join(report.unmatched[:5])}"),
+            highlight=False,
+            soft_wrap=True,
+        )
     if html is not None:
         from ..jobs.html_report import entries_from_eval
 

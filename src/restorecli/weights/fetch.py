@@ -240,7 +240,7 @@ def _download_component(
             return _Have(where, path=dest, sha256=_verify(comp, dest, where, delete=True), staged=True), failures
         except SourceFailed as exc:
             if not exc.manual and not last:  # the final error names every failure
-                report.say(f"[yellow]failed:[/] {exc}; trying the next source")
+                report.say(f"failed: {exc}; trying the next source", "yellow")
             failures.append(exc)
     return None, failures
 
