@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..errors import UsageError
+from ..errors import RestoreError, UsageError
 from ..io.printable import plain
 from .options import Device, HtmlReport, Json, Precision, Quiet, err_console, parse_params
 
@@ -67,6 +67,8 @@ def degrade_cmd(
     quiet: Quiet = False,
 ) -> None:
     """Make degraded copies of clean images (reproducible; parameters recorded in degrade.json)."""
+    from ..io.files import is_image_name
+    from ..jobs.outcheck import folder_problem
     from ..training.datasets import collect_images, degrade_files
     from ..training.degrade import DEGRADATIONS, PARAMS, check_params
 
@@ -75,10 +77,19 @@ def degrade_cmd(
     problem = check_params(kind, parse_params(param))
     if problem is not None:  # before any image is read
         raise UsageError(f"-P: {problem}", "" if "it takes" in problem else f"'{kind}' takes {', '.join(PARAMS[kind])}")
+    inputs = collect_images([input])
+    folder = output.parent if len(inputs) == 1 and is_image_name(output) else output
+    unwritable = folder_problem(folder)  # one line for the folder, before any image is read
+    if unwritable is not None:
+        raise RestoreError(unwritable, "choose an output folder you can write to")
     try:
-        records = degrade_files(collect_images([input]), output, kind, seed=seed, params=parse_params(param))
+        records = degrade_files(inputs, output, kind, seed=seed, params=parse_params(param))
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    except OSError as exc:  # a full disk, a folder in the way of an output file
+        where = f" {exc.filename}" if exc.filename else ""
+        reason = f"cannot write{where}: {exc.strerror or exc}"
+        raise RestoreError(reason, "free some space or choose another output") from None
     if not quiet:
         err_console.print(plain(f"wrote {len(records)} degraded image(s) to {output}"), highlight=False, soft_wrap=True)
 
@@ -243,6 +254,7 @@ def train_cmd(
         init=init,
     )
     log = (lambda _msg: None) if quiet else (lambda msg: err_console.print(plain(msg), highlight=False))
+    check_run_folder(output)
     result = train(cfg, output, device=pick_device(device), resume=resume, log=log, half=half)
     if not quiet:
         err_console.print(
@@ -278,6 +290,8 @@ def eval_cmd(
     from ..quality.evaluate import evaluate_pairs, format_table
 
     check_report_path(html)
+    if output is not None:
+        check_report_file(output)
 
     report = evaluate_pairs(
         restored,
@@ -288,7 +302,10 @@ def eval_cmd(
     )
     text = report.to_json()
     if output is not None:
-        output.write_text(text + "\n")
+        try:
+            output.write_text(text + "\n")
+        except OSError as exc:
+            raise RestoreError(f"cannot write {output}: {exc.strerror or exc}", "choose another -o") from None
     if json:
         typer.echo(text)
     else:
@@ -319,6 +336,31 @@ def eval_cmd(
             quiet=False,
             console=err_console,
         )
+
+
+def check_run_folder(output: Path) -> None:
+    """`train -o` names a run folder: a file there is a usage error, an unwritable place one line (exit 1)."""
+    from ..jobs.outcheck import folder_problem
+
+    if output.exists() and not output.is_dir():
+        raise UsageError(
+            f"-o {output} is a file; a training run writes a folder (last.pt, bundles, log.jsonl)",
+            "give a new folder, or the folder of the run to resume",
+        )
+    problem = folder_problem(output)
+    if problem is not None:
+        raise RestoreError(problem, "choose a run folder you can write to")
+
+
+def check_report_file(output: Path) -> None:
+    """`eval -o` names a file: a folder there is a usage error; its folder is made, or one line (exit 1)."""
+    from ..jobs.outcheck import folder_problem
+
+    if output.is_dir():
+        raise UsageError(f"-o {output} is a folder", "give a file name for the JSON report, e.g. -o scores.json")
+    problem = folder_problem(output.parent)
+    if problem is not None:
+        raise RestoreError(problem, "choose a place you can write to for -o")
 
 
 def register(app: typer.Typer) -> None:

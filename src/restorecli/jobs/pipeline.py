@@ -86,6 +86,9 @@ def run_job(make_engine: MakeEngine, opts: JobOptions, console_err: Console | No
         out = str(item.output) if item.output is not None else None
         if item.error is not None:
             report.records.append(FileRecord(item.display, out, FAILED, item.error, index=item.index))
+        elif item.output is not None and item.output.is_dir():  # nothing to skip: the file cannot be written
+            reason = f"a folder is in the way: {item.output} is a folder, not a file"
+            report.records.append(FileRecord(item.display, out, FAILED, reason, index=item.index))
         elif item.output is not None and item.output.exists() and not opts.overwrite:
             report.records.append(FileRecord(item.display, out, SKIPPED, "output exists", index=item.index))
         elif (unwritable := writable.problem(item.output)) is not None:  # issue #13: before any model loads
