@@ -599,3 +599,15 @@ def test_generators_are_fresh_per_image():
     x = torch.zeros(1, 3, 4, 4)
     a, b = r.run([x, x], [None, None])
     assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_a_folder_at_an_output_files_path_fails_that_file(tmp_path, overwrite):
+    a, b = png(tmp_path / "in" / "a.png"), png(tmp_path / "in" / "b.png", seed=1)
+    (tmp_path / "out" / "a.png").mkdir(parents=True)  # a folder named like a's output
+    report, _, _ = run([a, b], tmp_path / "out", overwrite=overwrite)
+    assert statuses(report) == {"a.png": "failed", "b.png": "done"}
+    assert report.exit_code == 1
+    failed = next(r for r in report.records if r.status == "failed")
+    assert "folder" in failed.reason
+    assert (tmp_path / "out" / "a.png").is_dir()  # left as it was
