@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import ImageFailed, UsageError
+from .io.imageio import check_resize
 from .jobs.options import JobOptions
 from .jobs.report import Report
 from .jobs.runinfo import check_report_path, say_what_runs, write_run_page
@@ -184,7 +185,7 @@ def run_restore(
     spec, steps, seed = _plan(engine, model, task, steps, seed, registry_files, weights)
     if resize is not None and "resize" not in _registry(registry_files).method(spec.method).options:
         raise UsageError(f"--resize is not supported by model '{spec.name}'")
-    check_resize(resize, job_options.get("max_pixels"))
+    check_resize(resize, job_options.get("max_pixels"))  # before anything is allocated
     bundle = None
     if engine is not None:
         source = "an engine already loaded"
@@ -312,20 +313,6 @@ def restore(
     if report.interrupted is not None:
         raise KeyboardInterrupt
     return report
-
-
-def check_resize(resize: int | None, max_pixels: int | None = None) -> None:
-    """Refuse a --resize whose square is over the pixel limit, before anything is allocated."""
-    if resize is None:
-        return
-    from .io.imageio import max_pixels_default
-
-    limit = max_pixels or max_pixels_default()
-    if resize * resize > limit:
-        raise UsageError(
-            f"--resize {resize} makes {resize}x{resize} = {resize * resize:,} pixels, over the limit of {limit:,}",
-            "use a smaller --resize (the paper protocol is 256), or raise RESTORECLI_MAX_PIXELS",
-        )
 
 
 def restore_images(
