@@ -36,6 +36,10 @@ def test_no_module_over_500_lines_outside_nets():
     assert _checker().oversized(SRC) == []
 
 
+def test_no_function_over_80_lines_outside_nets():
+    assert _checker().long_functions(SRC) == []
+
+
 def test_at_most_10_modules_at_the_top_level():
     top = _checker().top_level(SRC)
     assert len(top) <= 10, top

@@ -484,3 +484,10 @@ def test_convert_and_generate_through_the_cli(tmp_path):
         env=env,
     )
     assert res.returncode == 2 and "--steps 1001" in res.stderr.decode()
+
+
+def test_cosine_betas_are_capped_at_0_999_like_the_official_schedule():
+    betas = base_betas({"type": "cosine", "n_timestep": 1000})
+    assert betas.dtype == torch.float64 and betas.shape == (1000,)
+    assert betas[-1].item() == 0.999  # abar reaches 0 at t = T: the last beta would be 1
+    assert betas[-2].item() < 0.99  # only the last one is capped

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from restorecli.errors import UsageError, WeightsError
-from restorecli.weights import downloadguard, fetch
+from restorecli.weights import downloadguard, sources
 from restorecli.weights.download import SourceFailed, url_download
 from restorecli.weights.progress import ByteProgress
 from restorecli.weights.registry import builtin_registry
@@ -81,7 +81,7 @@ def test_unpinned_ceiling_follows_the_largest_registered_file(monkeypatch, large
 def test_unpinned_ceiling_of_the_real_registry_is_a_small_multiple_of_its_largest_file(monkeypatch):
     monkeypatch.delenv("RESTORECLI_MAX_DOWNLOAD", raising=False)
     sizes = [c.size for m in builtin_registry().models.values() for c in m.components.values() if c.size]
-    largest = fetch._largest_pinned()
+    largest = sources._largest_pinned()
     assert largest is not None and largest >= max(sizes)
     assert downloadguard.download_ceiling(largest) <= 2 * largest < 10 * 1000**3
 

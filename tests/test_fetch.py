@@ -25,12 +25,13 @@ from helpers import solid_png
 from hubserver import HubRepo, LoopbackServer, State
 from restorecli import engines
 from restorecli.engines.base import Engine
-from restorecli.errors import WeightsError, WeightsUnavailable
+from restorecli.errors import UsageError, WeightsError, WeightsUnavailable
 from restorecli.runtime import load
 from restorecli.weights import bundle, catalog, download
 from restorecli.weights.bundle import read_bundle
 from restorecli.weights.cache import bundle_path, is_cached, packaged_bundle
 from restorecli.weights.registry import load_registry
+from restorecli.weights.sources import SourceKind
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
@@ -610,6 +611,77 @@ def test_models_and_fetch_commands(tmp_path, servers):
     assert res.exit_code == 0
     line = next(ln for ln in res.stdout.splitlines() if "tiny " in ln)
     assert "yes" in line and "sr" in line and "tinytest" in line
+
+
+def test_a_shorter_file_fails_when_only_its_size_is_pinned(tmp_path, servers):
+    """A valid weights file shorter than the registry's size (another upload) is refused after a Hub download."""
+    servers.state.repos["org/short"] = HubRepo(COMMIT, {"short.pth": ENC})
+    body = comp("tiny", "enc", "tiny4", "short.pth", [hub_src("org/short", "short.pth")], None)
+    body = body.replace('arch = "tiny4"', f'arch = "tiny4"\nsize = {len(ENC) + 64}')
+    spec = spec_of(overlay(tmp_path, model("tiny", body)), "tiny")
+    with pytest.raises(WeightsError, match=f"{len(ENC)} bytes, registry says {len(ENC) + 64}"):
+        load.ensure_bundle(spec, console=quiet())
+    assert not is_cached(spec)
+
+
+def test_an_upper_case_sha256_pin_matches(tmp_path, servers):
+    body = comp("tiny", "enc", "tiny4", "tiny_enc.pth", [url_src(servers.url, "tiny_enc.pth")], None)
+    body = body.replace('arch = "tiny4"', f'arch = "tiny4"\nsha256 = "{sha(ENC).upper()}"')
+    spec = spec_of(overlay(tmp_path, model("tiny", body)), "tiny")
+    torch.testing.assert_close(the_bundle(spec)["enc"], ENC_STATE, rtol=0, atol=0)
+
+
+class FolderSource(SourceKind):
+    """A source kind the package does not have: files copied from a folder (FOLDER_SOURCE_ROOT)."""
+
+    name = "folder"
+    fetchable = True
+    copies: list[str] = []
+
+    def validate(self, bad, source, component):
+        if not source.get("path"):
+            raise UsageError(f"{bad} (folder) needs path")
+
+    def describe(self, src, comp):
+        return f"folder {src.path}"
+
+    def download(self, src, comp, dest, progress, *, force):
+        import os
+        import shutil
+
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(Path(os.environ["FOLDER_SOURCE_ROOT"]) / src.path, dest)
+        type(self).copies.append(src.path)
+        return dest, True
+
+
+def test_a_source_kind_defined_outside_the_package_is_used_by_restore_fetch(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from restorecli.cli import app
+    from restorecli.weights import sources
+
+    monkeypatch.setitem(sources.KINDS, "folder", FolderSource())
+    monkeypatch.setattr(FolderSource, "copies", [])
+    (tmp_path / "files").mkdir()
+    (tmp_path / "files" / "tiny_net.pth").write_bytes(NET)
+    monkeypatch.setenv("FOLDER_SOURCE_ROOT", str(tmp_path / "files"))
+    src = '{ kind = "folder", path = "tiny_net.pth" }'
+    path = overlay(tmp_path, model("tinyf", comp("tinyf", "net", "tiny8", "tiny_net.pth", [src], NET)))
+    base = ["--registry", str(path), "--cache-dir", str(tmp_path / "c3")]
+    res = CliRunner().invoke(app, [*base, "models", "--json"])
+    row = next(r for r in json.loads(res.stdout) if r["name"] == "tinyf")
+    assert row["availability"] == "download", row
+    res = CliRunner().invoke(app, [*base, "fetch", "tinyf"])
+    assert res.exit_code == 0, res.output
+    assert FolderSource.copies == ["tiny_net.pth"]
+    spec = load_registry((path,)).get("tinyf")
+    torch.testing.assert_close(read_bundle(bundle_path(spec, tmp_path / "c3"), spec)["net"], NET_STATE, rtol=0, atol=0)
+    bad = overlay(
+        tmp_path, model("tinyg", comp("tinyg", "net", "tiny8", "f.pth", ['{ kind = "folder" }'], NET)), "bad.toml"
+    )
+    res = CliRunner().invoke(app, ["--registry", str(bad), "fetch", "tinyg"])
+    assert isinstance(res.exception, UsageError) and "(folder) needs path" in str(res.exception)  # exit 2
 
 
 # ---- the real entry point, in a subprocess ---------------------------------------------

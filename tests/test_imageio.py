@@ -335,6 +335,24 @@ def test_from_tensor_resizes_alpha_and_restores_gray_and_depth():
     assert int(out.color[0, 0, 0]) == round(0.5 * 65535)
 
 
+@pytest.mark.parametrize("name", list(imageio.FORMATS))
+def test_each_format_descriptor_says_what_its_files_keep(name):
+    """Writing a 16-bit RGBA picture with a profile keeps exactly what the format's descriptor says it can."""
+    fmt = imageio.FORMATS[name]
+    rng = np.random.default_rng(3)
+    color = rng.integers(0, 65536, (8, 8, 3), dtype=np.uint16)
+    alpha = rng.integers(0, 65536, (8, 8), dtype=np.uint16)  # not all opaque: WebP would drop that
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    data, lost = encode_image(Picture(color, alpha, icc=icc), name, quality=100)
+    back = read_image(data)
+    assert back.format == name and imageio.format_for_ext(fmt.ext) == name
+    assert all(imageio.EXT_FORMAT[ext] == name for ext in fmt.exts)
+    assert (back.alpha is not None) is fmt.alpha and any("alpha dropped" in w for w in lost) is not fmt.alpha
+    assert (back.bits == 16) is fmt.depth16 and any("8 bits" in w for w in lost) is not fmt.depth16
+    assert (back.icc is not None) is fmt.icc, lost
+    assert fmt.ext.lstrip(".") in imageio.OUTPUT_FORMATS
+
+
 def test_a_huge_sparse_file_is_refused_before_it_is_read(tmp_path, monkeypatch):
     from restorecli.io.imageio import max_image_bytes
 

@@ -407,6 +407,25 @@ def test_ctrl_c_keeps_finished_files_leaves_no_partial_and_resumes(tmp_path):
     assert again.skipped == 2 and again.done == 3 and again.exit_code == 0
 
 
+def test_a_write_cut_off_before_it_is_on_disk_leaves_no_output_and_is_redone(tmp_path, monkeypatch):
+    """The bytes reach the output name only once they are complete and synced (disk full, kill, power cut)."""
+    import os
+
+    png(tmp_path / "in" / "a.png", size=(8, 8), seed=1)
+    real_fsync = os.fsync
+
+    def disk_full(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", disk_full)
+    report, _, _ = run([tmp_path / "in"], tmp_path / "out")
+    assert report.failed == 1 and "No space left" in report.records[0].reason
+    assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []
+    monkeypatch.setattr(os, "fsync", real_fsync)
+    again, _, _ = run([tmp_path / "in"], tmp_path / "out")
+    assert again.done == 1 and again.skipped == 0
+
+
 # ---- several devices --------------------------------------------------------------------------
 
 
@@ -581,13 +600,13 @@ def test_torchrun_style_ranks_cover_the_folder_once(tmp_path):
 
 
 def test_api_seed_default_matches_the_registry(tmp_path):
-    from restorecli.api import _resolve
+    from restorecli.api import _plan
 
     engine = fe.make_engine()
-    assert _resolve(engine, None, "sr", None, None, ()) == (1, 0)
-    assert _resolve(engine, None, "sr", 3, 5, ()) == (3, 5)
+    assert _plan(engine, None, "sr", None, None, ()) == (engine.spec, 1, 0)
+    assert _plan(engine, None, "sr", 3, 5, ()) == (engine.spec, 3, 5)
     with pytest.raises(UsageError):
-        _resolve(engine, None, "sr", 9, None, ())
+        _plan(engine, None, "sr", 9, None, ())
 
 
 def test_generators_are_fresh_per_image():

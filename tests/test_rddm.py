@@ -62,7 +62,7 @@ def engine_for(spec: ModelSpec, checkpoint: Path) -> RDDMEngine:
 
 def record(engine: RDDMEngine) -> list[dict]:
     events: list[dict] = []
-    engine.trace = events.append
+    engine.on_step = events.append
     return events
 
 
@@ -225,6 +225,30 @@ def test_eta_draws_once_per_intermediate_step_and_changes_the_result():
     assert len(draws) == 4 and not torch.equal(plain, noisy)
 
 
+def test_eta_scales_the_noise_variance_of_a_ddim_step():
+    """sigma^2 = eta (bbar_t^2 - bbar_s^2) bbar_s^2 / bbar_t^2: with eta 0.5 a step adds sigma * z, z = 1 here."""
+    from restorecli.engines.rddm.schedule import Prediction
+
+    sched = linear_schedule()
+    x = torch.full((1, 3, 4, 4), 0.5, dtype=torch.float64)
+    res, eps = torch.full_like(x, 0.2), torch.full_like(x, -0.3)
+    states = []
+    ddim_sample(
+        lambda img, t: Prediction(res, eps, img),
+        x,
+        sched,
+        3,
+        eta=0.5,
+        noise_fn=torch.ones_like,
+        on_step=lambda info: states.append(info["state"]),
+    )
+    (t, s), _ = time_pairs(3, sched.timesteps)[:2]
+    b2, b2s = sched.bbar2[t].double(), sched.bbar2[s].double()
+    sigma2 = 0.5 * (b2 - b2s) * b2s / b2
+    step = x - (sched.abar[t] - sched.abar[s]) * res - (sched.bbar[t] - (b2s - sigma2).sqrt()) * eps + sigma2.sqrt()
+    assert maxdiff(states[1], step) < 1e-6
+
+
 # ---- restoration conformance ---------------------------------------------------------------------
 
 RESTORE_CASES = {
@@ -292,7 +316,7 @@ def test_batch_results_do_not_depend_on_neighbours_and_padding_is_cropped(shared
     x_in = events[0]["x_in"]
     assert x_in.shape[-2:] == (40, 56) and both.shape == (2, 3, 37, 50)
     assert torch.all(x_in[..., 37:, :] == -1) and torch.all(x_in[..., :, 50:] == -1)
-    engine.trace = None
+    engine.on_step = None
     alone = engine.restore(other, steps=2, generators=[torch.Generator().manual_seed(4)])
     assert maxdiff(both[1:], alone) <= 1e-5
     assert both.min() >= 0 and both.max() <= 1

@@ -109,3 +109,42 @@ def test_tiles_draw_in_row_major_order_from_the_images_one_generator():
         for left in (0, 24, 48):
             expected[..., top : top + 24, left : left + 24] = torch.randn(1, 3, 24, 24, generator=stream)
     assert torch.equal(tiled, expected)
+
+
+class TileMeanEngine:
+    """Each tile comes back as its input's mean, upscaled: neighbouring tiles disagree, so the blend shows."""
+
+    min_tile = 8
+
+    def __init__(self, scale: int) -> None:
+        self.scale = scale
+
+    def restore(self, images, *, steps, generators, masks=None):
+        mean = images.mean(dim=(2, 3), keepdim=True)
+        return mean.expand(-1, -1, images.shape[2] * self.scale, images.shape[3] * self.scale).clone()
+
+
+def test_the_blend_runs_over_the_output_overlap_at_scale_4():
+    """Two tiles 16 input pixels apart overlap by 64 output pixels at scale 4; their ramps span those 64."""
+    scale, tile, overlap = 4, 32, 16
+    grad = torch.arange(48, dtype=torch.float32) / 48
+    means = torch.stack([grad[:32].mean(), grad[16:].mean()])  # the two tiles' values along the gradient
+    w0 = torch.zeros(192)
+    w1 = torch.zeros(192)
+    w0[:128] = ramp(128, 0, scale * overlap)
+    w1[64:] = ramp(128, scale * overlap, 0)
+    expected = (w0 * means[0] + w1 * means[1]) / (w0 + w1)
+    for image, line in (
+        (grad[:, None].expand(48, 48), lambda out: out[0, 0, :, 0]),  # varies down: rows blend
+        (grad[None, :].expand(48, 48), lambda out: out[0, 0, 0, :]),  # varies across: columns blend
+    ):
+        out = restore_tiled(
+            TileMeanEngine(scale),
+            image.expand(1, 3, 48, 48).contiguous(),
+            None,
+            steps=1,
+            generator=torch.Generator(),
+            tile=tile,
+            overlap=overlap,
+        )
+        torch.testing.assert_close(line(out), expected, rtol=0, atol=1e-6)

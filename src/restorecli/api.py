@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import ImageFailed, UsageError
 from .io.imageio import check_resize
-from .jobs.options import JobOptions
+from .jobs.options import JobOptions, RestoreRequest
 from .jobs.report import Report
 from .jobs.runinfo import check_report_path, say_what_runs, write_run_page
 from .runtime.load import engine_for_spec, ensure_bundle, resolve_spec
@@ -134,39 +134,14 @@ def _registry(registry_files: Sequence[Path | str]) -> Registry:
     return load_registry(tuple(Path(p) for p in registry_files))
 
 
-def _resolve(
-    engine: Engine | None,
-    model: str | None,
-    task: str,
-    steps: int | None,
-    seed: int | None,
-    registry_files: Sequence[Path | str],
-    weights: Sequence[str] | None = None,
-) -> tuple[int, int]:
-    """(steps, seed) exactly as the CLI picks them for this model."""
-    _, steps, seed = _plan(engine, model, task, steps, seed, registry_files, weights)
-    return steps, seed
-
-
 def run_restore(
     inputs: str | Path | Sequence[str | Path],
-    output: str | Path | None = None,
+    output: str | Path | None,
+    request: RestoreRequest,
     *,
-    task: str = "sr",
-    model: str | None = None,
-    steps: int | None = None,
-    seed: int | None = None,
-    device: str = "auto",
-    precision: str = "auto",
-    weights: Sequence[str] | None = None,
     engine: Engine | None = None,
-    registry_files: Sequence[Path | str] = (),
-    offline: bool = False,
-    cache_dir: Path | None = None,
     quiet: bool = True,
     console: Any = None,
-    resize: int | None = None,
-    report_path: Path | str | None = None,
     **job_options: Any,
 ) -> Report:
     """The shared body of `restore(...)` and the CLI's task commands; returns the report, also when interrupted.
@@ -181,29 +156,13 @@ def run_restore(
         raise TypeError(f"restore() got unexpected option(s): {', '.join(sorted(unknown))}")
     if engine is not None and job_options.get("devices") and len(job_options["devices"]) > 1:
         raise UsageError("one engine cannot run on several devices", "pass model= instead of engine=")
-    check_report_path(report_path)
-    spec, steps, seed = _plan(engine, model, task, steps, seed, registry_files, weights)
-    if resize is not None and "resize" not in _registry(registry_files).method(spec.method).options:
+    r = request
+    check_report_path(r.report_path)
+    spec, steps, seed = _plan(engine, r.model, r.task, r.steps, r.seed, r.registry_files, r.weights)
+    if r.resize is not None and "resize" not in _registry(r.registry_files).method(spec.method).options:
         raise UsageError(f"--resize is not supported by model '{spec.name}'")
-    check_resize(resize, job_options.get("max_pixels"))  # before anything is allocated
-    bundle = None
-    if engine is not None:
-        source = "an engine already loaded"
-    elif weights:
-        source = "--weights " + " ".join(map(str, weights))
-    else:  # fetch now (or fail at once when offline); engines load this bundle
-        from .weights.cache import is_cached, packaged_bundle
-
-        packaged = packaged_bundle(spec)
-        was_cached = is_cached(spec, cache_dir)
-        bundle = ensure_bundle(spec, offline=offline, cache_dir=cache_dir, quiet=quiet)
-        source = (
-            f"bundled with restorecli ({bundle})"
-            if packaged is not None
-            else f"cache {bundle}"
-            if was_cached
-            else f"downloaded to {bundle}"
-        )
+    check_resize(r.resize, job_options.get("max_pixels"))  # before anything is allocated
+    bundle, source = _weights_for(spec, engine, r, quiet)
     tile = job_options.get("tile", 0)
     verbose = bool(job_options.get("verbose"))
     loaded: dict[str | None, Engine] = {}
@@ -212,19 +171,14 @@ def run_restore(
         if engine is not None:
             chosen = engine
         else:
-            key = (*_key(model, task, dev or device, precision, weights, registry_files, offline, cache_dir), resize)
+            key = (*_key(r.model, r.task, dev or r.device, r.precision, r.weights, r.registry_files, r.offline,
+                         r.cache_dir), r.resize)  # fmt: skip
             chosen = _engine_for(
-                spec,
-                key,
-                weights=weights,
-                device=dev or device,
-                precision=precision,
-                offline=offline,
-                cache_dir=cache_dir,
-                bundle=bundle,
-            )
-        if resize is not None:
-            chosen.resize = resize  # type: ignore[attr-defined]  (a method whose [methods] options name it)
+                spec, key, weights=r.weights, device=dev or r.device, precision=r.precision, offline=r.offline,
+                cache_dir=r.cache_dir, bundle=bundle,
+            )  # fmt: skip
+        if r.resize is not None:
+            chosen.resize = r.resize  # type: ignore[attr-defined]  (a method whose [methods] options name it)
         if dev not in loaded:
             loaded[dev] = chosen
             if console is not None and not quiet:
@@ -234,31 +188,34 @@ def run_restore(
     from .jobs.pipeline import run_job
 
     opts = JobOptions(
-        task=task,
-        inputs=[str(p) for p in raw],
-        output=None if output is None else str(output),
-        steps=steps,
-        seed=seed,
-        quiet=quiet,
-        **job_options,
-    )
+        task=r.task, inputs=[str(p) for p in raw], output=None if output is None else str(output), steps=steps,
+        seed=seed, quiet=quiet, **job_options,
+    )  # fmt: skip
     report = run_job(make_engine, opts, console)
-    if report_path is not None:
-        run_info = {"task": task, "model": spec.name, "weights": source, "steps": steps, "seed": seed}
+    if r.report_path is not None:
+        run_info = {"task": r.task, "model": spec.name, "weights": source, "steps": steps, "seed": seed}
         write_run_page(
-            report_path,
-            report,
-            run_info,
-            list(loaded.values()),
-            device=device,
-            precision=precision,
-            tile=tile,
-            inputs=[str(p) for p in raw],
-            output=output,
-            quiet=quiet,
-            console=console,
-        )
+            r.report_path, report, run_info, list(loaded.values()), device=r.device, precision=r.precision,
+            tile=tile, inputs=[str(p) for p in raw], output=output, quiet=quiet, console=console,
+        )  # fmt: skip
     return report
+
+
+def _weights_for(spec: ModelSpec, engine: Engine | None, r: RestoreRequest, quiet: bool) -> tuple[Path | None, str]:
+    """The bundle the engines will load (fetched now, or an offline error, before torch loads) and how
+    `-v` and the report name where the weights came from."""
+    if engine is not None:
+        return None, "an engine already loaded"
+    if r.weights:
+        return None, "--weights " + " ".join(map(str, r.weights))
+    from .weights.cache import is_cached, packaged_bundle
+
+    packaged = packaged_bundle(spec)
+    was_cached = is_cached(spec, r.cache_dir)
+    bundle = ensure_bundle(spec, offline=r.offline, cache_dir=r.cache_dir, quiet=quiet)
+    if packaged is not None:
+        return bundle, f"bundled with restorecli ({bundle})"
+    return bundle, f"cache {bundle}" if was_cached else f"downloaded to {bundle}"
 
 
 def restore(
@@ -291,25 +248,11 @@ def restore(
     Returns the Report (records per file, `exit_code`); Ctrl-C re-raises KeyboardInterrupt
     after the finished files are written.
     """
-    report = run_restore(
-        inputs,
-        output,
-        task=task,
-        model=model,
-        steps=steps,
-        seed=seed,
-        device=device,
-        precision=precision,
-        weights=weights,
-        engine=engine,
-        registry_files=registry_files,
-        offline=offline,
-        cache_dir=cache_dir,
-        quiet=quiet,
-        console=console,
-        resize=resize,
-        **job_options,
+    report_path = job_options.pop("report_path", None)  # --report, accepted here as in run_restore
+    request = RestoreRequest(
+        task, model, steps, seed, device, precision, weights, registry_files, offline, cache_dir, resize, report_path
     )
+    report = run_restore(inputs, output, request, engine=engine, quiet=quiet, console=console, **job_options)
     if report.interrupted is not None:
         raise KeyboardInterrupt
     return report

@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 
 from ..errors import UsageError
+from ..io.imageio import OUTPUT_FORMATS
 
 err_console = Console(stderr=True)
 
@@ -68,9 +69,7 @@ Recursive = Annotated[
 Suffix = Annotated[
     Optional[str], typer.Option("--suffix", help="Added to output names written next to the input (default _TASK).")
 ]
-Ext = Annotated[
-    Optional[str], typer.Option("--ext", help="Output format (png, jpg, webp, tif, bmp); default: the input's.")
-]
+Ext = Annotated[Optional[str], typer.Option("--ext", help=f"Output format ({OUTPUT_FORMATS}); default: the input's.")]
 Quality = Annotated[int, typer.Option("--quality", min=1, max=100, help="Quality of lossy outputs.")]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Redo images whose output already exists.")]
 Shard = Annotated[

@@ -21,6 +21,7 @@ from ..api import generate as api_generate
 from ..api import run_restore
 from ..errors import RestoreError, UsageError
 from ..io.printable import plain
+from ..jobs.options import RestoreRequest
 from ..weights.registry import Registry, builtin_registry, load_registry
 from .options import (
     GLOBAL,
@@ -89,37 +90,16 @@ def _task_command(task: str, summary: str, extra: frozenset[str] = frozenset()) 
     ) -> None:
         if "mask" in extra and mask is None:
             raise UsageError(f"'restore {task}' needs --mask MASK", "white (255) marks the area to fill")
+        request = RestoreRequest(
+            task, model, steps, seed, device, precision, weights, GLOBAL.registry, GLOBAL.offline, GLOBAL.cache_dir,
+            resize, report,
+        )  # fmt: skip
         result = run_restore(
-            [input],
-            output,
-            task=task,
-            model=model,
-            steps=steps,
-            seed=seed,
-            device=device,
-            precision=precision,
-            weights=weights,
-            registry_files=GLOBAL.registry,
-            offline=GLOBAL.offline,
-            cache_dir=GLOBAL.cache_dir,
-            quiet=quiet,
-            console=err_console,
-            resize=resize,
-            mask=mask,
-            recursive=recursive,
-            suffix=suffix,
-            ext=ext,
-            quality=quality,
-            overwrite=overwrite,
-            shard=parse_shard(shard),
-            batch_size=batch_size,
-            tile=tile,
-            tile_overlap=tile_overlap,
-            json=json,
-            verbose=verbose,
+            [input], output, request, quiet=quiet, console=err_console, mask=mask, recursive=recursive,
+            suffix=suffix, ext=ext, quality=quality, overwrite=overwrite, shard=parse_shard(shard),
+            batch_size=batch_size, tile=tile, tile_overlap=tile_overlap, json=json, verbose=verbose,
             devices=parse_devices(devices),
-            report_path=report,
-        )
+        )  # fmt: skip
         raise typer.Exit(result.exit_code)
 
     command.__doc__ = summary

@@ -47,11 +47,13 @@ class Engine(ABC):
     """A loaded model, ready to restore batches of images."""
 
     method: ClassVar[str]
-    # Whether the output at a pixel depends only on nearby input pixels, so the
-    # image can be cut into tiles (False for e.g. fixed-size generation).
-    tileable: ClassVar[bool] = True
-    # Input sides are padded by the engine itself; tiles should be at least this big.
-    min_tile: ClassVar[int] = 64
+    # Per loaded model (an engine may set them in __init__ or later, e.g. ResShift's face
+    # model and RDDM with --resize are not tileable; the class value is the default):
+    # whether the output at a pixel depends only on nearby input pixels, so the image can
+    # be cut into tiles (False for e.g. fixed-size generation), and the smallest tile side
+    # (input sides are padded by the engine itself).
+    tileable: bool = True
+    min_tile: int = 64
     # Automatic tiling (see `auto_tile`): the tile sides tried, largest first, and the memory share.
     tile_sizes: ClassVar[tuple[int, ...]] = (1024, 768, 512, 384, 256, 128)
     memory_share: ClassVar[MemoryShare] = MemoryShare()

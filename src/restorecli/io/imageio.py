@@ -18,6 +18,7 @@ import os
 import re
 import stat
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,25 +32,6 @@ ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file is an error, never s
 # The pixel limit below is our decompression-bomb guard; Pillow's warning would only repeat it.
 warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
-# Extension -> Pillow format name. Folder scans pick up exactly these extensions.
-EXT_FORMAT = {
-    ".png": "PNG",
-    ".jpg": "JPEG",
-    ".jpeg": "JPEG",
-    ".jpe": "JPEG",
-    ".jfif": "JPEG",
-    ".webp": "WEBP",
-    ".tif": "TIFF",
-    ".tiff": "TIFF",
-    ".bmp": "BMP",
-}
-IMAGE_EXTS = frozenset(EXT_FORMAT)
-FORMAT_EXT = {"PNG": ".png", "JPEG": ".jpg", "WEBP": ".webp", "TIFF": ".tif", "BMP": ".bmp"}
-ALPHA_FORMATS = frozenset({"PNG", "WEBP", "TIFF"})
-DEPTH16_FORMATS = frozenset({"PNG", "TIFF"})
-ICC_FORMATS = frozenset({"PNG", "JPEG", "WEBP", "TIFF"})
-EXIF_FORMATS = frozenset({"PNG", "JPEG", "WEBP"})
-
 # Decompression-bomb guard: Pillow's own default (about 89 megapixels, e.g. 9459 x 9459).
 # RESTORECLI_MAX_PIXELS raises or lowers it for a whole run.
 DEFAULT_MAX_PIXELS = 89_478_485
@@ -59,6 +41,78 @@ DEFAULT_MAX_PIXELS = 89_478_485
 PNG_COMPRESS_LEVEL = 3
 ORIENTATION_TAG = 0x0112
 
+
+def _no_options(quality: int) -> dict[str, object]:
+    return {}
+
+
+def _jpeg_options(quality: int) -> dict[str, object]:
+    return {"quality": quality, "subsampling": 0 if quality >= 90 else 2}
+
+
+def _webp_options(quality: int) -> dict[str, object]:
+    return {"quality": quality, "lossless": quality >= 100, "method": 4}
+
+
+def _tiff_options(quality: int) -> dict[str, object]:
+    from PIL import features
+
+    return {"compression": "tiff_adobe_deflate"} if features.check("libtiff") else {}
+
+
+def _png_options(quality: int) -> dict[str, object]:
+    return {"compress_level": PNG_COMPRESS_LEVEL}
+
+
+def _png16(arr: np.ndarray, icc: bytes | None, exif: bytes | None) -> bytes:
+    from .encode16 import encode_png16
+
+    return encode_png16(arr, icc=icc, exif=exif, level=PNG_COMPRESS_LEVEL)
+
+
+def _tiff16(arr: np.ndarray, icc: bytes | None, exif: bytes | None) -> bytes:
+    from .encode16 import encode_tiff16
+
+    return encode_tiff16(arr, icc=icc)
+
+
+@dataclass(frozen=True)
+class ImageFormat:
+    """One format restorecli reads and writes: what it can carry, and how Pillow writes it."""
+
+    name: str  # Pillow's format name
+    exts: tuple[str, ...]  # file name endings; the first is the one written (`--ext`, output names)
+    alpha: bool = False  # transparency
+    icc: bool = False  # an ICC profile
+    exif: bool = False  # an EXIF block
+    options: Callable[[int], dict[str, object]] = _no_options  # quality -> Pillow's save options
+    # (H, W, C) uint16, icc, exif -> the bytes of a 16-bit file (Pillow writes 8 bits only); None: no 16-bit mode
+    encode16: Callable[[np.ndarray, bytes | None, bytes | None], bytes] | None = None
+
+    @property
+    def ext(self) -> str:
+        return self.exts[0]
+
+    @property
+    def depth16(self) -> bool:
+        return self.encode16 is not None
+
+
+# The one table of formats: folder scans pick up exactly these endings, `--ext` takes these names.
+FORMATS = {
+    f.name: f
+    for f in (
+        ImageFormat("PNG", (".png",), alpha=True, icc=True, exif=True, options=_png_options, encode16=_png16),
+        ImageFormat("JPEG", (".jpg", ".jpeg", ".jpe", ".jfif"), icc=True, exif=True, options=_jpeg_options),
+        ImageFormat("WEBP", (".webp",), alpha=True, icc=True, exif=True, options=_webp_options),
+        ImageFormat("TIFF", (".tif", ".tiff"), alpha=True, icc=True, options=_tiff_options, encode16=_tiff16),
+        ImageFormat("BMP", (".bmp",)),
+    )
+}
+EXT_FORMAT = {ext: f.name for f in FORMATS.values() for ext in f.exts}  # ".jpeg" -> "JPEG"
+IMAGE_EXTS = frozenset(EXT_FORMAT)
+FORMAT_EXT = {name: f.ext for name, f in FORMATS.items()}  # "JPEG" -> ".jpg"
+OUTPUT_FORMATS = ", ".join(f.ext.lstrip(".") for f in FORMATS.values())  # for help texts: "png, jpg, ..."
 
 MAX_PIXELS_ENV = "RESTORECLI_MAX_PIXELS"
 MAX_PIXELS_CAP = 1 << 40  # past any real image; keeps the size arithmetic of the guards in range
@@ -202,7 +256,7 @@ def _exif(im: Image.Image, fmt: str | None) -> tuple[int, bytes | None]:
         orientation = int(exif.get(ORIENTATION_TAG, 1) or 1)
     except Exception:
         return 1, None
-    if fmt not in EXIF_FORMATS or not len(exif):
+    if fmt not in FORMATS or not FORMATS[fmt].exif or not len(exif):
         return (orientation if 1 <= orientation <= 8 else 1), None
     if ORIENTATION_TAG in exif:
         exif[ORIENTATION_TAG] = 1
@@ -331,31 +385,26 @@ def encode_image(pic: Picture, fmt: str, *, quality: int = 95) -> tuple[bytes, l
     """Encode in `fmt` ('PNG', 'JPEG', ...); returns the bytes and what had to be given up, in words."""
     lost: list[str] = []
     color, alpha = pic.color, pic.alpha
-    if alpha is not None and fmt not in ALPHA_FORMATS:
+    can = FORMATS[fmt]
+    if alpha is not None and not can.alpha:
         color = _flatten_on_white(color, alpha)
         alpha = None
         lost.append(f"alpha dropped: {fmt} has no transparency, flattened over white (use --ext png to keep it)")
-    if color.dtype == np.uint16 and fmt not in DEPTH16_FORMATS:
+    if color.dtype == np.uint16 and not can.depth16:
         color = _to8(color)
         alpha = None if alpha is None else _to8(alpha)
         lost.append(f"written at 8 bits: {fmt} has no 16-bit mode (use --ext png or tif to keep 16 bits)")
     icc = _fitting_icc(pic.icc, gray=color.shape[2] == 1)
-    if pic.icc and fmt not in ICC_FORMATS:
+    if pic.icc and not can.icc:
         lost.append(f"ICC profile dropped: {fmt} cannot carry one")
-    icc = icc if fmt in ICC_FORMATS else None
-    exif = pic.exif if fmt in EXIF_FORMATS else None
-    if color.dtype == np.uint16:
-        from .encode16 import encode_png16, encode_tiff16
-
+    icc = icc if can.icc else None
+    exif = pic.exif if can.exif else None
+    if color.dtype == np.uint16 and can.encode16 is not None:
         if fmt == "TIFF" and alpha is not None and color.shape[2] == 1:
             color = np.repeat(color, 3, axis=2)  # 16-bit gray+alpha TIFF is unreadable by Pillow and others
             icc = None if icc and icc[16:20] == b"GRAY" else icc
         arr = color if alpha is None else np.concatenate([color, alpha[..., None]], axis=2)
-        return (
-            encode_png16(arr, icc=icc, exif=exif, level=PNG_COMPRESS_LEVEL)
-            if fmt == "PNG"
-            else encode_tiff16(arr, icc=icc)
-        ), lost
+        return can.encode16(arr, icc, exif), lost
     try:
         return _encode_pillow(color, alpha, fmt, quality, icc, exif), lost
     except (ValueError, OSError) as exc:  # e.g. an EXIF block too long for a JPEG segment
@@ -393,22 +442,11 @@ def _encode_pillow(
     gray = color.shape[2] == 1
     mode = ("LA" if alpha is not None else "L") if gray else ("RGBA" if alpha is not None else "RGB")
     im = Image.fromarray(arr[..., 0] if mode == "L" else arr, mode)
-    params: dict[str, object] = {}
+    params = FORMATS[fmt].options(quality)
     if icc:
         params["icc_profile"] = icc
     if exif:
         params["exif"] = exif
-    if fmt == "JPEG":
-        params.update(quality=quality, subsampling=0 if quality >= 90 else 2)
-    elif fmt == "WEBP":
-        params.update(quality=quality, lossless=quality >= 100, method=4)
-    elif fmt == "TIFF":
-        from PIL import features
-
-        if features.check("libtiff"):
-            params["compression"] = "tiff_adobe_deflate"
-    elif fmt == "PNG":
-        params["compress_level"] = PNG_COMPRESS_LEVEL
     buf = io.BytesIO()
     im.save(buf, fmt, **params)
     return buf.getvalue()

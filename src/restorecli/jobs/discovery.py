@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 from ..errors import UsageError
 from ..io.bounded import read_capped, read_text_file
 from ..io.files import glob_once, is_image_name, list_images
-from ..io.imageio import EXT_FORMAT, FORMAT_EXT, max_image_bytes
+from ..io.imageio import EXT_FORMAT, FORMAT_EXT, OUTPUT_FORMATS, max_image_bytes
 
 if TYPE_CHECKING:
     from .options import JobOptions
@@ -164,7 +164,7 @@ def normalize_ext(ext: str | None) -> str | None:
         return None
     dotted = ext if ext.startswith(".") else "." + ext
     if dotted.lower() not in EXT_FORMAT:
-        raise UsageError(f"--ext {ext} is not a format restorecli writes", "use png, jpg, webp, tif or bmp")
+        raise UsageError(f"--ext {ext} is not a format restorecli writes", f"use one of {OUTPUT_FORMATS}")
     return dotted
 
 

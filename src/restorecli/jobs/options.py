@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 
 @dataclass
@@ -33,3 +35,22 @@ class JobOptions:
     max_pixels: int | None = None  # decompression-bomb limit; None = RESTORECLI_MAX_PIXELS or ~89 MP
     io_threads: int | None = None  # decode/encode threads; None = min(8, CPUs)
     stdin: bytes | None = field(default=None, repr=False)  # bytes to use for "-" instead of reading stdin
+
+
+@dataclass
+class RestoreRequest:
+    """Which model runs a job and how (JobOptions says which files and how they are written):
+    what the task commands and `restorecli.restore` hand to `api.run_restore`."""
+
+    task: str = "sr"
+    model: str | None = None  # a registered model; None = the task's default
+    steps: int | None = None  # None = the model's default
+    seed: int | None = None  # None = the model's default seed
+    device: str = "auto"
+    precision: str = "auto"
+    weights: Sequence[str] | None = None  # --weights: a bundle, or COMPONENT=PATH official files
+    registry_files: Sequence[Path | str] = ()  # --registry overlays
+    offline: bool = False
+    cache_dir: Path | None = None
+    resize: int | None = None  # --resize (RDDM's paper protocol)
+    report_path: Path | str | None = None  # --report: an HTML page of the run

@@ -93,8 +93,8 @@ def convert_files(spec: ModelSpec, files: Mapping[str, Path]) -> tuple[dict[str,
 
 
 def ensure_bundle(spec: ModelSpec, **options: Any) -> Path:
-    """`restorecli.weights.fetch.ensure_bundle` with the model's own canonicaliser (same options)."""
-    return fetch.ensure_bundle(spec, canonicalize=canonicalizer(spec), fit=network_fit(spec), **options)
+    """`restorecli.weights.fetch.find_or_build_bundle` with the model's own canonicaliser (same options)."""
+    return fetch.find_or_build_bundle(spec, canonicalize=canonicalizer(spec), fit=network_fit(spec), **options)
 
 
 def fetch_models(

@@ -11,12 +11,11 @@ continues bit for bit.
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +28,9 @@ from ..engines.rddm.schedule import linear_schedule
 from ..errors import TrainingDiverged, UsageError
 from ..io import jsontext as strict_json
 from ..io.files import atomic_target
-from ..weights.bundle import spec_to_dict, write_bundle
 from ..weights.registry import ModelSpec
-from .config import TrainConfig, model_spec, public_training_record
+from .averaging import EMA, save_bundle
+from .config import TrainConfig, model_spec
 from .objective import training_loss
 from .resume import bad_checkpoint, load_nets, number, read_resume, restore_rngs
 from .validate import build_data, describe_scores, input_scores, is_identity, validate
@@ -43,70 +42,19 @@ def build_nets(spec: ModelSpec, device: torch.device) -> dict[str, nn.Module]:
     return {name: engine.build_component(comp, device="cpu").to(device) for name, comp in spec.components.items()}
 
 
-# ---- EMA ----------------------------------------------------------------------------
-
-
-class EMA:
-    """Exponential moving average of parameters (buffers copied), with the usual warm-up
-    min(decay, (1 + n) / (10 + n)) so early averages are not dominated by the random init."""
-
-    def __init__(self, nets: dict[str, nn.Module], decay: float) -> None:
-        self.decay = decay
-        self.updates = 0
-        self.nets = {k: copy.deepcopy(v).eval().requires_grad_(False) for k, v in nets.items()}
-
-    @torch.no_grad()
-    def update(self, nets: dict[str, nn.Module]) -> None:
-        self.updates += 1
-        d = min(self.decay, (1 + self.updates) / (10 + self.updates))
-        for name, net in nets.items():
-            ema_state = self.nets[name].state_dict()
-            for key, value in net.state_dict().items():
-                if value.dtype.is_floating_point:
-                    ema_state[key].mul_(d).add_(value.detach(), alpha=1 - d)
-                else:
-                    ema_state[key].copy_(value)
-
-    def state(self) -> dict[str, Any]:
-        return {"decay": self.decay, "updates": self.updates, "nets": {k: v.state_dict() for k, v in self.nets.items()}}
-
-    def load(self, state: dict[str, Any]) -> None:
-        self.updates = int(state["updates"])
-        for k, v in state["nets"].items():
-            self.nets[k].load_state_dict(v)
-
-
-# ---- checkpoints ----------------------------------------------------------------------
-
-
-def save_bundle(
-    path: Path,
-    cfg: TrainConfig,
-    nets: dict[str, nn.Module],
-    *,
-    half: bool = False,
-    metrics: dict[str, Any] | None = None,
-    origin: str = "user-trained",
-    extra: dict[str, Any] | None = None,
-) -> Path:
-    """A safetensors bundle the RDDM engine loads with --weights; its metadata carries the model spec."""
-    spec = model_spec(cfg, origin=origin)
-    states = {}
-    for name, net in nets.items():
-        state = {k: v.detach().cpu() for k, v in net.state_dict().items()}
-        if half:
-            state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
-        states[name] = state
-    meta = {
-        "spec": spec_to_dict(spec),
-        "training": public_training_record(cfg),
-        "metrics": metrics or {},
-    }
-    meta.update(extra or {})
-    return write_bundle(Path(path), spec, states, extra_meta=meta)
-
-
 # ---- the loop -----------------------------------------------------------------------
+
+
+def cosine_lr(cfg: TrainConfig, i: int, elapsed: float) -> float:
+    """The learning rate at iteration `i`: cosine decay from cfg.lr to cfg.lr_min over the run.
+
+    With a time limit it follows whichever of iterations or time is further along, so a run
+    cut by the clock still ends at lr_min.
+    """
+    progress = min(i, cfg.iters) / cfg.iters
+    if cfg.time_limit > 0:
+        progress = max(progress, min(1.0, elapsed / cfg.time_limit))
+    return cfg.lr_min + 0.5 * (cfg.lr - cfg.lr_min) * (1 + math.cos(math.pi * progress))
 
 
 def pick_amp(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
@@ -170,6 +118,175 @@ class TrainResult:
     seconds: float
 
 
+@dataclass
+class _Run:
+    """What a training run changes as it goes: networks, optimiser, EMA, generators, step, scores."""
+
+    cfg: TrainConfig
+    out_dir: Path
+    device: torch.device
+    nets: dict[str, nn.Module]
+    params: list[nn.Parameter]
+    param_names: list[str]
+    opt: torch.optim.Optimizer
+    amp_dtype: torch.dtype | None
+    scaler: torch.amp.GradScaler
+    ema: EMA
+    sched: Any
+    rng: np.random.Generator
+    gen: torch.Generator
+    step: int = 0
+    best_psnr: float = -math.inf
+    elapsed_before: float = 0.0  # training seconds of earlier runs of this folder (--resume): --time-limit counts them
+    saved_step: int | None = None  # the step of the last checkpoint on disk
+    start: float = 0.0
+    metrics: dict[str, float] = field(default_factory=dict)
+    running: dict[str, float] = field(default_factory=dict)
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    def seconds(self) -> float:
+        return time.monotonic() - self.start
+
+
+def _new_run(cfg: TrainConfig, out_dir: Path, device: torch.device, nets: dict[str, nn.Module]) -> _Run:
+    """The optimiser, scaler, EMA, schedule and generators of a fresh run around `nets`."""
+    for net in nets.values():
+        net.train()
+    params = [p for net in nets.values() for p in net.parameters()]
+    amp_dtype = pick_amp(cfg, device)
+    return _Run(
+        cfg=cfg,
+        out_dir=out_dir,
+        device=device,
+        nets=nets,
+        params=params,
+        param_names=[f"{n}.{k}" for n, net in nets.items() for k, _ in net.named_parameters()],
+        opt=torch.optim.Adam(params, lr=cfg.lr, betas=cfg.adam_betas),
+        amp_dtype=amp_dtype,
+        scaler=torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16),
+        ema=EMA(nets, cfg.ema_decay),
+        sched=linear_schedule(cfg.timesteps, cfg.sum_scale).to(device),
+        rng=np.random.default_rng(cfg.seed),
+        gen=torch.Generator().manual_seed(cfg.seed),
+    )
+
+
+def _resume(run: _Run, resume: Path, spec: ModelSpec) -> None:
+    """Load `last.pt` into `run`: it continues bit for bit; a damaged or foreign checkpoint is refused."""
+    ckpt = read_resume(resume)
+    try:
+        saved = TrainConfig.from_dict(ckpt["config"])
+    except (UsageError, TypeError, ValueError, AttributeError) as exc:
+        raise bad_checkpoint(resume, f"its training settings are damaged ({exc})") from None
+    if {k: c.config for k, c in model_spec(saved).components.items()} != {
+        k: c.config for k, c in spec.components.items()
+    }:
+        raise UsageError(f"{resume} was trained with a different network", "resume with the same options")
+    load_nets(resume, run.nets, ckpt["nets"], "networks")
+    ema_state = ckpt["ema"]
+    if not isinstance(ema_state, dict):
+        raise bad_checkpoint(resume, "its EMA weights are damaged")
+    load_nets(resume, run.ema.nets, ema_state.get("nets"), "EMA weights")
+    run.ema.updates = number(resume, ema_state, "updates", 0, whole=True)
+    try:
+        run.opt.load_state_dict(_reorder_opt_state(ckpt["opt"], ckpt.get("param_names"), run.param_names))
+        if ckpt.get("scaler"):
+            run.scaler.load_state_dict(ckpt["scaler"])
+    except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as exc:
+        raise bad_checkpoint(resume, f"its optimiser state is damaged ({type(exc).__name__})") from None
+    run.step = run.saved_step = number(resume, ckpt, "step", 0, whole=True)
+    run.best_psnr = number(resume, ckpt, "best_psnr", -math.inf)
+    restore_rngs(resume, ckpt, run.rng, run.gen)
+    run.elapsed_before = number(resume, ckpt, "elapsed", 0.0)
+
+
+def _say_what_trains(run: _Run, val_pairs: list[Any], baseline: dict[str, float], log: Callable[[str], None]) -> None:
+    cfg = run.cfg
+    n_identity = sum(is_identity(p) for p in val_pairs)
+    if baseline:
+        log(
+            f"held-out inputs: PSNR-Y {baseline['psnr_y']:.2f} dB, SSIM-Y {baseline['ssim_y']:.4f} "
+            f"({len(val_pairs) - n_identity} pairs)"
+        )
+    if n_identity:
+        log(f"held-out identity pairs (output scored against the unchanged input): {n_identity}")
+    n_params = sum(p.numel() for p in run.params)
+    log(
+        f"training {cfg.objective}{' + gate' if cfg.dual_output else ''}: {len(run.nets)} UNet(s), "
+        f"{n_params / 1e6:.2f} M parameters, {cfg.iters} iterations, batch {cfg.batch_size}, crop {cfg.crop}"
+    )
+
+
+def _optimise(run: _Run, crops: Any) -> None:
+    """One optimiser step on a batch of crops, then the EMA; a non-finite loss or weight stops the run."""
+    cfg = run.cfg
+    for group in run.opt.param_groups:
+        group["lr"] = cosine_lr(cfg, run.step, run.seconds())
+    deg, clean = crops.batch(run.rng, cfg.batch_size)
+    deg_t = torch.from_numpy(deg).to(run.device)
+    clean_t = torch.from_numpy(clean).to(run.device)
+    with torch.autocast(run.device.type, dtype=run.amp_dtype, enabled=run.amp_dtype is not None):
+        loss, parts = training_loss(run.nets, cfg, run.sched, deg_t, clean_t, run.gen)
+    if run.amp_dtype != torch.float16 and not bool(torch.isfinite(loss.detach())):  # fp16's scaler skips such steps
+        raise diverged(cfg, run.out_dir, run.step + 1, run.saved_step)
+    run.opt.zero_grad(set_to_none=True)
+    run.scaler.scale(loss).backward()
+    if cfg.grad_clip > 0:
+        run.scaler.unscale_(run.opt)
+        torch.nn.utils.clip_grad_norm_(run.params, cfg.grad_clip)
+    run.scaler.step(run.opt)
+    run.scaler.update()
+    if not finite_weights(run.nets):  # before the EMA takes them in and before anything is saved
+        raise diverged(cfg, run.out_dir, run.step + 1, run.saved_step)
+    run.ema.update(run.nets)
+    run.step += 1
+    for k, v in parts.items():
+        run.running[k] = run.running[k] * 0.98 + v * 0.02 if k in run.running else v
+
+
+def _checkpoint(run: _Run) -> None:
+    """last.pt: everything a resume needs, written atomically."""
+    data = {
+        "step": run.step,
+        "config": asdict(run.cfg),
+        "best_psnr": run.best_psnr,
+        "nets": {k: v.state_dict() for k, v in run.nets.items()},
+        "ema": run.ema.state(),
+        "opt": run.opt.state_dict(),
+        "param_names": run.param_names,
+        "scaler": run.scaler.state_dict() if run.scaler.is_enabled() else {},
+        "rng_numpy": json.dumps(run.rng.bit_generator.state),
+        "rng_torch": run.gen.get_state(),
+        "elapsed": run.seconds(),
+    }
+    with atomic_target(run.out_dir / "last.pt") as tmp:
+        torch.save(data, tmp)
+    run.saved_step = run.step
+
+
+def _save_ema(run: _Run, name: str, baseline: dict[str, float], half: bool) -> None:
+    """The EMA weights as a bundle, with the latest held-out scores."""
+    held_out = {"step": run.step, "held_out": run.metrics, "held_out_input": baseline}
+    save_bundle(run.out_dir / name, run.cfg, run.ema.nets, half=half, metrics=held_out)
+
+
+def _validate(run: _Run, val_pairs: list[Any], log: Callable[[str], None]) -> bool:
+    """Score the EMA weights on the held-out pairs, append to log.jsonl; True for a new best."""
+    for net in run.ema.nets.values():
+        net.eval()
+    run.metrics = validate(run.ema.nets, run.cfg, run.sched, val_pairs, run.device)
+    record = {"step": run.step, "seconds": round(run.seconds(), 1), "loss": dict(run.running), **run.metrics}
+    run.history.append(record)
+    with open(run.out_dir / "log.jsonl", "a") as fh:
+        fh.write(strict_json.dumps(record) + "\n")
+    if run.metrics:
+        log(f"step {run.step}: {describe_scores(run.metrics)}")
+    if run.metrics.get("psnr_y", -math.inf) > run.best_psnr:
+        run.best_psnr = run.metrics["psnr_y"]
+        return True
+    return False
+
+
 def train(
     cfg: TrainConfig,
     out_dir: Path,
@@ -192,160 +309,39 @@ def train(
     if cfg.init and resume is None:  # a resumed run's checkpoint already holds the weights
         # before the data loads, so a bundle that does not fit is refused at once
         log(f"starting from the weights of {load_init_weights(cfg.init, spec, nets)}")
-    sampler, val_pairs = build_data(cfg)  # numpy only: the networks' torch-seeded init is unchanged
-    for net in nets.values():
-        net.train()
-    params = [p for net in nets.values() for p in net.parameters()]
-    param_names = [f"{n}.{k}" for n, net in nets.items() for k, _ in net.named_parameters()]
-    opt = torch.optim.Adam(params, lr=cfg.lr, betas=cfg.adam_betas)
-    amp_dtype = pick_amp(cfg, device)
-    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
-    ema = EMA(nets, cfg.ema_decay)
-    sched = linear_schedule(cfg.timesteps, cfg.sum_scale).to(device)
-    rng = np.random.default_rng(cfg.seed)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    step, best_psnr = 0, -math.inf
-    elapsed_before = 0.0  # training seconds of earlier runs of this folder (--resume): --time-limit counts them
-    history: list[dict[str, Any]] = []
+    crops, val_pairs = build_data(cfg)  # numpy only: the networks' torch-seeded init is unchanged
+    run = _new_run(cfg, out_dir, device, nets)
     if resume is not None:
-        ckpt = read_resume(resume)
-        try:
-            saved = TrainConfig.from_dict(ckpt["config"])
-        except (UsageError, TypeError, ValueError, AttributeError) as exc:
-            raise bad_checkpoint(resume, f"its training settings are damaged ({exc})") from None
-        if {k: c.config for k, c in model_spec(saved).components.items()} != {
-            k: c.config for k, c in spec.components.items()
-        }:
-            raise UsageError(f"{resume} was trained with a different network", "resume with the same options")
-        load_nets(resume, nets, ckpt["nets"], "networks")
-        ema_state = ckpt["ema"]
-        if not isinstance(ema_state, dict):
-            raise bad_checkpoint(resume, "its EMA weights are damaged")
-        load_nets(resume, ema.nets, ema_state.get("nets"), "EMA weights")
-        ema.updates = number(resume, ema_state, "updates", 0, whole=True)
-        try:
-            opt.load_state_dict(_reorder_opt_state(ckpt["opt"], ckpt.get("param_names"), param_names))
-            if ckpt.get("scaler"):
-                scaler.load_state_dict(ckpt["scaler"])
-        except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as exc:
-            raise bad_checkpoint(resume, f"its optimiser state is damaged ({type(exc).__name__})") from None
-        step = number(resume, ckpt, "step", 0, whole=True)
-        best_psnr = number(resume, ckpt, "best_psnr", -math.inf)
-        restore_rngs(resume, ckpt, rng, gen)
-        elapsed_before = number(resume, ckpt, "elapsed", 0.0)
-        log(f"resumed from {resume} at step {step}")
+        _resume(run, resume, spec)
+        log(f"resumed from {resume} at step {run.step}")
     baseline = input_scores(val_pairs)
-    n_identity = sum(is_identity(p) for p in val_pairs)
-    if baseline:
-        log(
-            f"held-out inputs: PSNR-Y {baseline['psnr_y']:.2f} dB, SSIM-Y {baseline['ssim_y']:.4f} "
-            f"({len(val_pairs) - n_identity} pairs)"
-        )
-    if n_identity:
-        log(f"held-out identity pairs (output scored against the unchanged input): {n_identity}")
-    n_params = sum(p.numel() for p in params)
-    log(
-        f"training {cfg.objective}{' + gate' if cfg.dual_output else ''}: {len(nets)} UNet(s), "
-        f"{n_params / 1e6:.2f} M parameters, {cfg.iters} iterations, batch {cfg.batch_size}, crop {cfg.crop}"
-    )
-
-    def lr_at(i: int) -> float:
-        # Cosine decay over the run; with a time limit it follows whichever of
-        # iterations or time is further along, so a run cut by the clock still ends at lr_min.
-        progress = min(i, cfg.iters) / cfg.iters
-        if cfg.time_limit > 0:
-            progress = max(progress, min(1.0, (time.monotonic() - start) / cfg.time_limit))
-        return cfg.lr_min + 0.5 * (cfg.lr - cfg.lr_min) * (1 + math.cos(math.pi * progress))
-
-    def checkpoint() -> None:
-        data = {
-            "step": step,
-            "config": asdict(cfg),
-            "best_psnr": best_psnr,
-            "nets": {k: v.state_dict() for k, v in nets.items()},
-            "ema": ema.state(),
-            "opt": opt.state_dict(),
-            "param_names": param_names,
-            "scaler": scaler.state_dict() if scaler.is_enabled() else {},
-            "rng_numpy": json.dumps(rng.bit_generator.state),
-            "rng_torch": gen.get_state(),
-            "elapsed": time.monotonic() - start,
-        }
-        with atomic_target(out_dir / "last.pt") as tmp:
-            torch.save(data, tmp)
-
-    def save_ema(name: str) -> None:  # the EMA weights as a bundle, with the latest held-out scores
-        held_out = {"step": step, "held_out": metrics, "held_out_input": baseline}
-        save_bundle(out_dir / name, cfg, ema.nets, half=half, metrics=held_out)
-
-    saved_step = step if resume is not None else None  # the step of the last checkpoint on disk
-    start = time.monotonic() - elapsed_before  # a resumed run continues the clock of the interrupted one
-    metrics: dict[str, float] = {}
-    last_log = start
-    running: dict[str, float] = {}
-    while step < cfg.iters:
-        for group in opt.param_groups:
-            group["lr"] = lr_at(step)
-        deg, clean = sampler.batch(rng, cfg.batch_size)
-        deg_t = torch.from_numpy(deg).to(device)
-        clean_t = torch.from_numpy(clean).to(device)
-        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-            loss, parts = training_loss(nets, cfg, sched, deg_t, clean_t, gen)
-        if amp_dtype != torch.float16 and not bool(torch.isfinite(loss.detach())):  # fp16's scaler skips such steps
-            raise diverged(cfg, out_dir, step + 1, saved_step)
-        opt.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        if cfg.grad_clip > 0:
-            scaler.unscale_(opt)
-            torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-        scaler.step(opt)
-        scaler.update()
-        if not finite_weights(nets):  # before the EMA takes them in and before anything is saved
-            raise diverged(cfg, out_dir, step + 1, saved_step)
-        ema.update(nets)
-        step += 1
-        for k, v in parts.items():
-            running[k] = running.get(k, 0.0) * 0.98 + v * 0.02 if k in running else v
-        out_of_time = cfg.time_limit > 0 and time.monotonic() - start >= cfg.time_limit
-        paused = stop_after is not None and step >= stop_after  # a deliberate break (resume later)
-        done = step >= cfg.iters or out_of_time or paused
+    _say_what_trains(run, val_pairs, baseline, log)
+    run.start = time.monotonic() - run.elapsed_before  # a resumed run continues the clock of the interrupted one
+    last_log = run.start
+    while run.step < cfg.iters:
+        _optimise(run, crops)
+        out_of_time = cfg.time_limit > 0 and run.seconds() >= cfg.time_limit
+        paused = stop_after is not None and run.step >= stop_after  # a deliberate break (resume later)
+        done = run.step >= cfg.iters or out_of_time or paused
         if time.monotonic() - last_log > 30 or done:
             last_log = time.monotonic()
+            losses = " ".join(f"{k} {v:.4f}" for k, v in run.running.items())
             log(
-                f"step {step}/{cfg.iters}  loss "
-                + " ".join(f"{k} {v:.4f}" for k, v in running.items())
-                + f"  lr {lr_at(step):.2e}  {time.monotonic() - start:.0f}s"
+                f"step {run.step}/{cfg.iters}  loss {losses}  lr {cosine_lr(cfg, run.step, run.seconds()):.2e}  {run.seconds():.0f}s"
             )
-        if (cfg.val_every and step % cfg.val_every == 0) or done:
-            for net in ema.nets.values():
-                net.eval()
-            metrics = validate(ema.nets, cfg, sched, val_pairs, device)
-            record = {"step": step, "seconds": round(time.monotonic() - start, 1), "loss": dict(running), **metrics}
-            history.append(record)
-            with open(out_dir / "log.jsonl", "a") as fh:
-                fh.write(strict_json.dumps(record) + "\n")
-            if metrics:
-                log(f"step {step}: {describe_scores(metrics)}")
-            if metrics.get("psnr_y", -math.inf) > best_psnr:
-                best_psnr = metrics["psnr_y"]
-                save_ema("best.safetensors")
-        if (cfg.save_every and step % cfg.save_every == 0) or done:
-            checkpoint()
-            save_ema("last.safetensors")
-            saved_step = step
+        if ((cfg.val_every and run.step % cfg.val_every == 0) or done) and _validate(run, val_pairs, log):
+            _save_ema(run, "best.safetensors", baseline, half)
+        if (cfg.save_every and run.step % cfg.save_every == 0) or done:
+            _checkpoint(run)
+            _save_ema(run, "last.safetensors", baseline, half)
         if paused:
             break
         if out_of_time:
             log(
-                f"time limit of {cfg.time_limit:.0f}s reached at step {step}; resume with --resume {out_dir / 'last.pt'}"
+                f"time limit of {cfg.time_limit:.0f}s reached at step {run.step}; resume with --resume {out_dir / 'last.pt'}"
             )
             break
     best = out_dir / "best.safetensors"
     return TrainResult(
-        out_dir / "last.safetensors",
-        best if best.is_file() else None,
-        step,
-        metrics,
-        baseline,
-        time.monotonic() - start,
+        out_dir / "last.safetensors", best if best.is_file() else None, run.step, run.metrics, baseline, run.seconds()
     )

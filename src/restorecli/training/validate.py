@@ -83,7 +83,7 @@ def sample(
 
 
 def build_data(cfg: TrainConfig) -> tuple[CropSampler, list[Pair]]:
-    """Training sampler and held-out validation pairs from the config's --clean and --pairs sources."""
+    """The training crops (a CropSampler) and held-out validation pairs from the config's --clean and --pairs sources."""
     clean_imgs: list[np.ndarray] = []
     val_pairs: list[Pair] = []
     if cfg.clean:
@@ -106,7 +106,7 @@ def build_data(cfg: TrainConfig) -> tuple[CropSampler, list[Pair]]:
         pairs += [p for p in loaded if not is_held_out(p.name, cfg.held_out)]
         held = [p for p in loaded if is_held_out(p.name, cfg.held_out)]
         val_pairs += [_centre(p, cfg.val_size) for p in held[: cfg.val_count]]
-    sampler = CropSampler(
+    crops = CropSampler(
         clean=clean_imgs,
         pairs=pairs,
         degradation=cfg.degradation if cfg.clean else None,
@@ -115,7 +115,7 @@ def build_data(cfg: TrainConfig) -> tuple[CropSampler, list[Pair]]:
         quarter_turns=not upright(cfg),
         pair_fraction=cfg.pair_fraction,
     )
-    return sampler, val_pairs
+    return crops, val_pairs
 
 
 def upright(cfg: TrainConfig) -> bool:

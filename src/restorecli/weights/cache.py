@@ -18,8 +18,9 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from .registry import ComponentSpec, ModelSpec
 from .safepaths import inside
+from .sources import source_kind
+from .specs import ComponentSpec, ModelSpec
 
 CACHE_ENV = "RESTORECLI_CACHE"
 OFFLINE_ENVS = ("RESTORECLI_OFFLINE", "HF_HUB_OFFLINE")
@@ -37,17 +38,6 @@ def cache_root(cache_dir: Path | str | None = None) -> Path:
         local = os.environ.get("LOCALAPPDATA") or str(Path.home() / "AppData" / "Local")
         return Path(local) / "restorecli" / "cache"
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "restorecli"
-
-
-def hub_cache_dir() -> Path:
-    """The Hub cache huggingface_hub itself would use, read now (it reads the variables at import)."""
-    for var in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"):
-        if os.environ.get(var):
-            return Path(os.path.expandvars(os.environ[var])).expanduser()
-    home = os.environ.get("HF_HOME") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.join(Path.home(), ".cache"), "huggingface"
-    )
-    return Path(os.path.expandvars(home)).expanduser() / "hub"
 
 
 def _truthy(value: str | None) -> bool:
@@ -116,7 +106,7 @@ def packaged_bundle(spec: ModelSpec) -> Path | None:
     `kind = "bundled"` source names the same file), or None."""
     paths = set()
     for comp in spec.components.values():
-        src = next((s for s in comp.sources if s.kind == "bundled"), None)
+        src = next((s for s in comp.sources if source_kind(s).packaged), None)
         if src is None or not src.path:
             return None
         paths.add(src.path)

@@ -7,19 +7,19 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .cache import bundle_path, packaged_bundle
-from .download import describe
 from .registry import ModelSpec, Registry
+from .sources import describe, source_kind
 
 
 def availability(spec: ModelSpec) -> str:
     """'bundled' if the model ships inside the package, 'download' if every component has a source a
     program can fetch, 'manual' if some need a person, else 'none'."""
-    kinds = [{s.kind for s in c.sources} for c in spec.components.values()]
+    kinds = [[source_kind(s) for s in c.sources] for c in spec.components.values()]
     if packaged_bundle(spec) is not None:
         return "bundled"
-    if kinds and all(k & {"hub", "url"} for k in kinds):
+    if kinds and all(any(k.fetchable for k in ks) for ks in kinds):
         return "download"
-    if any("manual" in k for k in kinds):
+    if any(k.by_hand for ks in kinds for k in ks):
         return "manual"
     return "none"
 

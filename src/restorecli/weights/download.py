@@ -22,10 +22,9 @@ from urllib.parse import urlsplit
 
 from ..errors import WeightsError
 from ..version import __version__
-from .cache import hub_cache_dir
 from .downloadguard import DownloadGuard, remove_stale_parts
 from .progress import ByteBar, ByteProgress
-from .registry import ComponentSpec, Source
+from .specs import ComponentSpec, Source
 from .speedwatch import SpeedWatch
 
 CHUNK = 1 << 20
@@ -44,22 +43,45 @@ class SourceFailed(Exception):
         self.manual = manual
 
 
+def _read_body(
+    resp: Any, fh: Any, received: int, guard: DownloadGuard, bar: ByteBar, watch: SpeedWatch
+) -> tuple[int, bool]:
+    """Copy a response into `fh`; returns the bytes received in all and whether the connection broke.
+
+    `read1` returns what has arrived, so a trickle is counted (by `watch`) as it comes.
+    """
+    while True:
+        try:
+            chunk = resp.read1(CHUNK)
+        except (OSError, http.client.HTTPException):
+            return received, True  # the connection broke (reset, timeout, bad chunk, the watchdog)
+        if not chunk:
+            return received, False
+        fh.write(chunk)  # a full disk raises here, not as a network cut
+        received += len(chunk)
+        watch.count(len(chunk))
+        guard.check_received(received)  # issue #13
+        bar.advance(len(chunk))
+
+
+def _check_size(url: str, label: str, total: int | None, expected_size: int | None) -> None:
+    """A server announcing another size than the registry's serves another file: stop before reading it."""
+    if expected_size is not None and total is not None and total != expected_size:
+        raise WeightsError(
+            f"{url} serves {total} bytes but the registry expects {expected_size} for {label}",
+            "the source serves a different file: report it, or correct size/sources in a "
+            "registry overlay (docs/weights.md)",
+        )
+
+
 def url_download(
-    url: str,
-    dest: Path,
-    *,
-    expected_size: int | None,
-    label: str,
-    progress: ByteProgress,
-    ceiling: int | None = None,
+    url: str, dest: Path, *, expected_size: int | None, label: str, progress: ByteProgress, ceiling: int | None = None
 ) -> None:
     """GET `url` into `dest` through a temporary file; resume with Range when the connection drops.
 
-    Fails at once when the host cannot be reached (so a machine without network
-    gets its answer immediately); retries 5xx answers and cut transfers a few times.
-    A transfer slower than the low-speed limit (speedwatch) fails this source.
-    `ceiling` bounds a download whose size the registry does not pin (downloadguard).
-    """
+    Fails at once when the host cannot be reached (no network: an answer at once) or the transfer is
+    under the low-speed limit (speedwatch); retries 5xx answers and cut transfers a few times.
+    `ceiling` bounds a download whose size the registry does not pin (downloadguard)."""
     parts = urlsplit(url)
     host = parts.hostname or url
     if parts.scheme not in ("http", "https"):
@@ -67,10 +89,9 @@ def url_download(
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(f".{dest.name}.{os.getpid()}.part")
     remove_stale_parts(dest.parent, keep=part)  # issue #13: left by a hard kill (we hold this entry's lock)
-    guard = DownloadGuard(url, label, expected_size, ceiling)  # size ceiling, restarts counted
+    guard = DownloadGuard(url, label, expected_size, ceiling)  # issue #13: size ceiling, restarts counted
     watch = SpeedWatch()
-    # reads the proxy variables now, not at first use
-    opener = urllib.request.build_opener(_WatchedHTTP(watch), _WatchedHTTPS(watch))
+    opener = _opener(watch)  # reads the proxy variables now, not at first use
     received, total, tries = 0, None, 0
     bar: ByteBar | None = None
     try:
@@ -92,14 +113,11 @@ def url_download(
                     moved = f" (redirected to {exc.url})" if exc.url and exc.url != url else ""
                     raise SourceFailed(f"HTTP {exc.code} {exc.reason} from {url}{moved}") from None
                 except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
-                    if watch.tripped:
-                        raise SourceFailed(f"{url}: {watch.reason(host)}") from None
-                    watch.idle()
+                    _judged(watch, url, host)
                     if received and tries < MAX_TRIES:  # dropped while resuming; the host was there
                         time.sleep(RETRY_WAIT_S)
                         continue
                     raise SourceFailed(f"{url}: {_net_reason(exc, host, parts.scheme)}") from None
-                cut = False
                 with resp:
                     kind = resp.headers.get("Content-Type", "")
                     if kind.startswith("text/html") and not label.endswith((".html", ".htm")):
@@ -117,33 +135,12 @@ def url_download(
                                 f"byte 0 {guard.restarts - 1} times"
                             )
                     total = full if full is not None else total
-                    if expected_size is not None and total is not None and total != expected_size:
-                        raise WeightsError(
-                            f"{url} serves {total} bytes but the registry expects {expected_size} for {label}",
-                            "the source serves a different file: report it, or correct size/sources in a "
-                            "registry overlay (docs/weights.md)",
-                        )
+                    _check_size(url, label, total, expected_size)
                     guard.check_declared(total)  # issue #13
                     bar = bar or progress.bar(label, total)
                     bar.reset(received, total)
-                    while True:
-                        try:
-                            chunk = resp.read1(CHUNK)  # what has arrived: a trickle is counted as it comes
-                        except (OSError, http.client.HTTPException):
-                            cut = True  # the connection broke (reset, timeout, bad chunk)
-                            break
-                        if watch.tripped:  # the watchdog cut the socket: whatever came is not the file
-                            raise SourceFailed(f"{url}: {watch.reason(host)}")
-                        if not chunk:
-                            break
-                        fh.write(chunk)  # a full disk raises here, not as a network cut
-                        received += len(chunk)
-                        watch.count(len(chunk))
-                        guard.check_received(received)  # issue #13
-                        bar.advance(len(chunk))
-                watch.idle()
-                if watch.tripped:
-                    raise SourceFailed(f"{url}: {watch.reason(host)}")
+                    received, cut = _read_body(resp, fh, received, guard, bar, watch)
+                _judged(watch, url, host)  # the watchdog cut it: what came is not the file
                 if not cut and (total is None or received >= total):
                     break
                 if guard.progressed(received):  # issue #13: only bytes never received before count
@@ -160,33 +157,33 @@ def url_download(
         part.unlink(missing_ok=True)
 
 
-def _watched(base: type[http.client.HTTPConnection], watch: SpeedWatch) -> type[http.client.HTTPConnection]:
-    """`base` whose socket is handed to `watch` once connected (so the watchdog can cut it)."""
-
-    class Watched(base):  # type: ignore[valid-type, misc]
-        def connect(self) -> None:
-            super().connect()
-            watch.attach(self.sock)
-
-    return Watched
+def _judged(watch: SpeedWatch, url: str, host: str) -> None:
+    """A request is over: stop judging it, and fail the source if the watchdog cut it."""
+    watch.idle()
+    if watch.tripped:
+        raise SourceFailed(f"{url}: {watch.reason(host)}")
 
 
-class _WatchedHTTP(urllib.request.HTTPHandler):
-    def __init__(self, watch: SpeedWatch) -> None:
-        super().__init__()
-        self._conn = _watched(http.client.HTTPConnection, watch)
+def _opener(watch: SpeedWatch) -> urllib.request.OpenerDirector:
+    """A urllib opener whose connections hand their socket to `watch` (so the watchdog can cut it)."""
 
-    def http_open(self, req: urllib.request.Request) -> Any:
-        return self.do_open(self._conn, req)
+    def watched(base: type[http.client.HTTPConnection]) -> type[http.client.HTTPConnection]:
+        class Watched(base):  # type: ignore[valid-type, misc]
+            def connect(self) -> None:
+                super().connect()
+                watch.attach(self.sock)
 
+        return Watched
 
-class _WatchedHTTPS(urllib.request.HTTPSHandler):
-    def __init__(self, watch: SpeedWatch) -> None:
-        super().__init__()
-        self._conn = _watched(http.client.HTTPSConnection, watch)
+    class WatchedHTTP(urllib.request.HTTPHandler):
+        def http_open(self, req: urllib.request.Request) -> Any:
+            return self.do_open(watched(http.client.HTTPConnection), req)
 
-    def https_open(self, req: urllib.request.Request) -> Any:
-        return self.do_open(self._conn, req, context=self._context)
+    class WatchedHTTPS(urllib.request.HTTPSHandler):
+        def https_open(self, req: urllib.request.Request) -> Any:
+            return self.do_open(watched(http.client.HTTPSConnection), req, context=self._context)
+
+    return urllib.request.build_opener(WatchedHTTP(), WatchedHTTPS())
 
 
 def _range_of(resp: Any) -> tuple[int, int | None]:
@@ -239,19 +236,24 @@ def unreachable(url: str, timeout: float = 5.0) -> str | None:
     return None
 
 
+def hub_cache_dir() -> Path:
+    """The Hub cache huggingface_hub itself would use, read now (it reads the variables at import)."""
+    for var in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"):
+        if os.environ.get(var):
+            return Path(os.path.expandvars(os.environ[var])).expanduser()
+    home = os.environ.get("HF_HOME") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(Path.home(), ".cache"), "huggingface"
+    )
+    return Path(os.path.expandvars(home)).expanduser() / "hub"
+
+
 def hub_endpoint(src: Source) -> str:
     return (src.endpoint or os.environ.get("HF_ENDPOINT") or "https://huggingface.co").rstrip("/")
 
 
-def describe(src: Source, comp: ComponentSpec) -> str:
-    """A source as a URL a person can open (a Hub file as its resolve URL on the endpoint in use)."""
-    if src.kind == "hub":
-        return f"{hub_endpoint(src)}/{src.repo}/resolve/{src.revision}/{src.filename or comp.file}"
-    if src.kind == "manual":
-        return f"{src.url or src.note} (download by hand)"
-    if src.kind == "bundled":
-        return f"bundled with restorecli ({src.path})"
-    return str(src.url)
+def hub_url(src: Source, comp: ComponentSpec) -> str:
+    """A Hub file as its resolve URL on the endpoint in use (what a person can open)."""
+    return f"{hub_endpoint(src)}/{src.repo}/resolve/{src.revision}/{src.filename or comp.file}"
 
 
 def hub_download(
@@ -263,7 +265,7 @@ def hub_download(
 
     endpoint = hub_endpoint(src)
     filename = src.filename or comp.file or ""
-    where = describe(src, comp)
+    where = hub_url(src, comp)
     if not local_only:
         down = unreachable(endpoint)
         if down:

@@ -29,18 +29,18 @@ from .cache import (
     cache_key,
     cache_root,
     component_key,
-    hub_cache_dir,
     offline_reason,
     packaged_bundle,
     staged_path,
 )
 from .cachelock import cache_entry_locks
 from .convert import Canonicalize, NetworkFit, load_component_file
-from .download import SourceFailed, describe, hub_download, url_download
-from .downloadguard import download_ceiling, weights_file_problem
+from .download import SourceFailed, hub_cache_dir
+from .downloadguard import weights_file_problem
 from .progress import ByteProgress, Reporter
 from .registry import ComponentSpec, ModelSpec, Source, load_registry
 from .safepaths import is_inside
+from .sources import describe, source_kind
 
 DOWNLOAD_RETRY_HINT = (
     "run 'restore fetch MODEL' again to download it afresh; if that fails the same way the source serves "
@@ -63,7 +63,7 @@ class _Have:
     staged: bool = False  # our own download: deleted once the bundle is written
 
 
-def ensure_bundle(
+def find_or_build_bundle(
     spec: ModelSpec,
     *,
     canonicalize: Canonicalize,
@@ -125,7 +125,7 @@ def _fetch_and_build(
     files: Mapping[str, Path] | None,
     quiet: bool,
 ) -> Path:
-    """The work of ensure_bundle once the cache entry is locked."""
+    """The work of find_or_build_bundle once the cache entry is locked."""
     why_offline = offline_reason(offline)
     report = Reporter(console, quiet)
     files = dict(files or {})
@@ -178,12 +178,12 @@ def _find_local(comp: ComponentSpec, name: str, root: Path) -> _Have | None:
         except WeightsError:
             pass  # deleted; download it again
     for src in comp.sources:
-        if src.kind == "hub":
+        path = source_kind(src).find_local(src, comp)
+        if path is not None:
             try:
-                path = hub_download(src, comp, local_only=True, progress=None)
                 return _Have(describe(src, comp), path=path, sha256=_verify_hub(comp, path, src))
-            except (SourceFailed, WeightsError):
-                continue  # not there, or the wrong file (now deleted): download it
+            except WeightsError:
+                continue  # the wrong file (now deleted): download it
     return None
 
 
@@ -215,40 +215,19 @@ def _download_component(
     for i, src in enumerate(comp.sources):
         where = describe(src, comp)
         last = i == len(comp.sources) - 1
+        kind = source_kind(src)
         try:
-            if src.kind == "bundled":  # packaged_bundle() found no file: a broken installation
-                raise SourceFailed(
-                    f"{where}: the file is missing from this installation; reinstall restorecli", manual=True
-                )
-            if src.kind == "manual":
-                note = f" ({src.note})" if src.note and src.url else ""
-                raise SourceFailed(f"{src.url or src.note}{note}", manual=True)
-            # the host only: the URL is named once, in the error if this fails (or by `restore models --json`)
-            report.say(f"downloading {label} from {urlsplit(where).hostname or where}")
-            if src.kind == "hub":
-                path = hub_download(src, comp, local_only=False, progress=progress, force=force)
-                return _Have(where, path=path, sha256=_verify_hub(comp, path, src)), failures
-            dest = staged_path(root, comp, name)
-            url_download(
-                src.url or "",
-                dest,
-                expected_size=comp.size,
-                label=label,
-                progress=progress,
-                ceiling=None if comp.size is not None else download_ceiling(_largest_pinned()),
-            )
-            return _Have(where, path=dest, sha256=_verify(comp, dest, where, delete=True), staged=True), failures
+            if kind.fetchable:  # the host only: the URL is named once, in the error if this fails
+                report.say(f"downloading {label} from {urlsplit(where).hostname or where}")
+            path, staged = kind.download(src, comp, staged_path(root, comp, name), progress, force=force)
+            if staged:
+                return _Have(where, path=path, sha256=_verify(comp, path, where, delete=True), staged=True), failures
+            return _Have(where, path=path, sha256=_verify_hub(comp, path, src)), failures
         except SourceFailed as exc:
             if not exc.manual and not last:  # the final error names every failure
                 report.say(f"failed: {exc}; trying the next source", "yellow")
             failures.append(exc)
     return None, failures
-
-
-def _largest_pinned() -> int | None:
-    """The largest file size the registry pins (an unpinned download is bounded relative to it)."""
-    registry = load_registry()
-    return max((c.size for m in registry.models.values() for c in m.components.values() if c.size), default=None)
 
 
 def _verify(comp: ComponentSpec, path: Path, origin: str, *, delete: bool) -> str:
@@ -382,7 +361,7 @@ def offline_tasks() -> list[str]:
         {
             task
             for model in registry.models.values()
-            if all(any(s.kind == "bundled" for s in c.sources) for c in model.components.values())
+            if all(any(source_kind(s).packaged for s in c.sources) for c in model.components.values())
             for task in model.default_for
         }
     )
@@ -405,7 +384,7 @@ def _offline_error(spec: ModelSpec, names: list[str], root: Path, why: str) -> W
 def _never_published(spec: ModelSpec, names: list[str]) -> bool:
     """A model whose weights users train themselves: not official, and nothing to download (only notes)."""
     return spec.origin != "official" and all(
-        all(s.kind == "manual" and not s.url for s in spec.components[n].sources) for n in names
+        all(source_kind(s).by_hand and not s.url for s in spec.components[n].sources) for n in names
     )
 
 

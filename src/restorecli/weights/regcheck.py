@@ -15,8 +15,8 @@ exit 2 (UsageError). What is checked (docs/weights.md, "Registry validation"):
 - a component or a source has no field the loader does not know (a typo such as
   `filname` would otherwise be ignored silently).
 
-No imports from other restorecli modules except `errors` and `safepaths`
-(itself free of them), so the module can move freely.
+No imports from other restorecli modules except `errors`, `safepaths` and
+`sources` (free of others at load time), so the module can move freely.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from urllib.parse import urlsplit
 
 from ..errors import UsageError
 from .safepaths import relative_name_problem
+from .sources import KINDS
 
 MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
 COMPONENT_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*")
@@ -77,7 +78,6 @@ COMPONENT_FIELDS = frozenset(
 )
 # how a published sha256 was confirmed (issue #15): absent = taken from one source only, unverified
 SHA256_CHECKS = ("independent-copies",)
-SOURCE_KINDS = ("hub", "url", "manual", "bundled")
 SOURCE_FIELDS = frozenset({"kind", "url", "repo", "filename", "revision", "note", "endpoint", "path"})
 SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 METHOD_FIELDS = frozenset({"engine", "options"})
@@ -274,8 +274,8 @@ def _check_source(where: _Where, src: dict[str, Any]) -> None:
     for field in ("kind", "note"):
         if field in src:
             _text(where, field, src[field])
-    if "kind" in src and src["kind"] not in SOURCE_KINDS:
-        raise where.say(f"has kind {src['kind']!r} (field 'kind')", f"use one of {', '.join(SOURCE_KINDS)}")
+    if "kind" in src and src["kind"] not in KINDS:
+        raise where.say(f"has kind {src['kind']!r} (field 'kind')", f"use one of {', '.join(KINDS)}")
     for field in ("url", "endpoint"):
         if field in src:
             _url(where, field, src[field])

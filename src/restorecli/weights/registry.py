@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import copy
 import os
-import re
 import tomllib
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -21,75 +20,12 @@ from typing import Any
 from ..errors import UsageError
 from ..io.bounded import read_text_file
 from .regcheck import check_registry_file
+from .sources import KINDS
+from .specs import ComponentSpec, ModelSpec, Source
+
+__all__ = ["ComponentSpec", "ModelSpec", "Source", "MethodSpec", "TaskSpec", "Registry", "load_registry"]
 
 REGISTRY_ENV = "RESTORECLI_REGISTRY"
-
-
-@dataclass(frozen=True)
-class Source:
-    """One place a component file can be fetched from, tried in registry order."""
-
-    kind: str  # "hub" | "url" | "manual" | "bundled"
-    url: str | None = None
-    repo: str | None = None
-    filename: str | None = None
-    revision: str | None = None
-    note: str | None = None
-    endpoint: str | None = None  # hub only: a Hub-compatible server other than $HF_ENDPOINT
-    path: str | None = None  # bundled only: a bundle shipped inside the package, relative to restorecli/
-
-
-@dataclass(frozen=True)
-class ComponentSpec:
-    """One network of a model and the official file that holds its weights."""
-
-    name: str
-    kind: str  # network builder, e.g. "resshift.unet"
-    config: dict[str, Any]
-    file: str | None = None
-    url: str | None = None
-    size: int | None = None
-    sha256: str | None = None
-    sources: tuple[Source, ...] = ()
-    container: str | None = None  # how the official file wraps the state dict
-    sha256_checked: str | None = None  # "independent-copies": the pin matches copies from other hosts too
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """One registered model variant."""
-
-    name: str
-    method: str
-    task: str
-    scale: int
-    components: dict[str, ComponentSpec]
-    sampler: dict[str, Any]
-    trained_steps: int
-    default_steps: int
-    min_steps: int
-    max_steps: int
-    license: str = ""
-    citation: str = ""
-    description: str = ""
-    origin: str = "official"
-    default_for: tuple[str, ...] = ()
-    extra: dict[str, Any] = field(default_factory=dict)
-    engine: str = ""  # "module:Class" from the method's [methods] table; "" = look the method up
-
-    def check_steps(self, steps: int | None) -> int:
-        """Return the step count to use, or raise a usage error listing the accepted ones."""
-        if steps is None:
-            return self.default_steps
-        if not self.min_steps <= steps <= self.max_steps:
-            accepted = (
-                str(self.min_steps) if self.min_steps == self.max_steps else f"{self.min_steps} to {self.max_steps}"
-            )
-            raise UsageError(
-                f"--steps {steps} is not accepted by model '{self.name}' (trained with {self.trained_steps} steps)",
-                f"use --steps {accepted}",
-            )
-        return steps
 
 
 @dataclass(frozen=True)
@@ -185,35 +121,18 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-SOURCE_KINDS = ("hub", "url", "manual", "bundled")
-_HEX40 = re.compile(r"[0-9a-f]{40}")
-
-
 def _parse_sources(where: str, raw: dict[str, Any]) -> tuple[Source, ...]:
     """`sources = [...]` (tried in order), or the `url = ...` shorthand for one release URL.
 
-    A hub source needs a repo and a pinned revision: a 40-hex commit, or a branch
-    or tag only when the component has a sha256 that pins the content anyway.
+    Each source's kind (weights.sources) says which fields it needs.
     """
     sources = []
     for i, s in enumerate(raw.get("sources", [])):
         kind = s.get("kind")
         bad = f"registry: {where} source {i + 1}"
-        if kind not in SOURCE_KINDS:
-            raise UsageError(f"{bad} has kind {kind!r}", f"use one of {', '.join(SOURCE_KINDS)}")
-        if kind == "hub":
-            if not s.get("repo") or not s.get("revision"):
-                raise UsageError(f"{bad} (hub) needs repo and revision", "pin revision to a 40-hex commit id")
-            if not _HEX40.fullmatch(s["revision"]) and not raw.get("sha256"):
-                raise UsageError(
-                    f"{bad} (hub) revision {s['revision']!r} is not a 40-hex commit id",
-                    "pin the commit, or give the component a sha256",
-                )
-        elif kind == "bundled":
-            if not s.get("path"):
-                raise UsageError(f"{bad} (bundled) needs path", "the bundle's path inside the restorecli package")
-        elif not s.get("url") and not (kind == "manual" and s.get("note")):
-            raise UsageError(f"{bad} ({kind}) needs url")
+        if kind not in KINDS:
+            raise UsageError(f"{bad} has kind {kind!r}", f"use one of {', '.join(KINDS)}")
+        KINDS[kind].validate(bad, s, raw)
         sources.append(
             Source(
                 kind=kind,

@@ -217,7 +217,7 @@ class RDDMEngine(Engine):
         except (TypeError, ValueError) as exc:
             raise UsageError(f"model '{spec.name}': bad RDDM schedule: {exc}") from None
         self.schedule: Schedule = schedule.to(self.device)
-        self.trace: OnStep | None = None  # tests: called with every step's state and predictions
+        self.on_step: OnStep | None = None  # tests: called with a dict of every step's state and predictions
         self._resize: int | None = None
         self.tileable = True
 
@@ -431,8 +431,8 @@ class RDDMEngine(Engine):
         shape = tuple(x_in.shape[1:])  # one image's
         noise = randn_per_image(shape, generators, self.device)
         x_t = x_in + math.sqrt(cfg.sum_scale) * noise
-        if self.trace is not None:
-            self.trace({"noise": noise, "x_T": x_t, "x_in": x_in})
+        if self.on_step is not None:
+            self.on_step({"noise": noise, "x_T": x_t, "x_in": x_in})
 
         def noise_fn(like: Tensor) -> Tensor:
             return randn_per_image(shape, generators, self.device)
@@ -445,7 +445,7 @@ class RDDMEngine(Engine):
             eta=cfg.eta,
             noise_fn=noise_fn,
             loops=cfg.loops,
-            on_step=self.trace,
+            on_step=self.on_step,
         )
         return ((out + 1) * 0.5)[:, :, :height, :width].float().cpu()
 
@@ -461,8 +461,8 @@ class RDDMEngine(Engine):
         size = cfg.image_size
         shape = (count, 3, size, size)
         x_t = randn(shape, generator, self.device)
-        if self.trace is not None:
-            self.trace({"noise": x_t, "x_T": x_t})
+        if self.on_step is not None:
+            self.on_step({"noise": x_t, "x_T": x_t})
 
         def noise_fn(like: Tensor) -> Tensor:
             return randn(like.shape, generator, self.device)
@@ -475,6 +475,6 @@ class RDDMEngine(Engine):
             eta=cfg.eta,
             noise_fn=noise_fn,
             loops=cfg.loops,
-            on_step=self.trace,
+            on_step=self.on_step,
         )
         return ((out + 1) * 0.5).float().cpu()
