@@ -82,10 +82,7 @@ def url_download(
     Fails at once when the host cannot be reached (no network: an answer at once) or the transfer is
     under the low-speed limit (speedwatch); retries 5xx answers and cut transfers a few times.
     `ceiling` bounds a download whose size the registry does not pin (downloadguard)."""
-    parts = urlsplit(url)
-    host = parts.hostname or url
-    if parts.scheme not in ("http", "https"):
-        raise SourceFailed(f"{url}: not an http(s) URL")
+    parts, host = _http_parts(url)
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(f".{dest.name}.{os.getpid()}.part")
     remove_stale_parts(dest.parent, keep=part)  # issue #13: left by a hard kill (we hold this entry's lock)
@@ -155,6 +152,14 @@ def url_download(
         os.replace(part, dest)
     finally:
         part.unlink(missing_ok=True)
+
+
+def _http_parts(url: str) -> tuple[Any, str]:
+    """The URL's parts and host; SourceFailed for a scheme other than http(s)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https"):
+        raise SourceFailed(f"{url}: not an http(s) URL")
+    return parts, parts.hostname or url
 
 
 def _judged(watch: SpeedWatch, url: str, host: str) -> None:
