@@ -7,7 +7,9 @@ Each path is a `Route`: bytes served in one of these modes:
   as Content-Length or none at all;
 - `lie`: declares `declared` bytes, sends only the route's bytes, then closes; ignores Range;
 - `octet`: the bytes as `application/octet-stream`, whatever they are (an HTML page, a short body);
-- `redirect`: a 302 to the route's `location` (any scheme: `ftp://` included).
+- `redirect`: a 302 to the route's `location` (any scheme: `ftp://` included);
+- `trickle`: prompt headers declaring `declared` bytes, then one byte of body every `interval` seconds;
+- `slowhead`: the status line and headers themselves, one byte every `interval` seconds.
 
 A route can hold its answers until `gather` requests for it have arrived (or `gather_s`
 seconds have passed), so several processes download at the same moment. Everything is
@@ -35,6 +37,7 @@ class Route:
     rate: int | None = None
     limit: int = 64 << 20
     location: str = ""
+    interval: float = 0.2
     arrived: int = 0
 
 
@@ -136,6 +139,32 @@ class _Handler(BaseHTTPRequestHandler):
                     continue
                 self.wfile.write(chunk)
                 sent += len(chunk)
+        except OSError:
+            pass  # the client went away
+
+    def _trickle(self, route: Route) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Length", str(route.declared or 1 << 20))
+        self.end_headers()
+        self.close_connection = True
+        self._drip(bytes(route.declared or 1 << 20), route)
+
+    def _slowhead(self, route: Route) -> None:
+        self.close_connection = True
+        head = b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n" + b"X-Pad: " + b"a" * 4096
+        self._drip(head, route)
+
+    def _drip(self, data: bytes, route: Route) -> None:
+        """`data` one byte at a time, `route.interval` apart, for at most `route.stream_s` seconds."""
+        end = time.monotonic() + route.stream_s
+        try:
+            self.wfile.flush()
+            for i in range(len(data)):
+                if time.monotonic() > end or self.state.closing.wait(route.interval):
+                    return
+                self.wfile.write(data[i : i + 1])
+                self.wfile.flush()
         except OSError:
             pass  # the client went away
 

@@ -653,3 +653,14 @@ def test_tile_progress_is_a_bar_or_a_few_lines_never_one_line_per_tile():
         out = term.file.getvalue()
         assert "tiles" in out and out.count("\n") < 20, out[-2000:]
         assert progress.tile_task is None and progress.tile_bar is None
+
+
+def test_a_folder_at_an_output_files_path_fails_that_file(tmp_path):
+    a, b = png(tmp_path / "in" / "a.png"), png(tmp_path / "in" / "b.png", seed=1)
+    (tmp_path / "out" / "a.png").mkdir(parents=True)  # a folder named like a's output
+    report, _, _ = run([a, b], tmp_path / "out")
+    assert statuses(report) == {"a.png": "failed", "b.png": "done"}  # not "skipped, exists"
+    assert report.exit_code == 1
+    failed = next(r for r in report.records if r.status == "failed")
+    assert "folder" in failed.reason
+    assert (tmp_path / "out" / "a.png").is_dir()  # left as it was

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import ImageFailed, UsageError
+from .io.imageio import check_resize
 from .jobs.options import JobOptions, RestoreRequest
 from .jobs.report import Report
 from .jobs.runinfo import check_report_path, say_what_runs, write_run_page
@@ -163,6 +164,7 @@ def run_restore(
     spec, steps, seed = _plan(engine, r.model, r.task, r.steps, r.seed, r.registry_files, r.weights)
     if r.resize is not None and "resize" not in _registry(r.registry_files).method(spec.method).options:
         raise UsageError(f"--resize is not supported by model '{spec.name}'")
+    check_resize(r.resize, job_options.get("max_pixels"))  # before anything is allocated or created
     from .jobs.pipeline import plan_job, run_job
 
     opts = JobOptions(

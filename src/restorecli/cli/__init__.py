@@ -127,9 +127,11 @@ def main() -> None:
     they arrive (cleanup in `finally` blocks runs first, so no partial file is left).
     """
     from ..interrupts import Terminated, install_sigterm
-    from ..jobs.printable import printable
+    from ..io.printable import printable
+    from .stdout import guard_stdout
 
     install_sigterm()
+    guard_stdout()  # a closed or full stdout is one line and exit 1 (cli.stdout)
     # Click's exceptions, wherever this Typer takes them from (click, or its vendored copy)
     click_errors = sys.modules[typer.BadParameter.__module__]
     no_args_help = getattr(click_errors, "NoArgsIsHelpError", ())

@@ -109,7 +109,9 @@ def print_error(text: str) -> None:
     """`error: WHAT; WHAT TO DO` as one line on stderr (never wrapped, never read as markup)."""
     from rich.text import Text
 
-    line = " ".join(str(text).split())
+    from ..io.printable import printable
+
+    line = printable(" ".join(str(text).split()))
     err_console.print(Text.assemble(("error:", "bold red"), " " + line), highlight=False, soft_wrap=True)
 
 

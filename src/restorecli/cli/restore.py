@@ -19,6 +19,7 @@ import typer
 from ..api import generate as api_generate
 from ..api import run_restore
 from ..errors import RestoreError, UsageError
+from ..io.printable import plain
 from ..jobs.options import RestoreRequest
 from ..weights.registry import Registry, builtin_registry, load_registry
 from .helptext import Command
@@ -201,7 +202,7 @@ def generate(
         cache_dir=GLOBAL.cache_dir,
     )
     if not quiet:
-        err_console.print(f"wrote {len(paths)} image(s) to {output}")
+        err_console.print(plain(f"wrote {len(paths)} image(s) to {output}"), highlight=False, soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:

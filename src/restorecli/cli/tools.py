@@ -7,7 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..errors import UsageError
+from ..errors import RestoreError, UsageError
+from ..io.printable import plain
 from .helptext import Command
 from .options import Device, HtmlReport, Json, Precision, Quiet, err_console, parse_params
 from .train import TrainCommand, train_cmd
@@ -68,6 +69,8 @@ def degrade_cmd(
     quiet: Quiet = False,
 ) -> None:
     """Make degraded copies of clean images (reproducible; parameters recorded in degrade.json)."""
+    from ..io.files import is_image_name
+    from ..jobs.outcheck import folder_problem
     from ..training.datasets import collect_images, degrade_files
     from ..training.degrade import DEGRADATIONS, PARAMS, check_params
 
@@ -76,12 +79,21 @@ def degrade_cmd(
     problem = check_params(kind, parse_params(param))
     if problem is not None:  # before any image is read
         raise UsageError(f"-P: {problem}", "" if "it takes" in problem else f"'{kind}' takes {', '.join(PARAMS[kind])}")
+    inputs = collect_images([input])
+    folder = output.parent if len(inputs) == 1 and is_image_name(output) else output
+    unwritable = folder_problem(folder)  # one line for the folder, before any image is read
+    if unwritable is not None:
+        raise RestoreError(unwritable, "choose an output folder you can write to")
     try:
-        records = degrade_files(collect_images([input]), output, kind, seed=seed, params=parse_params(param))
+        records = degrade_files(inputs, output, kind, seed=seed, params=parse_params(param))
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    except OSError as exc:  # a full disk, a folder in the way of an output file
+        where = f" {exc.filename}" if exc.filename else ""
+        reason = f"cannot write{where}: {exc.strerror or exc}"
+        raise RestoreError(reason, "free some space or choose another output") from None
     if not quiet:
-        err_console.print(f"wrote {len(records)} degraded image(s) to {output}")
+        err_console.print(plain(f"wrote {len(records)} degraded image(s) to {output}"), highlight=False, soft_wrap=True)
 
 
 def eval_cmd(
@@ -116,6 +128,7 @@ def eval_cmd(
         check_output_file(
             output, [restored, reference], option="-o", suffix=".json", what="the report", error=UsageError
         )  # a JSON report never replaces a restored or reference image
+        check_report_file(output)
 
     report = evaluate_pairs(
         restored,
@@ -126,13 +139,20 @@ def eval_cmd(
     )
     text = report.to_json()
     if output is not None:
-        output.write_text(text + "\n")
+        try:
+            output.write_text(text + "\n")
+        except OSError as exc:
+            raise RestoreError(f"cannot write {output}: {exc.strerror or exc}", "choose another -o") from None
     if json:
         typer.echo(text)
     else:
         typer.echo(format_table(report))
     if report.unmatched:
-        err_console.print(f"{len(report.unmatched)} file(s) without a partner: {', '.join(report.unmatched[:5])}")
+        err_console.print(
+            plain(f"{len(report.unmatched)} file(s) without a partner: {', '.join(report.unmatched[:5])}"),
+            highlight=False,
+            soft_wrap=True,
+        )
     if html is not None:
         from ..jobs.html_report import entries_from_eval
 
@@ -153,6 +173,17 @@ def eval_cmd(
             quiet=False,
             console=err_console,
         )
+
+
+def check_report_file(output: Path) -> None:
+    """`eval -o` names a file: a folder there is a usage error; its folder is made, or one line (exit 1)."""
+    from ..jobs.outcheck import folder_problem
+
+    if output.is_dir():
+        raise UsageError(f"-o {output} is a folder", "give a file name for the JSON report, e.g. -o scores.json")
+    problem = folder_problem(output.parent)
+    if problem is not None:
+        raise RestoreError(problem, "choose a place you can write to for -o")
 
 
 def register(app: typer.Typer) -> None:

@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
-from ..errors import UsageError
+from ..errors import RestoreError, UsageError
+from ..io.printable import plain
 from .helptext import Command
 from .options import Device, Quiet, err_console, parse_params
 
@@ -261,12 +262,29 @@ def train_cmd(
     pair_dirs = [part for item in pairs or [] for part in item.split(",", 1)]
     check_run_folder(output, [*(clean or []), *pair_dirs], init=init, resume=resume)
     cfg = train_config(options, clean=clean, pairs=pairs, params=param)
-    log = (lambda _msg: None) if quiet else (lambda msg: err_console.print(msg, highlight=False))
+    log = (lambda _msg: None) if quiet else (lambda msg: err_console.print(plain(msg), highlight=False))
+    check_run_place(output)
     result = train(cfg, output, device=pick_device(device), resume=resume, log=log, half=half)
     if not quiet:
         err_console.print(
-            f"wrote {result.bundle}; run it with: restore {cfg.task} IMAGE --weights {result.bundle}", soft_wrap=True
+            plain(f"wrote {result.bundle}; run it with: restore {cfg.task} IMAGE --weights {result.bundle}"),
+            highlight=False,
+            soft_wrap=True,
         )
+
+
+def check_run_place(output: Path) -> None:
+    """`train -o` names a run folder: a file there is a usage error, an unwritable place one line (exit 1)."""
+    from ..jobs.outcheck import folder_problem
+
+    if output.exists() and not output.is_dir():
+        raise UsageError(
+            f"-o {output} is a file; a training run writes a folder (last.pt, bundles, log.jsonl)",
+            "give a new folder, or the folder of the run to resume",
+        )
+    problem = folder_problem(output)
+    if problem is not None:
+        raise RestoreError(problem, "choose a run folder you can write to")
 
 
 def train_config(

@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from ..errors import UsageError
+from ..io.printable import plain
 from .helptext import Command
 from .options import GLOBAL, Json, Quiet, err_console, print_error
 
@@ -95,7 +96,7 @@ def fetch_cmd(
             print_error(str(error))
             worst = max(worst, error.exit_code)
         elif not quiet:
-            err_console.print(f"{spec.name}: ready ({path})", highlight=False, soft_wrap=True)
+            err_console.print(plain(f"{spec.name}: ready ({path})"), highlight=False, soft_wrap=True)
     raise typer.Exit(worst)
 
 
@@ -126,7 +127,8 @@ def convert(
         from ..jobs.outcheck import write_error
 
         raise write_error(out, exc) from None
-    err_console.print(f"wrote {out} ({sum(len(s) for s in states.values())} tensors, model {spec.name})")
+    count = sum(len(s) for s in states.values())
+    err_console.print(plain(f"wrote {out} ({count} tensors, model {spec.name})"), highlight=False, soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:

@@ -19,21 +19,29 @@ from typing import Any
 from ..errors import RestoreError, WeightsError
 
 
+def declared_shapes(build: Callable[..., Any], comp: Any) -> dict[str, tuple[int, ...]] | None:
+    """Each tensor's shape in the network `build(comp, device="meta")` declares; None when the
+    builder cannot run on the meta device."""
+    import torch
+
+    try:
+        with torch.device("meta"):
+            net = build(comp, device="meta")
+        return {k: tuple(v.shape) for k, v in net.state_dict().items()}
+    except RestoreError:
+        raise
+    except Exception:
+        return None
+
+
 def check_declared_network(build: Callable[..., Any], comp: Any, state: Mapping[str, Any], what: str) -> None:
     """Raise WeightsError when the network `build(comp, device="meta")` declares does not fit `state`.
 
     A builder that cannot run on the meta device is not judged here (the real build
     and the strict load that follows it still are).
     """
-    import torch
-
-    try:
-        with torch.device("meta"):
-            net = build(comp, device="meta")
-        declared = {k: tuple(v.shape) for k, v in net.state_dict().items()}
-    except RestoreError:
-        raise
-    except Exception:
+    declared = declared_shapes(build, comp)
+    if declared is None:
         return
     given = {k: tuple(getattr(v, "shape", ())) for k, v in state.items()}
     wrong = sorted(k for k in declared.keys() & given.keys() if declared[k] != given[k])

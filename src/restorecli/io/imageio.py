@@ -451,3 +451,15 @@ def _encode_pillow(
     buf = io.BytesIO()
     im.save(buf, fmt, **params)
     return buf.getvalue()
+
+
+def check_resize(resize: int | None, max_pixels: int | None = None) -> None:
+    """Refuse a --resize whose square is over the pixel limit, before anything is allocated."""
+    if resize is None:
+        return
+    limit = max_pixels or max_pixels_default()
+    if resize * resize > limit:
+        raise UsageError(
+            f"--resize {resize} makes {resize}x{resize} = {resize * resize:,} pixels, over the limit of {limit:,}",
+            "use a smaller --resize (the paper protocol is 256), or raise RESTORECLI_MAX_PIXELS",
+        )

@@ -328,6 +328,7 @@ def parse_workloads(names: Sequence[str] | None, shape: str | None) -> list[Work
 def print_table(report: dict) -> None:
     from rich.table import Table
 
+    from ..io.printable import markup_safe
     from ..io.tables import print_table as print_rich_table
 
     tiny = any(r.get("arch") == "tiny" for r in report["results"])
@@ -357,9 +358,9 @@ def print_table(report: dict) -> None:
     for r in report["results"]:
         ref = r["reference_ms_per_batch"]
         table.add_row(
-            r["workload"],
-            r["model"],
-            r.get("arch", "registered"),
+            markup_safe(r["workload"]),
+            markup_safe(r["model"]),
+            markup_safe(r.get("arch", "registered")),
             r["shape"],
             str(r["batch"]),
             str(r["steps"]),

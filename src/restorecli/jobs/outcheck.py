@@ -54,6 +54,8 @@ def write_problem(folder: Path) -> str | None:
         fd = os.open(probe, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
         os.close(fd)
         probe.unlink()
+    except FileExistsError:  # mkdir met a file where the folder (or one above it) would be
+        return f"cannot write to {folder}: Not a directory (a file is in the way)"
     except OSError as exc:
         return exc.strerror or str(exc)
     return None

@@ -103,6 +103,9 @@ def plan_job(opts: JobOptions) -> Plan:
         out = str(item.output) if item.output is not None else None
         if item.error is not None:
             records.append(FileRecord(item.display, out, FAILED, item.error, index=item.index))
+        elif item.output is not None and item.output.is_dir():  # nothing to skip: the file cannot be written
+            reason = f"a folder is in the way: {item.output} is a folder, not a file"
+            records.append(FileRecord(item.display, out, FAILED, reason, index=item.index))
         elif item.output is not None and item.output.exists() and not opts.overwrite:
             records.append(FileRecord(item.display, out, SKIPPED, "output exists", index=item.index))
         elif (unwritable := writable.problem(item.output)) is not None:

@@ -15,10 +15,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from rich.console import Console
-from rich.text import Text
 
 from ..errors import ExitCode
-from .printable import printable
+from ..io.printable import plain
 
 DONE, SKIPPED, FAILED = "done", "skipped", "failed"
 
@@ -128,9 +127,8 @@ class Progress:
         """level: 'error' (always shown), 'info' (not with -q), 'debug' (only with -v)."""
         if level == "info" and self.quiet or level == "debug" and not self.verbose:
             return
-        text = printable(text)  # a newline in a file name never splits a line
-        with self.lock:
-            self.console.print(Text(text, style=style or ""), highlight=False, soft_wrap=True)
+        with self.lock:  # a newline in a file name never splits a line, a [/] in it is no markup
+            self.console.print(plain(text, style=style or ""), highlight=False, soft_wrap=True)
 
     # lines a tiled image may print when stderr is not a terminal (-v): at 25, 50, 75 and 100 %
     TILE_LINES = 4

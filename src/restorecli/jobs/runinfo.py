@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import RestoreError, UsageError
+from ..io.printable import plain
 
 if TYPE_CHECKING:
     from ..engines.base import Engine
@@ -73,7 +74,7 @@ def write_report(
             "check that its folder is writable, or choose another --report path",
         ) from None
     if not quiet and console is not None:
-        console.print(f"wrote report {path}", highlight=False, soft_wrap=True)
+        console.print(plain(f"wrote report {path}"), highlight=False, soft_wrap=True)
 
 
 def _precision_name(dtype: object) -> str:
@@ -98,9 +99,11 @@ def say_what_runs(
     least = getattr(engine, "min_tile", 0)
     if tile and tile < least and engine.tileable:
         console.print(
-            f"warning: --tile {tile} is below the smallest tile model {engine.spec.name} takes; "
-            f"using {least}-pixel tiles",
-            style="yellow",
+            plain(
+                f"warning: --tile {tile} is below the smallest tile model {engine.spec.name} takes; "
+                f"using {least}-pixel tiles",
+                style="yellow",
+            ),
             highlight=False,
             soft_wrap=True,
         )
@@ -108,9 +111,9 @@ def say_what_runs(
 
     note = slow_precision_note(engine.device, engine.dtype)
     if note:
-        console.print(f"warning: {note}", style="yellow", highlight=False, soft_wrap=True)
+        console.print(plain(f"warning: {note}", style="yellow"), highlight=False, soft_wrap=True)
     if verbose:
-        console.print(_what_runs(engine, source, steps, seed), highlight=False, soft_wrap=True)
+        console.print(plain(_what_runs(engine, source, steps, seed)), highlight=False, soft_wrap=True)
 
 
 def write_run_page(

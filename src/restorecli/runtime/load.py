@@ -11,15 +11,17 @@ failing offline) stays quick and free of torch.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import WeightsError
+from ..errors import UsageError, WeightsError
 from ..weights import convert, fetch
-from ..weights.bundle import StateDict, check_bundle_task, read_bundle, spec_for_weights
-from ..weights.convert import Canonicalize
+from ..weights.bundle import StateDict, check_bundle_task, read_bundle, spec_for_weights, spec_to_dict
+from ..weights.convert import Canonicalize, NetworkFit
 from ..weights.registry import ModelSpec, load_registry
+from ..weights.specvalues import spec_problem
 
 if TYPE_CHECKING:
     import torch
@@ -48,23 +50,51 @@ def resolve_spec(
     `restore train` bundle given as `weights` carries (network size, sampler, accepted steps)."""
     registry = load_registry(tuple(Path(p) for p in registry_files))
     registered = registry.resolve(model, task)
+    problem = spec_problem(spec_to_dict(registered))
+    if problem is not None:  # an overlay's values, checked before any engine is built
+        raise UsageError(
+            f"registry model '{registered.name}': {problem}",
+            "correct the value in your registry overlay (docs/weights.md)",
+        )
     check_bundle_task(list(weights) if weights else None, task, registry)  # a bundle of another task: exit 3
     return spec_for_weights(registered, list(weights) if weights else None)
 
 
+def network_fit(spec: ModelSpec) -> NetworkFit:
+    """The model's declared networks (built on the meta device: shapes only), for judging official files."""
+
+    def build(comp: Any, device: Any = "meta") -> Any:
+        from ..engines import engine_class
+
+        return engine_class(spec.method, spec.engine).build_component(comp, device=device)
+
+    def elements(comp: Any) -> int | None:
+        from ..engines.netcheck import declared_shapes
+
+        shapes = declared_shapes(build, comp)
+        return None if shapes is None else sum(math.prod(shape) for shape in shapes.values())
+
+    def check(comp: Any, state: StateDict, what: str) -> None:
+        from ..engines.netcheck import check_declared_network
+
+        check_declared_network(build, comp, state, what)
+
+    return NetworkFit(elements=elements, check=check)
+
+
 def load_component_file(spec: ModelSpec, comp_name: str, path: Path | str) -> StateDict:
     """One official (.pth) or safetensors file, canonicalised for component `comp_name` of `spec`."""
-    return convert.load_component_file(spec, comp_name, Path(path), canonicalizer(spec))
+    return convert.load_component_file(spec, comp_name, Path(path), canonicalizer(spec), network_fit(spec))
 
 
 def convert_files(spec: ModelSpec, files: Mapping[str, Path]) -> tuple[dict[str, StateDict], dict[str, str]]:
     """Official files -> per-component state dicts, plus the sha256 of each source file (`restore convert`)."""
-    return convert.convert_files(spec, files, canonicalizer(spec))
+    return convert.convert_files(spec, files, canonicalizer(spec), network_fit(spec))
 
 
 def ensure_bundle(spec: ModelSpec, **options: Any) -> Path:
     """`restorecli.weights.fetch.find_or_build_bundle` with the model's own canonicaliser (same options)."""
-    return fetch.find_or_build_bundle(spec, canonicalize=canonicalizer(spec), **options)
+    return fetch.find_or_build_bundle(spec, canonicalize=canonicalizer(spec), fit=network_fit(spec), **options)
 
 
 def fetch_models(

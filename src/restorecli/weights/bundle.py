@@ -30,6 +30,7 @@ from ..io import jsontext as strict_json
 from ..io.files import atomic_target
 from .filemode import follow_umask
 from .registry import ComponentSpec, ModelSpec, Registry
+from .specvalues import spec_problem
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -93,7 +94,11 @@ def spec_from_dict(data: dict[str, Any]) -> ModelSpec:
 
 
 def bundle_spec(path: Path | str) -> ModelSpec | None:
-    """The spec stored in a `restore train` bundle, or None for any other file."""
+    """The spec stored in a `restore train` bundle, or None for any other file.
+
+    A stored spec with a value no engine can use (wrong type, out of range) is a
+    WeightsError here, before anything is built from it (weights.specvalues).
+    """
     path = Path(path)
     if path.suffix != ".safetensors" or not path.is_file():
         return None
@@ -101,9 +106,16 @@ def bundle_spec(path: Path | str) -> ModelSpec | None:
         meta = read_bundle_metadata(path)
         if meta.get("format") != BUNDLE_FORMAT or "spec" not in meta:
             return None
-        return spec_from_dict(json.loads(meta["spec"]))
+        data = json.loads(meta["spec"])
     except Exception:  # unreadable or foreign files are reported by the weights loader, not here
         return None
+    problem = spec_problem(data) if isinstance(data, dict) else "it is not a table"
+    if problem is not None:
+        raise WeightsError(
+            f"{path} carries a model spec no engine can run: {problem}",
+            "the bundle is damaged or was edited: use the original file, or train it again",
+        )
+    return spec_from_dict(data)
 
 
 def spec_for_weights(spec: ModelSpec, weights: list[str] | tuple[str, ...] | None) -> ModelSpec:

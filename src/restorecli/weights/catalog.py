@@ -157,14 +157,16 @@ def models_table(rows: list[dict[str, Any]], root: Path) -> Any:
     from rich import box
     from rich.table import Table
 
+    from ..io.printable import markup_safe as safe  # names and licenses come from registry files
+
     table = Table(
         title="Registered models (* = default for its task)",
-        caption=f"cache: {root}\n'restore models MODEL' shows a model's full license, files and sources",
+        caption=safe(f"cache: {root}") + "\n'restore models MODEL' shows a model's full license, files and sources",
         caption_justify="left",
         box=box.SIMPLE_HEAD,
         pad_edge=False,
     )
-    longest = max((len(r["name"]) + 2 for r in rows), default=4)
+    longest = max((len(safe(r["name"])) + 2 for r in rows), default=4)
     table.add_column("name", no_wrap=True, min_width=longest)
     table.add_column("task", no_wrap=True)
     table.add_column("method", no_wrap=True)
@@ -189,12 +191,12 @@ def models_table(rows: list[dict[str, Any]], root: Path) -> Any:
             size = "?"
         name = r["name"] + (" *" if r["default_for"] else "")
         table.add_row(
-            name,
-            r["task"],
-            r["method"],
+            safe(name),
+            safe(r["task"]),
+            safe(r["method"]),
             steps,
             size,
-            short_license(r["license"]),
+            safe(short_license(r["license"])),
             "[green]bundled[/]" if r["availability"] == "bundled" else "[green]yes[/]" if r["cached"] else "no",
         )
     return table

@@ -11,6 +11,7 @@ like is the engine's business (`Engine.canonicalize`); the common wrappers
 from __future__ import annotations
 
 import warnings
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -25,8 +26,25 @@ StateDict = dict[str, Tensor]
 WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 
 
-def read_torch_file(path: Path) -> Any:
-    """Open an official checkpoint without running pickled code."""
+# What a checkpoint may inflate to, given the number of elements of the network it is for: every
+# element in float64, four times over (online weights, their EMA copy, two optimizer moments), plus
+# room for the pickle and small buffers. Far above any official file, far below a deflate bomb.
+BYTES_PER_ELEMENT = 8
+COPIES = 4
+MARGIN_BYTES = 64 << 20
+
+
+def inflation_limit(elements: int) -> int:
+    """The most bytes a checkpoint for a network of `elements` tensor elements may unpack to."""
+    return BYTES_PER_ELEMENT * COPIES * elements + MARGIN_BYTES
+
+
+def read_torch_file(path: Path, max_bytes: int | None = None) -> Any:
+    """Open an official checkpoint without running pickled code.
+
+    `max_bytes` bounds what the file's zip members unpack to, from the sizes its
+    directory declares, before anything is inflated (a deflate bomb is refused).
+    """
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"checkpoint not found: {path}", "check the path")
@@ -41,6 +59,8 @@ def read_torch_file(path: Path) -> Any:
             f"(neither a zip archive nor a pickle; it starts with {head!r})",
             hint,
         )
+    if max_bytes is not None and head.startswith(b"PK"):
+        _check_inflated_size(path, max_bytes)
     try:
         with warnings.catch_warnings():  # torch's warnings would break the one-line error contract
             warnings.simplefilter("ignore")
@@ -52,6 +72,28 @@ def read_torch_file(path: Path) -> Any:
         if held is not None:
             raise WeightsError(f"refusing checkpoint {path}: {held}", REFUSAL_HINT) from None
         raise WeightsError(f"cannot read checkpoint {path}: {_torch_load_reason(exc)}", hint) from None
+
+
+def _check_inflated_size(path: Path, max_bytes: int) -> None:
+    """Refuse a zip checkpoint whose members declare more bytes than the network can hold.
+
+    torch's zip reader allocates each member at its declared size, so the
+    declared sizes are what inflating would cost; reading them costs nothing.
+    """
+    try:
+        with zipfile.ZipFile(path) as zf:
+            members = [(i.filename, i.file_size) for i in zf.infolist()]
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return  # torch.load reports a damaged archive in its own words
+    total = sum(size for _, size in members)
+    if total > max_bytes:
+        name, size = max(members, key=lambda m: m[1])
+        raise WeightsError(
+            f"refusing checkpoint {path}: it unpacks to {total:,} bytes (member {name}: {size:,}), more than "
+            f"the {max_bytes:,} the model's network can hold",
+            "the file is not weights of this model (a compressed archive that inflates far beyond its size): "
+            "pass the official file",
+        )
 
 
 def _torch_load_reason(exc: BaseException) -> str:

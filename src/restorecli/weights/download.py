@@ -27,6 +27,7 @@ from .cachefs import create_new
 from .downloadguard import DownloadGuard, remove_stale_parts
 from .progress import ByteBar, ByteProgress
 from .specs import ComponentSpec, Source
+from .speedwatch import SpeedWatch
 
 CHUNK = 1 << 20
 TIMEOUT_S = 30.0  # connect / read timeout of one HTTP request
@@ -44,17 +45,23 @@ class SourceFailed(Exception):
         self.manual = manual
 
 
-def _read_body(resp: Any, fh: Any, received: int, guard: DownloadGuard, bar: ByteBar) -> tuple[int, bool]:
-    """Copy a response into `fh`; returns the bytes received in all and whether the connection broke."""
+def _read_body(
+    resp: Any, fh: Any, received: int, guard: DownloadGuard, bar: ByteBar, watch: SpeedWatch
+) -> tuple[int, bool]:
+    """Copy a response into `fh`; returns the bytes received in all and whether the connection broke.
+
+    `read1` returns what has arrived, so a trickle is counted (by `watch`) as it comes.
+    """
     while True:
         try:
-            chunk = resp.read(CHUNK)
+            chunk = resp.read1(CHUNK)
         except (OSError, http.client.HTTPException):
-            return received, True  # the connection broke (reset, timeout, bad chunk)
+            return received, True  # the connection broke (reset, timeout, bad chunk, the watchdog)
         if not chunk:
             return received, False
         fh.write(chunk)  # a full disk raises here, not as a network cut
         received += len(chunk)
+        watch.count(len(chunk))
         guard.check_received(received)  # more bytes than declared: a lying server
         bar.advance(len(chunk))
 
@@ -84,41 +91,44 @@ class HttpOnlyRedirects(urllib.request.HTTPRedirectHandler):
     http_error_301 = http_error_303 = http_error_307 = http_error_308 = http_error_302
 
 
-def url_download(url: str, dest: Path, *, expected_size: int | None, label: str, progress: ByteProgress) -> None:
+def url_download(
+    url: str, dest: Path, *, expected_size: int | None, label: str, progress: ByteProgress, ceiling: int | None = None
+) -> None:
     """GET `url` into `dest` through a temporary file; resume with Range when the connection drops.
 
-    Fails at once when the host cannot be reached (so a machine without network
-    gets its answer immediately); retries 5xx answers and cut transfers a few times.
-    """
-    parts = urlsplit(url)
-    host = parts.hostname or url
-    if parts.scheme not in ("http", "https"):
-        raise SourceFailed(f"{url}: not an http(s) URL")
+    Fails at once when the host cannot be reached (no network: an answer at once) or the transfer is
+    under the low-speed limit (speedwatch); retries 5xx answers and cut transfers a few times.
+    `ceiling` bounds a download whose size the registry does not pin (downloadguard)."""
+    parts, host = _http_parts(url)
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(f".{dest.name}.{os.getpid()}.part")
     remove_stale_parts(dest.parent, keep=part)  # left by a hard kill (we hold this entry's lock)
-    guard = DownloadGuard(url, label, expected_size)  # a server may lie about sizes: size ceiling, restarts counted
-    opener = urllib.request.build_opener(HttpOnlyRedirects)  # reads the proxy variables now, not at first use
+    guard = DownloadGuard(url, label, expected_size, ceiling)  # a server may lie about sizes: size ceiling, restarts
+    watch = SpeedWatch()
+    opener = _opener(watch)  # reads the proxy variables now, not at first use
     received, total, tries = 0, None, 0
     bar: ByteBar | None = None
     part.unlink(missing_ok=True)  # ours (this pid) from an earlier try, or a planted link: never written through
     try:
-        with os.fdopen(create_new(part), "wb") as fh:
+        with watch, os.fdopen(create_new(part), "wb") as fh:
             while True:
                 tries += 1
                 headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
                 if received:
                     headers["Range"] = f"bytes={received}-"
+                watch.start()
                 try:
                     resp = opener.open(urllib.request.Request(url, headers=headers), timeout=TIMEOUT_S)
                 except urllib.error.HTTPError as exc:
                     exc.close()
+                    watch.idle()
                     if exc.code in RETRY_STATUS and tries < MAX_TRIES:
                         time.sleep(RETRY_WAIT_S * tries)
                         continue
                     moved = f" (redirected to {exc.url})" if exc.url and exc.url != url else ""
                     raise SourceFailed(f"HTTP {exc.code} {exc.reason} from {url}{moved}") from None
                 except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
+                    _judged(watch, url, host)
                     if received and tries < MAX_TRIES:  # dropped while resuming; the host was there
                         time.sleep(RETRY_WAIT_S)
                         continue
@@ -144,7 +154,8 @@ def url_download(url: str, dest: Path, *, expected_size: int | None, label: str,
                     guard.check_declared(total)  # a declared size over the ceiling stops before any byte
                     bar = bar or progress.bar(label, total)
                     bar.reset(received, total)
-                    received, cut = _read_body(resp, fh, received, guard, bar)
+                    received, cut = _read_body(resp, fh, received, guard, bar, watch)
+                _judged(watch, url, host)  # the watchdog cut it: what came is not the file
                 if not cut and (total is None or received >= total):
                     break
                 if guard.progressed(received):  # only bytes never received before count
@@ -159,6 +170,43 @@ def url_download(url: str, dest: Path, *, expected_size: int | None, label: str,
         os.replace(part, dest)
     finally:
         part.unlink(missing_ok=True)
+
+
+def _http_parts(url: str) -> tuple[Any, str]:
+    """The URL's parts and host; SourceFailed for a scheme other than http(s)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https"):
+        raise SourceFailed(f"{url}: not an http(s) URL")
+    return parts, parts.hostname or url
+
+
+def _judged(watch: SpeedWatch, url: str, host: str) -> None:
+    """A request is over: stop judging it, and fail the source if the watchdog cut it."""
+    watch.idle()
+    if watch.tripped:
+        raise SourceFailed(f"{url}: {watch.reason(host)}")
+
+
+def _opener(watch: SpeedWatch) -> urllib.request.OpenerDirector:
+    """A urllib opener whose connections hand their socket to `watch` (so the watchdog can cut it)."""
+
+    def watched(base: type[http.client.HTTPConnection]) -> type[http.client.HTTPConnection]:
+        class Watched(base):  # type: ignore[valid-type, misc]
+            def connect(self) -> None:
+                super().connect()
+                watch.attach(self.sock)
+
+        return Watched
+
+    class WatchedHTTP(urllib.request.HTTPHandler):
+        def http_open(self, req: urllib.request.Request) -> Any:
+            return self.do_open(watched(http.client.HTTPConnection), req)
+
+    class WatchedHTTPS(urllib.request.HTTPSHandler):
+        def https_open(self, req: urllib.request.Request) -> Any:
+            return self.do_open(watched(http.client.HTTPSConnection), req, context=self._context)
+
+    return urllib.request.build_opener(HttpOnlyRedirects, WatchedHTTP(), WatchedHTTPS())
 
 
 def _range_of(resp: Any) -> tuple[int, int | None]:

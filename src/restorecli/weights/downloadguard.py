@@ -2,9 +2,12 @@
 and whether the result is a weights file at all (before it enters the cache).
 
 Size: a download is bounded by the registry's `size` when it pins one, else by
-a ceiling, `RESTORECLI_MAX_DOWNLOAD` (bytes, or with a unit: 500M, 20G, 2GiB;
-default 10G). A `Content-Length` over the bound is refused before the body, a
-body that grows past it is stopped there (WeightsError, exit 3).
+a ceiling, `RESTORECLI_MAX_DOWNLOAD` (bytes, or with a unit: 500M, 20G, 2GiB).
+Without that setting the ceiling follows the registry: CEILING_FACTOR times its
+largest pinned file (an unpinned file of a kind the registry knows is no larger
+than those), or FALLBACK_MAX_DOWNLOAD when it pins no size at all. A
+`Content-Length` over the bound is refused before the body, a body that grows
+past it is stopped there (WeightsError, exit 3).
 
 Restarts: a transfer that breaks off is resumed with Range; when the server
 ignores Range the download restarts from zero. Only bytes never received
@@ -38,7 +41,8 @@ from ..errors import UsageError, WeightsError
 
 MAX_HEADER = 100_000_000  # safetensors' own limit on its JSON header
 MAX_DOWNLOAD_ENV = "RESTORECLI_MAX_DOWNLOAD"
-DEFAULT_MAX_DOWNLOAD = 10 * 1000**3  # 10 GB: well above every registered file (the largest is ~0.5 GB)
+CEILING_FACTOR = 2  # an unpinned file may be this many times the largest pinned one
+FALLBACK_MAX_DOWNLOAD = 2 * 1000**3  # a registry that pins no size at all
 MAX_RESTARTS = 3  # restarts from byte 0 (server ignoring Range) before giving up
 _UNITS = {
     "": 1,
@@ -68,11 +72,18 @@ def human(n: int) -> str:
     return f"{n} bytes"
 
 
-def download_ceiling() -> int:
+def default_ceiling(largest_pinned: int | None) -> int:
+    """The ceiling without a setting: relative to the registry's largest pinned file."""
+    if not largest_pinned or largest_pinned <= 0:
+        return FALLBACK_MAX_DOWNLOAD
+    return CEILING_FACTOR * largest_pinned
+
+
+def download_ceiling(largest_pinned: int | None = None) -> int:
     """The bound on a download whose size the registry does not pin (UsageError for a bad setting)."""
     raw = os.environ.get(MAX_DOWNLOAD_ENV, "").strip()
     if not raw:
-        return DEFAULT_MAX_DOWNLOAD
+        return default_ceiling(largest_pinned)
     try:
         value = parse_size(raw)
     except ValueError:
@@ -85,9 +96,13 @@ def download_ceiling() -> int:
 class DownloadGuard:
     """The size bound and the restart count of one download (see the module docstring)."""
 
-    def __init__(self, url: str, label: str, expected_size: int | None) -> None:
+    def __init__(self, url: str, label: str, expected_size: int | None, ceiling: int | None = None) -> None:
+        """`ceiling`: the bound for an unpinned download (default: `download_ceiling()`)."""
         self.url, self.label, self.expected = url, label, expected_size
-        self.limit = expected_size if expected_size is not None else download_ceiling()
+        if expected_size is not None:
+            self.limit = expected_size
+        else:
+            self.limit = ceiling if ceiling is not None else download_ceiling()
         self.best = 0  # most bytes ever held at once
         self.restarts = 0
 
@@ -100,7 +115,8 @@ class DownloadGuard:
             )
         return WeightsError(
             f"{self.url} {what}, over the download ceiling of {human(self.limit)} for {self.label} "
-            f"({MAX_DOWNLOAD_ENV}; the registry gives no size); nothing was kept",
+            f"({MAX_DOWNLOAD_ENV}, else {CEILING_FACTOR}x the largest registered file; the registry gives "
+            "no size for this one); nothing was kept",
             f"if the file is genuinely that large set {MAX_DOWNLOAD_ENV} higher (e.g. {MAX_DOWNLOAD_ENV}=50G), "
             "else the source serves something else: report it, or give its size in a registry overlay",
         )

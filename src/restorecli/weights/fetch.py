@@ -36,9 +36,9 @@ from .cache import (
 )
 from .cachefs import cache_folder, is_real_file
 from .cachelock import cache_entry_locks
-from .convert import Canonicalize, load_component_file
+from .convert import Canonicalize, NetworkFit, load_component_file
 from .download import SourceFailed, hub_cache_dir
-from .downloadguard import weights_file_problem
+from .downloadguard import download_ceiling, weights_file_problem
 from .progress import ByteProgress, Reporter
 from .registry import ComponentSpec, ModelSpec, Source, load_registry
 from .safepaths import is_inside
@@ -69,6 +69,7 @@ def find_or_build_bundle(
     spec: ModelSpec,
     *,
     canonicalize: Canonicalize,
+    fit: NetworkFit | None = None,
     offline: bool = False,
     cache_dir: Path | None = None,
     console: Any = None,
@@ -79,6 +80,7 @@ def find_or_build_bundle(
     """The model's cached bundle, fetching, verifying and converting its files first if needed.
 
     canonicalize: the method's `Engine.canonicalize` (only called when a file is converted).
+    fit: the declared networks, bounding and checking each converted file (weights.convert).
     offline (or HF_HUB_OFFLINE / RESTORECLI_OFFLINE): never use the network.
     force: fetch and convert again even if a bundle is cached.
     files: COMPONENT -> local official file to use instead of downloading it.
@@ -103,6 +105,7 @@ def find_or_build_bundle(
             root,
             target,
             canonicalize=canonicalize,
+            fit=fit,
             offline=offline,
             console=console,
             force=force,
@@ -117,6 +120,7 @@ def _fetch_and_build(
     target: Path,
     *,
     canonicalize: Canonicalize,
+    fit: NetworkFit | None,
     offline: bool,
     console: Any,
     force: bool,
@@ -154,7 +158,7 @@ def _fetch_and_build(
         if failures and any(h is None for h in have.values()):
             untried = [n for n in missing if have[n] is None and n not in failures]
             raise _unavailable_error(spec, {n: f for n, f in failures.items() if have[n] is None}, untried)
-        return _build_bundle(spec, {n: h for n, h in have.items() if h is not None}, target, report, canonicalize)
+        return _build_bundle(spec, {n: h for n, h in have.items() if h is not None}, target, report, canonicalize, fit)
     except OSError as exc:  # network errors are handled per source: this is the local disk
         raise WeightsError(
             f"cannot write weights of model '{spec.name}' under {root}: {exc.strerror or exc}",
@@ -220,15 +224,22 @@ def _download_component(
                 report.say(f"downloading {label} from {urlsplit(where).hostname or where}")
             dest = staged_path(root, comp, name)
             cache_folder(root, dest.parent.relative_to(root).as_posix(), create=False)  # a planted link is refused
-            path, staged = kind.download(src, comp, dest, progress, force=force)
+            ceiling = None if comp.size is not None else download_ceiling(largest_pinned())  # unpinned: bounded
+            path, staged = kind.download(src, comp, dest, progress, force=force, ceiling=ceiling)
             if staged:
                 return _Have(where, path=path, sha256=_verify(comp, path, where, delete=True), staged=True), failures
             return _Have(where, path=path, sha256=_verify_hub(comp, path, src)), failures
         except SourceFailed as exc:
             if not exc.manual and not last:  # the final error names every failure
-                report.say(f"[yellow]failed:[/] {exc}; trying the next source")
+                report.say(f"failed: {exc}; trying the next source", "yellow")
             failures.append(exc)
     return None, failures
+
+
+def largest_pinned() -> int | None:
+    """The largest file size the registry pins (an unpinned download is bounded relative to it)."""
+    registry = load_registry()
+    return max((c.size for m in registry.models.values() for c in m.components.values() if c.size), default=None)
 
 
 def _verify(comp: ComponentSpec, path: Path, origin: str, *, delete: bool) -> str:
@@ -277,7 +288,12 @@ def _verify_hub(comp: ComponentSpec, path: Path, src: Source) -> str:
 
 
 def _build_bundle(
-    spec: ModelSpec, have: dict[str, _Have], target: Path, report: Reporter, canonicalize: Canonicalize
+    spec: ModelSpec,
+    have: dict[str, _Have],
+    target: Path,
+    report: Reporter,
+    canonicalize: Canonicalize,
+    fit: NetworkFit | None = None,
 ) -> Path:
     """Convert (or copy from another bundle) every component, write the bundle atomically, drop staged files."""
     states: dict[str, Any] = {}
@@ -288,7 +304,7 @@ def _build_bundle(
         else:
             assert h.path is not None
             try:
-                states[name] = load_component_file(spec, name, h.path, canonicalize)
+                states[name] = load_component_file(spec, name, h.path, canonicalize, fit)
             except WeightsError as exc:  # a download that does not load never stays in the cache
                 if not h.staged:
                     raise

@@ -35,7 +35,9 @@ class ByteProgress:
     def bar(self, label: str, total: int | None, initial: int = 0) -> ByteBar:
         if self.rich is None:
             return ByteBar()
-        return ByteBar(self.rich, self.rich.add_task(label, total=total, completed=initial))
+        from ..io.printable import markup_safe
+
+        return ByteBar(self.rich, self.rich.add_task(markup_safe(label), total=total, completed=initial))
 
     def tqdm_class(self, label: str) -> type:
         """A tqdm class huggingface_hub can drive, drawing on our bar instead of printing its own."""
@@ -72,9 +74,12 @@ class Reporter:
         else:
             self.console = console
 
-    def say(self, message: str) -> None:
+    def say(self, message: str, style: str = "") -> None:
+        """One status line; `message` carries outside text (URLs, names, reasons): never markup."""
         if self.console is not None:
-            self.console.print(message, highlight=False, soft_wrap=True)  # never wrap a URL or path
+            from ..io.printable import plain
+
+            self.console.print(plain(message, style), highlight=False, soft_wrap=True)  # never wrap a URL or path
 
     @contextmanager
     def progress(self) -> Iterator[ByteProgress]:

@@ -47,7 +47,14 @@ class SourceKind:
         return None
 
     def download(
-        self, src: Source, comp: ComponentSpec, dest: Path, progress: ByteProgress | None, *, force: bool
+        self,
+        src: Source,
+        comp: ComponentSpec,
+        dest: Path,
+        progress: ByteProgress | None,
+        *,
+        force: bool,
+        ceiling: int | None = None,
     ) -> tuple[Path, bool]:
         """Fetch the file; returns (path, staged): staged files were written to `dest` (restorecli's
         cache, deleted on a bad checksum), others live in a cache of their own. Raises SourceFailed."""
@@ -85,7 +92,14 @@ class Hub(SourceKind):
             return None
 
     def download(
-        self, src: Source, comp: ComponentSpec, dest: Path, progress: ByteProgress | None, *, force: bool
+        self,
+        src: Source,
+        comp: ComponentSpec,
+        dest: Path,
+        progress: ByteProgress | None,
+        *,
+        force: bool,
+        ceiling: int | None = None,
     ) -> tuple[Path, bool]:
         from .download import hub_download
 
@@ -103,11 +117,19 @@ class Url(SourceKind):
             raise UsageError(f"{bad} (url) needs url")
 
     def download(
-        self, src: Source, comp: ComponentSpec, dest: Path, progress: ByteProgress | None, *, force: bool
+        self,
+        src: Source,
+        comp: ComponentSpec,
+        dest: Path,
+        progress: ByteProgress | None,
+        *,
+        force: bool,
+        ceiling: int | None = None,
     ) -> tuple[Path, bool]:
         from .download import url_download
 
-        url_download(src.url or "", dest, expected_size=comp.size, label=comp.file or dest.name, progress=progress)
+        label = comp.file or dest.name
+        url_download(src.url or "", dest, expected_size=comp.size, label=label, progress=progress, ceiling=ceiling)
         return dest, True
 
 
@@ -125,7 +147,14 @@ class Manual(SourceKind):
         return f"{src.url or src.note} (download by hand)"
 
     def download(
-        self, src: Source, comp: ComponentSpec, dest: Path, progress: ByteProgress | None, *, force: bool
+        self,
+        src: Source,
+        comp: ComponentSpec,
+        dest: Path,
+        progress: ByteProgress | None,
+        *,
+        force: bool,
+        ceiling: int | None = None,
     ) -> tuple[Path, bool]:
         from .download import SourceFailed
 
@@ -147,7 +176,14 @@ class Bundled(SourceKind):
         return f"bundled with restorecli ({src.path})"
 
     def download(
-        self, src: Source, comp: ComponentSpec, dest: Path, progress: ByteProgress | None, *, force: bool
+        self,
+        src: Source,
+        comp: ComponentSpec,
+        dest: Path,
+        progress: ByteProgress | None,
+        *,
+        force: bool,
+        ceiling: int | None = None,
     ) -> tuple[Path, bool]:
         from .download import SourceFailed
 
