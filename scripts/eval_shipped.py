@@ -11,7 +11,8 @@ lowlight:
   1. LOL eval15 (`LOL/test/{low,normal}`, --lol folder): reporting only, never used for training or tuning.
   2. LOL training pairs held out by name hash.
   3. Well-exposed photos (Kodak24 and the FiveK sample in ../shared/data/io): PSNR of the output against
-     its own input, which should stay >= 25 dB (a low-light model must not wreck a normal photo).
+     its own input, which should stay >= 30 dB (a low-light model must not wreck a normal photo).
+  Every set also reports the grid measure of its outputs (restorecli.quality.grid; photos score about 1).
   The LOL-eval-low inputs of ../shared/data/lowlight (no ground truth) are restored for looking at.
 
     PYTHONPATH=src python scripts/eval_shipped.py --task derain --work /tmp/eval-derain [--weights B.safetensors]
@@ -28,7 +29,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from restorecli.quality.evaluate import evaluate_pairs
+from restorecli.quality.evaluate import evaluate_pairs, read_rgb8
+from restorecli.quality.grid import grid_score
 from restorecli.training.datasets import is_held_out
 
 DATA = Path(os.environ.get("RESTORECLI_SHARED", Path(__file__).resolve().parent.parent.parent / "shared")) / "data"
@@ -62,7 +64,10 @@ def score(label: str, task: str, inputs: Path, refs: Path, work: Path, extra: li
     base = {f["name"]: f for f in before.files}
     gains = {f["name"]: f["psnr_y"] - base[f["name"]]["psnr_y"] for f in after.files if f["name"] in base}
     identity = inputs == refs  # well-exposed photos scored against themselves: input PSNR is infinite
+    grids = [grid_score(read_rgb8(p)) for p in sorted(out.iterdir()) if p.suffix.lower() in (".png", ".jpg")]
     return {
+        "grid_median": float(sorted(grids)[len(grids) // 2]),
+        "grid_max": max(grids),
         "label": label,
         "count": len(after.files),
         "input": before.mean,
@@ -142,16 +147,18 @@ def main() -> None:
         )
     (work / "summary.json").write_text(json.dumps(results, indent=1))
     print(
-        "| set | input PSNR-Y / PSNR (RGB) | restored PSNR-Y / SSIM-Y | restored PSNR / SSIM (RGB) | gain Y | worst gain Y |"
+        "| set | input PSNR-Y / PSNR (RGB) | restored PSNR-Y / SSIM-Y | restored PSNR / SSIM (RGB) | gain Y "
+        "| worst gain Y | grid median / max |"
     )
-    print("|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|")
     for r in results:
         b, a = r["input"], r["restored"]
         gain = "-" if r["worst_gain_y"] is None else f"{a['psnr_y'] - b['psnr_y']:+.2f}"
         worst = f"worst RGB {r['worst_psnr_rgb']:.2f}" if r["worst_gain_y"] is None else f"{r['worst_gain_y']:+.2f}"
         print(
             f"| {r['label']} ({r['count']}) | {b['psnr_y']:.2f} / {b['psnr_rgb']:.2f} | {a['psnr_y']:.2f} / "
-            f"{a['ssim_y']:.4f} | {a['psnr_rgb']:.2f} / {a['ssim_rgb']:.4f} | {gain} | {worst} |"
+            f"{a['ssim_y']:.4f} | {a['psnr_rgb']:.2f} / {a['ssim_rgb']:.4f} | {gain} | {worst} "
+            f"| {r['grid_median']:.2f} / {r['grid_max']:.2f} |"
         )
 
 

@@ -28,8 +28,8 @@ def first_run(tmp_path: Path) -> Path:
 
 
 def test_init_starts_from_the_bundles_weights(tmp_path, first_run):
-    # lr 0: the optimiser never moves the weights, so the new run's bundle is exactly where it started
-    still = tiny_config(tmp_path / "clean", lr=0.0, lr_min=0.0, seed=7)
+    # a rate of 1e-12: Adam moves each weight by about that much, so the new run's bundle is where it started
+    still = tiny_config(tmp_path / "clean", lr=1e-12, lr_min=1e-12, seed=7)
     started = train(dataclasses.replace(still, init=str(first_run)), tmp_path / "tuned", log=QUIET).bundle
     fresh = train(still, tmp_path / "fresh", log=QUIET).bundle
     a, b, c = load_file(str(first_run)), load_file(str(started)), load_file(str(fresh))

@@ -183,13 +183,20 @@ def run_restore(
             chosen = engine
         else:
             key = (*_key(r.model, r.task, dev or r.device, r.precision, r.weights, r.registry_files, r.offline,
-                         r.cache_dir), r.resize)  # fmt: skip
+                         r.cache_dir), r.resize, r.exposure)  # fmt: skip
             chosen = _engine_for(
                 spec, key, weights=r.weights, device=dev or r.device, precision=r.precision, offline=r.offline,
                 cache_dir=r.cache_dir, bundle=bundle,
             )  # fmt: skip
         if r.resize is not None:
             chosen.resize = r.resize  # type: ignore[attr-defined]  (a method whose [methods] options name it)
+        if r.exposure is not None:
+            if not getattr(getattr(chosen, "direct", None), "exposure_control", False):
+                raise UsageError(
+                    f"--exposure is not supported by model '{spec.name}'",
+                    "it moves the exposure of models that choose one for the whole photo (rddm-lowlight-small)",
+                )
+            chosen.exposure = float(r.exposure)  # type: ignore[attr-defined]
         if dev not in loaded:
             loaded[dev] = chosen
             if console is not None and not quiet:
@@ -245,6 +252,7 @@ def restore(
     quiet: bool = True,
     console: Any = None,
     resize: int | None = None,
+    exposure: float | None = None,
     **job_options: Any,
 ) -> Report:
     """Restore files, folders, globs or @lists into `output`, like the `restore TASK` command.
@@ -253,14 +261,16 @@ def restore(
     overwrite, shard=(i, n), batch_size, tile, tile_overlap, devices=["cuda:0", ...],
     relative_to, verbose, json. `engine` reuses an engine already loaded (e.g. by `load_model`);
     `weights=[BUNDLE]` of a `restore train` run uses that bundle's own spec (steps included);
-    `resize` is `--resize` (RDDM's 256x256 paper protocol).
+    `resize` is `--resize` (RDDM's 256x256 paper protocol); `exposure` is `--exposure`
+    (stops relative to a low-light model's own choice).
     Returns the Report (records per file, `exit_code`); Ctrl-C re-raises KeyboardInterrupt
     after the finished files are written.
     """
     report_path = job_options.pop("report_path", None)  # --report, accepted here as in run_restore
     request = RestoreRequest(
-        task, model, steps, seed, device, precision, weights, registry_files, offline, cache_dir, resize, report_path
-    )
+        task, model, steps, seed, device, precision, weights, registry_files, offline, cache_dir, resize, report_path,
+        exposure,
+    )  # fmt: skip
     report = run_restore(inputs, output, request, engine=engine, quiet=quiet, console=console, **job_options)
     if report.interrupted is not None:
         raise KeyboardInterrupt

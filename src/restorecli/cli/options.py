@@ -93,6 +93,16 @@ Resize = Annotated[
         "--resize", min=1, help="RDDM models only: resize inputs to SIZE x SIZE first (the paper's protocol: 256)."
     ),
 ]
+Exposure = Annotated[
+    Optional[float],
+    typer.Option(
+        "--exposure",
+        min=-4.0,
+        max=4.0,
+        metavar="STOPS",
+        help="Brighter (+) or darker (-) than the model's own choice, in stops (e.g. +1 doubles the light).",
+    ),
+]
 
 
 def print_error(text: str) -> None:

@@ -28,6 +28,7 @@ from .options import (
     BatchSize,
     Device,
     Devices,
+    Exposure,
     Ext,
     HtmlReport,
     Json,
@@ -60,7 +61,7 @@ def mask_means(task: str) -> str:
 
 
 # the options only some task commands take, as the registry names them ("mask" for a task that needs one)
-TASK_OPTIONS = ("mask", "resize")
+TASK_OPTIONS = ("mask", "resize", "exposure")
 
 
 def _task_command(task: str, summary: str, extra: frozenset[str] = frozenset()) -> Callable[..., None]:
@@ -94,13 +95,14 @@ def _task_command(task: str, summary: str, extra: frozenset[str] = frozenset()) 
         quiet: Quiet = False,
         verbose: Verbose = False,
         resize: Resize = None,
+        exposure: Exposure = None,
         report: HtmlReport = None,
     ) -> None:
         if "mask" in extra and mask is None:
             raise UsageError(f"'restore {task}' needs --mask MASK", f"white (255) in the mask marks {mask_means(task)}")
         request = RestoreRequest(
             task, model, steps, seed, device, precision, weights, GLOBAL.registry, GLOBAL.offline, GLOBAL.cache_dir,
-            resize, report,
+            resize, report, exposure,
         )  # fmt: skip
         result = run_restore(
             [input], output, request, quiet=quiet, console=err_console, mask=mask, recursive=recursive,

@@ -24,8 +24,9 @@ if TYPE_CHECKING:
 # the options that are TrainConfig fields of the same name
 CONFIG_OPTIONS = (
     "name task objective dual_output dim dim_mults attn_heads attn_dim_head pixel_unshuffle pair_fraction loss lr "
-    "batch_size iters crop steps sum_scale t_min ema_decay amp seed degradation held_out val_every val_size "
-    "save_every time_limit init"
+    "batch_size iters crop steps sum_scale t_min ema_decay amp seed degradation held_out val_every val_size val_count "
+    "save_every time_limit init network width global_width exposure_jitter color_jitter ssim_weight local_crop "
+    "whole_image_context"
 ).split()
 
 Method = Annotated[str, typer.Argument(help="Method to train; only rddm (residual diffusion) is supported.")]
@@ -71,6 +72,38 @@ PixelUnshuffle = Annotated[
         help="Run the UNet at 1/r resolution on r*r times the channels (1 = official; 2 is ~4x faster).",
     ),
 ]
+Network = Annotated[
+    Optional[str],
+    typer.Option(
+        "--network",
+        metavar="NET",
+        help="unet (RDDM diffusion UNets) or lightnet (one-pass low-light network: global exposure and colour, "
+        "full-resolution local pass).",
+    ),
+]
+Width = Annotated[Optional[int], typer.Option("--width", min=4, max=256, help="lightnet: full-resolution width.")]
+GlobalWidth = Annotated[
+    Optional[int], typer.Option("--global-width", min=4, max=256, help="lightnet: width of the exposure/colour branch.")
+]
+ExposureJitter = Annotated[
+    Optional[float],
+    typer.Option("--exposure-jitter", min=0.0, max=4.0, help="lightnet: scale inputs by up to +-N stops."),
+]
+ColorJitter = Annotated[
+    Optional[float],
+    typer.Option("--color-jitter", min=0.0, max=1.0, help="lightnet: scale input channels by up to 1 +- N."),
+]
+SsimWeight = Annotated[
+    Optional[float], typer.Option("--ssim-weight", min=0.0, max=4.0, help="Add N x (1 - SSIM of luma) to the loss.")
+]
+LocalCrop = Annotated[
+    Optional[int],
+    typer.Option("--local-crop", min=0, help="lightnet: the part of each crop the local branch trains on (0: half)."),
+]
+WholeImageContext = Annotated[
+    Optional[bool],
+    typer.Option("--whole-image-context", help="lightnet: the exposure/colour branch reads each pair's whole image."),
+]
 PairFraction = Annotated[
     Optional[float],
     typer.Option(
@@ -107,6 +140,9 @@ ValEvery = Annotated[
 ]
 ValSize = Annotated[
     Optional[int], typer.Option("--val-size", min=0, help="Centre crop of validation images (0 = whole).")
+]
+ValCount = Annotated[
+    Optional[int], typer.Option("--val-count", min=0, help="Held-out images scored per source folder.")
 ]
 SaveEvery = Annotated[Optional[int], typer.Option("--save-every", min=0, help="Write last.pt every N steps.")]
 TimeLimit = Annotated[
@@ -179,6 +215,14 @@ def train_cmd(
     attn_heads: AttnHeads = None,
     attn_dim_head: AttnDimHead = None,
     pixel_unshuffle: PixelUnshuffle = None,
+    network: Network = None,
+    width: Width = None,
+    global_width: GlobalWidth = None,
+    exposure_jitter: ExposureJitter = None,
+    color_jitter: ColorJitter = None,
+    ssim_weight: SsimWeight = None,
+    local_crop: LocalCrop = None,
+    whole_image_context: WholeImageContext = None,
     pair_fraction: PairFraction = None,
     loss: Loss = None,
     lr: Lr = None,
@@ -195,6 +239,7 @@ def train_cmd(
     held_out: HeldOut = None,
     val_every: ValEvery = None,
     val_size: ValSize = None,
+    val_count: ValCount = None,
     save_every: SaveEvery = None,
     time_limit: TimeLimit = None,
     resume: Resume = None,

@@ -121,6 +121,14 @@ class Engine(ABC):
         Returns (B, 3, scale*H, scale*W) float32 in [0, 1], CPU.
         """
 
+    def whole_image(self, image: Tensor) -> AbstractContextManager[Any]:
+        """Context for restoring `image` tile by tile: engines that make decisions about the whole
+        image (e.g. one exposure for a photo) make them here once, so every tile shares them."""
+        return nullcontext()
+
+    # Pixels of overlap tiled runs need at least, so overlapping tiles agree (0: the run's default).
+    min_overlap: ClassVar[int] = 0
+
     # ---- automatic tiling: one template, each engine declares its working set --------
     def estimate_bytes(self, height: int, width: int) -> int | None:
         """Peak working memory (bytes, beyond the weights) of one image of this size in input pixels.

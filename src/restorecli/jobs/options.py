@@ -54,3 +54,4 @@ class RestoreRequest:
     cache_dir: Path | None = None
     resize: int | None = None  # --resize (RDDM's paper protocol)
     report_path: Path | str | None = None  # --report: an HTML page of the run
+    exposure: float | None = None  # --exposure: stops relative to a low-light model's own choice

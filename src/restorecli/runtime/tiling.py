@@ -87,20 +87,19 @@ def restore_tiled(
     if tile <= 0 or (height <= tile and width <= tile):
         return engine.restore(image, steps=steps, generators=[generator], masks=mask)
     tile = effective_tile(engine, tile)
-    overlap = min(max(overlap, 0), tile // 2)
+    overlap = min(max(overlap, engine.min_overlap, 0), tile // 2)
     stride = tile - overlap
     scale = engine.scale
     hs = tile_starts(height, tile, stride)
     ws = tile_starts(width, tile, stride)
     out = torch.zeros(1, 3, height * scale, width * scale, dtype=torch.float32)
     weight = torch.zeros(1, 1, height * scale, width * scale, dtype=torch.float32)
-    done, total = 0, len(hs) * len(ws)
-    for i, top in enumerate(hs):
-        th = min(tile, height - top)
-        wy = ramp(th * scale, *(scale * o for o in _overlaps(hs, tile, i)))
-        for j, left in enumerate(ws):
-            tw = min(tile, width - left)
-            wx = ramp(tw * scale, *(scale * o for o in _overlaps(ws, tile, j)))
+    total = len(hs) * len(ws)
+    with engine.whole_image(image):
+        for done, (top, left) in enumerate(((top, left) for top in hs for left in ws), start=1):
+            th, tw = min(tile, height - top), min(tile, width - left)
+            wy = ramp(th * scale, *(scale * o for o in _overlaps(hs, tile, hs.index(top))))
+            wx = ramp(tw * scale, *(scale * o for o in _overlaps(ws, tile, ws.index(left))))
             crop = image[:, :, top : top + th, left : left + tw]
             mcrop = None if mask is None else mask[:, :, top : top + th, left : left + tw]
             result = engine.restore(crop, steps=steps, generators=[generator], masks=mcrop).float().cpu()
@@ -108,7 +107,6 @@ def restore_tiled(
             ys, xs = top * scale, left * scale
             out[:, :, ys : ys + th * scale, xs : xs + tw * scale] += result * w2
             weight[:, :, ys : ys + th * scale, xs : xs + tw * scale] += w2
-            done += 1
             if on_tile is not None:
                 on_tile(done, total)
     return out / weight

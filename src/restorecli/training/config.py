@@ -26,7 +26,15 @@ class TrainConfig:
 
     name: str = "rddm-custom"
     task: str = "derain"
-    objective: str = "pred_res_noise"  # two UNets (residual, noise) | "pred_res": one UNet
+    objective: str = "pred_res_noise"  # two UNets (residual, noise) | "pred_res": one UNet | "direct" (lightnet)
+    network: str = "unet"  # "unet": RDDM UNets | "lightnet": the one-pass global/local enhancer (nets/lightnet.py)
+    width: int = 12  # lightnet: full-resolution width (its coarser levels are 2, 3 and 4 times wider)
+    global_width: int = 32  # lightnet: width of the global (exposure and colour) branch
+    exposure_jitter: float = 0.0  # lightnet: inputs scaled by 2**U(-j, j) stops (the target unchanged)
+    color_jitter: float = 0.0  # lightnet: inputs' channels scaled by 1 + U(-c, c) (the target unchanged)
+    ssim_weight: float = 0.0  # weight of (1 - SSIM of luma) added to the pixel loss (lightnet)
+    whole_image_context: bool = False  # lightnet: the global branch reads each pair's whole image, not the crop
+    local_crop: int = 0  # lightnet: side of the part of each crop the local branch trains on (0: half the crop)
     dual_output: bool = False  # DDO-style gate mixing the two clean-image estimates
     dim: int = 16
     dim_mults: tuple[int, ...] = (1, 2, 4, 8)
@@ -63,7 +71,13 @@ class TrainConfig:
     init: str | None = None  # bundle file or shipped model whose weights start the run (fine-tuning)
 
     def __post_init__(self) -> None:
-        if self.objective not in ("pred_res_noise", "pred_res"):
+        if self.network not in ("unet", "lightnet"):
+            raise UsageError(f"unknown network '{self.network}'", "use unet (RDDM UNets) or lightnet")
+        if self.network == "lightnet":
+            self.objective, self.steps, self.t_min, self.dual_output = "direct", 1, 0, False
+        elif self.objective == "direct":
+            raise UsageError("objective 'direct' is the lightnet's", "use --network lightnet")
+        if self.objective not in ("pred_res_noise", "pred_res", "direct"):
             raise UsageError(
                 f"unknown objective '{self.objective}'", "use pred_res_noise (two UNets) or pred_res (one)"
             )
@@ -79,6 +93,15 @@ class TrainConfig:
             raise UsageError(
                 f"--steps must be 1..{self.max_steps()}" + (f" with --t-min {self.t_min}" if self.t_min else "")
             )
+        if not 4 <= self.width <= 256 or not 4 <= self.global_width <= 256:
+            raise UsageError(
+                f"--width {self.width} / --global-width {self.global_width} is out of range",
+                "use 4..256 (the shipped model: 12 and 32)",
+            )
+        for key in ("exposure_jitter", "color_jitter", "ssim_weight"):
+            value = getattr(self, key)
+            if not 0.0 <= value <= 4.0:
+                raise UsageError(f"--{key.replace('_', '-')} {value} is out of range", "use 0..4")
         if self.dim % self.resnet_block_groups:
             raise UsageError(
                 f"--dim {self.dim} must be a multiple of the group-norm groups ({self.resnet_block_groups})"
@@ -107,10 +130,13 @@ class TrainConfig:
 
     @property
     def components(self) -> tuple[str, ...]:
+        if self.network == "lightnet":
+            return ("net",)
         return ("unet0", "unet1") if self.objective == "pred_res_noise" else ("unet0",)
 
 
 UNET_KIND = "rddm.unet"
+LIGHTNET_KIND = "rddm.lightnet"
 # Official values of the restorecli-only UNet settings; a config records a key only when it differs.
 OFFICIAL_UNET_EXTRAS = {"attn_heads": 4, "attn_dim_head": 32, "pixel_unshuffle": 1}
 GATED_OUT_DIM = 4  # --dual-output: the noise UNet also outputs the gate (3 + 1 channels)
@@ -137,6 +163,8 @@ def unet_config(cfg: TrainConfig, out_dim: int | None = None) -> dict[str, Any]:
 
 def model_spec(cfg: TrainConfig, *, origin: str = "user-trained") -> ModelSpec:
     """The ModelSpec the engine needs to run what this config trains."""
+    if cfg.network == "lightnet":
+        return _lightnet_spec(cfg, origin)
     comps = {}
     for name in cfg.components:
         out_dim = GATED_OUT_DIM if (cfg.dual_output and name == "unet1") else None
@@ -164,6 +192,24 @@ def model_spec(cfg: TrainConfig, *, origin: str = "user-trained") -> ModelSpec:
         max_steps=cfg.max_steps(),
         origin=origin,
         description=f"RDDM {cfg.task} model trained with 'restore train rddm' ({cfg.objective}, dim {cfg.dim})",
+    )
+
+
+def _lightnet_spec(cfg: TrainConfig, origin: str) -> ModelSpec:
+    comp = ComponentSpec(name="net", kind=LIGHTNET_KIND, config={"width": cfg.width, "global_width": cfg.global_width})
+    return ModelSpec(
+        name=cfg.name,
+        method="rddm",
+        task=cfg.task,
+        scale=1,
+        components={"net": comp},
+        sampler={"objective": "direct", "condition": True, "steps": 1},
+        trained_steps=1,
+        default_steps=1,
+        min_steps=1,
+        max_steps=1,
+        origin=origin,
+        description=f"{cfg.task} model trained with 'restore train rddm --network lightnet' (width {cfg.width})",
     )
 
 

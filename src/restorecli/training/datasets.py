@@ -105,6 +105,7 @@ class CropSampler:
         augment: bool = True,
         quarter_turns: bool = True,
         pair_fraction: float = 0.0,
+        context: int = 0,
     ) -> None:
         if not clean and not pairs:
             raise UsageError("no training images", "give --clean folders or --pairs DEGRADED CLEAN")
@@ -127,12 +128,19 @@ class CropSampler:
             raise UsageError(f"--pair-fraction {pair_fraction} is not between 0 and 1")
         # 0 keeps the plain draw (uniform over all images), so earlier runs replay exactly
         self.pair_fraction = pair_fraction if (self.clean and self.pairs) else 0.0
+        # context > 0: each pair's whole degraded image, area-resized to context x context, goes with its
+        # crops (turned and flipped as they are), for networks that decide something about the whole photo
+        self.context = context
+        self.thumbs = [_thumbnail(p.degraded, context) for p in self.pairs] if context else []
+        self.last_context: list[np.ndarray] = []
 
-    def _cut(self, rng: np.random.Generator, *images: np.ndarray) -> list[np.ndarray]:
+    def _cut(self, rng: np.random.Generator, *images: np.ndarray, whole: np.ndarray | None = None) -> list[np.ndarray]:
         h, w = images[0].shape[:2]
         y = int(rng.integers(0, h - self.crop + 1))
         x = int(rng.integers(0, w - self.crop + 1))
         out = [im[y : y + self.crop, x : x + self.crop] for im in images]
+        if whole is not None:
+            out.append(whole)
         if self.augment:
             k = int(rng.integers(0, 4))
             if not self.quarter_turns:
@@ -157,17 +165,38 @@ class CropSampler:
             degraded, _ = degrade(clean01, self.degradation, rng, **self.degrade_params)
             # quantise like a saved file, so the network never relies on sub-8-bit detail
             degraded = np.floor(degraded * 255.0 + 0.5) / 255.0
+            if self.context:  # a synthetic draw exists only for the crop: the crop is its own context
+                self.last_context.append(_thumbnail(np.round(degraded * 255).astype(np.uint8), self.context))
             return degraded.astype(np.float32), clean01
         pair = self.pairs[k - n_clean]
-        deg, clean = self._cut(rng, pair.degraded, pair.clean)
+        if self.context:
+            deg, clean, thumb = self._cut(rng, pair.degraded, pair.clean, whole=self.thumbs[k - n_clean])
+            self.last_context.append(np.ascontiguousarray(thumb))
+        else:
+            deg, clean = self._cut(rng, pair.degraded, pair.clean)
         return deg.astype(np.float32) / 255.0, clean.astype(np.float32) / 255.0
 
     def batch(self, rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:
-        """(degraded, clean) float32 arrays (B, 3, crop, crop)."""
+        """(degraded, clean) float32 arrays (B, 3, crop, crop); with `context`, the batch's whole-image
+        thumbnails (B, 3, context, context) are left in `last_batch_context`."""
+        self.last_context = []
         items = [self.sample(rng) for _ in range(size)]
+        if self.context:
+            ctx = np.stack(self.last_context).transpose(0, 3, 1, 2).astype(np.float32)
+            self.last_batch_context = np.ascontiguousarray(ctx)
         deg = np.stack([d for d, _ in items]).transpose(0, 3, 1, 2)
         clean = np.stack([c for _, c in items]).transpose(0, 3, 1, 2)
         return np.ascontiguousarray(deg), np.ascontiguousarray(clean)
+
+
+def _thumbnail(image: np.ndarray, size: int) -> np.ndarray:
+    """The whole uint8 image average-pooled to size x size, float32 in [0, 1], (size, size, 3): what a
+    global branch reads of a photo (the same pooling as `nets.lightnet.GlobalBranch`)."""
+    import torch
+    import torch.nn.functional as F
+
+    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float() / 255.0
+    return F.adaptive_avg_pool2d(x, size)[0].permute(1, 2, 0).numpy()
 
 
 def fixed_pairs(

@@ -212,10 +212,16 @@ def _say_what_trains(run: _Run, val_pairs: list[Any], baseline: dict[str, float]
         log(f"held-out identity pairs (output scored against the unchanged input): {n_identity}")
     n_params = sum(p.numel() for p in run.params)
     log(
-        f"training {cfg.objective}{' + gate' if cfg.dual_output else ''}: {len(run.nets)} UNet(s), "
+        f"training {cfg.objective}{' + gate' if cfg.dual_output else ''}: {_networks_label(cfg, len(run.nets))}, "
         f"{n_params / 1e6:.2f} M parameters, {cfg.iters} iteration{'s' if cfg.iters != 1 else ''}, "
         f"batch {cfg.batch_size}, crop {cfg.crop}"
     )
+
+
+def _networks_label(cfg: TrainConfig, count: int) -> str:
+    if cfg.network == "lightnet":
+        return "the lightnet"
+    return f"{count} UNet{'s' if count != 1 else ''}"
 
 
 def _optimise(run: _Run, crops: Any) -> None:
@@ -224,10 +230,11 @@ def _optimise(run: _Run, crops: Any) -> None:
     for group in run.opt.param_groups:
         group["lr"] = cosine_lr(cfg, run.step, run.seconds())
     deg, clean = crops.batch(run.rng, cfg.batch_size)
+    context = torch.from_numpy(crops.last_batch_context).to(run.device) if crops.context else None
     deg_t = torch.from_numpy(deg).to(run.device)
     clean_t = torch.from_numpy(clean).to(run.device)
     with torch.autocast(run.device.type, dtype=run.amp_dtype, enabled=run.amp_dtype is not None):
-        loss, parts = training_loss(run.nets, cfg, run.sched, deg_t, clean_t, run.gen)
+        loss, parts = training_loss(run.nets, cfg, run.sched, deg_t, clean_t, run.gen, context)
     if run.amp_dtype != torch.float16 and not bool(torch.isfinite(loss.detach())):  # fp16's scaler skips such steps
         raise diverged(cfg, run.out_dir, run.step + 1, run.saved_step)
     run.opt.zero_grad(set_to_none=True)

@@ -24,6 +24,8 @@ from .config import TrainConfig
 from .datasets import CropSampler, Pair, collect_images, fixed_pairs, is_held_out, load_pairs, split_files
 from .degrade import DEGRADATIONS
 
+GLOBAL_SIZE = 64  # the side of the lightnet's global view (nets.lightnet: global_size)
+
 
 def predictor(
     nets: dict[str, nn.Module], objective: str, sched: Schedule, x_in: Tensor, *, use_gate: bool = True
@@ -71,6 +73,8 @@ def sample(
     shape from `generator`; with a gate, the clean estimate is the gated mix
     (`use_gate=False` runs the heads as plain RDDM).
     """
+    if objective == "direct":  # the lightnet: one deterministic pass, no noise drawn
+        return nets["net"](degraded).clamp(0, 1)
     x_in = degraded * 2 - 1
     noise = torch.randn(x_in.shape, generator=generator).to(x_in.device)
     x_t = x_in + math.sqrt(sum_scale) * noise
@@ -114,6 +118,7 @@ def build_data(cfg: TrainConfig) -> tuple[CropSampler, list[Pair]]:
         crop=cfg.crop,
         quarter_turns=not upright(cfg),
         pair_fraction=cfg.pair_fraction,
+        context=GLOBAL_SIZE if cfg.whole_image_context else 0,
     )
     return crops, val_pairs
 

@@ -46,7 +46,9 @@ def _describe(config: dict) -> str:
 
 
 def _network_options(config: dict) -> str:
-    """The `restore train` options that build the network of a bundle's UNet config."""
+    """The `restore train` options that build the network of a bundle's config."""
+    if "width" in config and "dim" not in config:  # the lightnet
+        return f"--network lightnet --width {config['width']} --global-width {config.get('global_width', 32)}"
     mults = ",".join(str(m) for m in config.get("dim_mults", ()))
     extras = {**OFFICIAL_UNET_EXTRAS, **{k: config[k] for k in OFFICIAL_UNET_EXTRAS if k in config}}
     return f"--dim {config.get('dim')} --dim-mults {mults} " + " ".join(
@@ -66,8 +68,14 @@ def load_init_weights(init: str, spec: ModelSpec, nets: dict[str, nn.Module]) ->
     if set(own.components) != set(spec.components):
         raise UsageError(
             f"--init {init} has networks {sorted(own.components)}, this run trains {sorted(spec.components)}",
-            "train with the bundle's --objective"
-            + (" (pred_res)" if len(own.components) == 1 else " (pred_res_noise) and its --dual-output setting"),
+            "train with the bundle's network: "
+            + (
+                "--network lightnet"
+                if set(own.components) == {"net"}
+                else "--objective pred_res"
+                if len(own.components) == 1
+                else "--objective pred_res_noise and its --dual-output setting"
+            ),
         )
     for name, comp in spec.components.items():
         theirs = own.components[name].config

@@ -81,7 +81,7 @@ SHA256_CHECKS = ("independent-copies",)
 SOURCE_FIELDS = frozenset({"kind", "url", "repo", "filename", "revision", "note", "endpoint", "path"})
 SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 METHOD_FIELDS = frozenset({"engine", "options"})
-TASK_FIELDS = frozenset({"summary", "needs_mask"})
+TASK_FIELDS = frozenset({"summary", "needs_mask", "options"})
 ENGINE_PATH = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*")
 OPTION_NAME = re.compile(r"[a-z][a-z0-9_]*")
 
@@ -172,7 +172,8 @@ def check_registry_file(path: Path | str, data: dict[str, Any]) -> None:
 
 
 def _check_methods_and_tasks(top: _Where, data: dict[str, Any]) -> None:
-    """`[methods.NAME]`: engine = "module:Class", options = ["resize"]; `[tasks.NAME]`: summary, needs_mask."""
+    """`[methods.NAME]`: engine = "module:Class", options = ["resize"]; `[tasks.NAME]`: summary, needs_mask,
+    options (those the task's own default model takes, e.g. ["exposure"])."""
     for name, raw in data.get("methods", {}).items():
         _table(top, f"methods.{name}", raw)
         _known_fields(top, raw, METHOD_FIELDS, f"methods.{name}")
@@ -192,6 +193,9 @@ def _check_methods_and_tasks(top: _Where, data: dict[str, Any]) -> None:
             _text(top, f"tasks.{name}.summary", raw["summary"])
         if "needs_mask" in raw and not isinstance(raw["needs_mask"], bool):
             raise top.fail(f"tasks.{name}.needs_mask", raw["needs_mask"], "is not true or false", "write true")
+        options = raw.get("options", [])
+        if not isinstance(options, list) or not all(isinstance(o, str) and OPTION_NAME.fullmatch(o) for o in options):
+            raise top.fail(f"tasks.{name}.options", options, "is not a list of option names", 'write ["exposure"]')
 
 
 def _check_model(where: _Where, raw: dict[str, Any]) -> None:

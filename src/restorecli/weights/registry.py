@@ -41,11 +41,13 @@ class MethodSpec:
 
 @dataclass(frozen=True)
 class TaskSpec:
-    """A task command (`restore NAME`): its one-line help and whether every input needs a mask."""
+    """A task command (`restore NAME`): its one-line help, whether every input needs a mask, and
+    options of its own (beyond its methods'), e.g. the low-light task's --exposure."""
 
     name: str
     summary: str
     needs_mask: bool = False
+    options: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -61,7 +63,8 @@ class Registry:
     def task_options(self, task: str) -> tuple[str, ...]:
         """The extra options of a task command: those of every method a model of the task runs on."""
         methods = {m.method for m in self.models.values() if m.task == task or task in m.default_for}
-        return tuple(sorted({o for name in methods for o in self.method(name).options}))
+        own = self.tasks[task].options if task in self.tasks else ()
+        return tuple(sorted({o for name in methods for o in self.method(name).options} | set(own)))
 
     def get(self, name: str) -> ModelSpec:
         try:
@@ -222,7 +225,12 @@ def parse_registry(data: dict[str, Any]) -> Registry:
         for name, raw in data.get("methods", {}).items()
     }
     tasks = {
-        name: TaskSpec(name, summary=raw.get("summary", ""), needs_mask=bool(raw.get("needs_mask", False)))
+        name: TaskSpec(
+            name,
+            summary=raw.get("summary", ""),
+            needs_mask=bool(raw.get("needs_mask", False)),
+            options=tuple(raw.get("options", ())),
+        )
         for name, raw in data.get("tasks", {}).items()
     }
     return Registry(models, methods, tasks)

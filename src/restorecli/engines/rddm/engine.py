@@ -24,22 +24,25 @@ docs/engines/rddm.md for the registry entries and checkpoint layouts.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from ...errors import UsageError, WeightsError
+from ...errors import UsageError
+from ...nets.direct import DirectNet
+from ...nets.lightnet import build_lightnet
 from ...nets.rddm_unet import RDDMUnet, RDDMUnetRes, build_unet, build_unetres
 from ...weights.registry import ComponentSpec, ModelSpec
 from ..base import Engine, MemoryShare, StateDict, check_batch
 from ..common import pad_end, padded_size, randn, randn_per_image
+from .checkpoints import UNET_KIND, UNETRES_KIND, component_state
 from .paper_resize import paper_resize
 from .schedule import (
     OBJECTIVES,
-    SCHEDULE_BUFFERS,
     TWO_HEAD_OBJECTIVES,
     OnStep,
     Prediction,
@@ -50,11 +53,9 @@ from .schedule import (
     sample,
 )
 
-UNETRES_KIND = "rddm.unetres"  # official UnetRes: unet0.* (and unet1.*) in one component
-UNET_KIND = "rddm.unet"  # one Unet per component, named unet0 / unet1 (what `restore train rddm` writes)
-KINDS = (UNETRES_KIND, UNET_KIND)
-EMA_PREFIX = "ema_model."
-MODEL_PREFIX = "model."
+LIGHTNET_KIND = "rddm.lightnet"  # the one-pass global/local low-light enhancer (objective "direct")
+KINDS = (UNETRES_KIND, UNET_KIND, LIGHTNET_KIND)
+DIRECT = "direct"  # objective of a one-pass network (the lightnet): no diffusion, no noise drawn
 
 
 # ---- sampler configuration ---------------------------------------------------------------
@@ -83,9 +84,10 @@ class RDDMConfig:
         s = dict(spec.sampler)
         condition = bool(s.get("condition", spec.task != "generate"))
         objective = s.get("objective", "pred_res_noise")
-        if objective not in OBJECTIVES:
+        if objective not in (*OBJECTIVES, DIRECT):
             raise UsageError(
-                f"model '{spec.name}': unknown RDDM objective '{objective}'", f"use one of {', '.join(OBJECTIVES)}"
+                f"model '{spec.name}': unknown RDDM objective '{objective}'",
+                f"use one of {', '.join((*OBJECTIVES, DIRECT))}",
             )
         time_input = s.get("time_input", "int")
         if time_input not in ("int", "scaled"):
@@ -124,76 +126,6 @@ class RDDMConfig:
         return not (self.objective == "pred_res_noise" and self.test_res_or_noise == "noise")
 
 
-# ---- checkpoint layouts ------------------------------------------------------------------
-
-
-def _tensor_map(obj: Any) -> bool:
-    return isinstance(obj, Mapping) and bool(obj) and all(isinstance(v, Tensor) for v in obj.values())
-
-
-def unetres_state(obj: Any) -> StateDict:
-    """The `UnetRes` weights (unet0.*, unet1.*) inside an official file, EMA copy preferred.
-
-    Accepted: the Trainer.save container {'step', 'model', 'opt'|'opt0'/'opt1',
-    'ema', 'scaler'} (its 'ema' is used, as the official test does); the EMA
-    state alone ('ema_model.*'); a `ResidualDiffusion` state dict ('model.*'
-    plus schedule buffers); a bare `UnetRes` state dict. Schedule buffers,
-    'initted', 'step' and the online copy are dropped: the schedule is rebuilt
-    from the registry config.
-    """
-    hint = "pass an RDDM checkpoint written by the official Trainer.save (model-N.pt) or a converted bundle"
-    if isinstance(obj, Mapping) and "ema" in obj:
-        obj = obj["ema"]
-        if not isinstance(obj, Mapping) or not any(str(k).startswith(EMA_PREFIX) for k in obj):
-            raise WeightsError("the checkpoint's 'ema' entry holds no 'ema_model.*' weights", hint)
-    elif isinstance(obj, Mapping) and "model" in obj and "step" in obj:
-        raise WeightsError("the training checkpoint has no EMA weights ('ema'), which RDDM inference uses", hint)
-    if not isinstance(obj, Mapping):
-        raise WeightsError("the file does not hold an RDDM state dict", hint)
-    if any(str(k).startswith(EMA_PREFIX) for k in obj):
-        obj = {k[len(EMA_PREFIX) :]: v for k, v in obj.items() if str(k).startswith(EMA_PREFIX)}
-    if any(str(k).startswith(MODEL_PREFIX) for k in obj):
-        stray = [k for k in obj if not str(k).startswith(MODEL_PREFIX) and k not in SCHEDULE_BUFFERS]
-        if stray:
-            raise WeightsError(f"unexpected entry '{stray[0]}' beside the RDDM network weights", hint)
-        obj = {k[len(MODEL_PREFIX) :]: v for k, v in obj.items() if str(k).startswith(MODEL_PREFIX)}
-    if not _tensor_map(obj):
-        raise WeightsError("the file does not hold an RDDM state dict of tensors", hint)
-    if "ups_no_skip.0.0.mlp.1.weight" in obj or "final_conv_1.weight" in obj:
-        raise WeightsError(
-            "the checkpoint is a shared-encoder UnetRes (share_encoder=1), which restorecli does not run",
-            "train with separate networks (share_encoder=0 or -1, num_unet=2 or 1)",
-        )
-    other = sorted(k for k in obj if not k.startswith(("unet0.", "unet1.")))
-    if other:
-        raise WeightsError(f"the file is not an RDDM UnetRes checkpoint (found key '{other[0]}')", hint)
-    return dict(obj)
-
-
-def component_state(comp: ComponentSpec, obj: Any) -> StateDict:
-    """The exact state dict of one component: the whole UnetRes, or one Unet (by component name)."""
-    if comp.kind == UNETRES_KIND:
-        state = unetres_state(obj)
-        want = int(comp.config.get("num_unet", 2))
-        have = {k.split(".", 1)[0] for k in state}
-        if have != {f"unet{i}" for i in range(want)}:
-            raise WeightsError(
-                f"the checkpoint holds {len(have)} UNet(s) ({', '.join(sorted(have))}) but model component "
-                f"'{comp.name}' has {want}",
-                "check the model (one-UNet pred_res models need num_unet = 1)",
-            )
-        return state
-    if comp.kind == UNET_KIND:
-        if _tensor_map(obj) and "init_conv.weight" in obj:
-            return dict(obj)
-        prefix = f"{comp.name}."
-        state = {k[len(prefix) :]: v for k, v in unetres_state(obj).items() if k.startswith(prefix)}
-        if not state:
-            raise WeightsError(f"the checkpoint holds no '{comp.name}' network", "check the file and the model")
-        return state
-    raise UsageError(f"the rddm engine cannot load component kind '{comp.kind}'")
-
-
 # ---- the engine --------------------------------------------------------------------------
 
 
@@ -210,8 +142,12 @@ class RDDMEngine(Engine):
     ) -> None:
         super().__init__(spec, states, device, dtype)
         self.cfg = RDDMConfig.from_spec(spec)
-        self.unet0, self.unet1 = self._networks()
-        self._check_layout()
+        self.direct = self._direct_net()
+        self.unet0, self.unet1 = (None, None) if self.direct is not None else self._networks()
+        if self.direct is None:
+            self._check_layout()
+        self.exposure = 0.0  # stops added to a direct model's own exposure choice (--exposure)
+        self._whole: Any = None  # the direct network's whole-image decisions while tiles run
         try:
             schedule = make_schedule(self.cfg.schedule, self.cfg.timesteps, self.cfg.sum_scale)
         except (TypeError, ValueError) as exc:
@@ -224,7 +160,7 @@ class RDDMEngine(Engine):
     # ---- construction ------------------------------------------------------------------
     @classmethod
     def build_component(cls, comp: ComponentSpec, device: torch.device | str = "cpu") -> nn.Module:
-        builders = {UNETRES_KIND: build_unetres, UNET_KIND: build_unet}
+        builders = {UNETRES_KIND: build_unetres, UNET_KIND: build_unet, LIGHTNET_KIND: build_lightnet}
         if comp.kind not in builders:
             raise UsageError(
                 f"the rddm engine cannot build component kind '{comp.kind}'", f"use one of {', '.join(KINDS)}"
@@ -238,6 +174,17 @@ class RDDMEngine(Engine):
     @classmethod
     def canonicalize(cls, comp: ComponentSpec, obj: Any) -> StateDict:
         return component_state(comp, obj)
+
+    def _direct_net(self) -> DirectNet | None:
+        direct = [net for net in self.nets.values() if isinstance(net, DirectNet)]
+        if self.cfg.objective != DIRECT and not direct:
+            return None
+        if self.cfg.objective != DIRECT or len(direct) != 1 or len(self.nets) != 1:
+            raise UsageError(
+                f"model '{self.spec.name}': objective 'direct' runs exactly one one-pass network component",
+                "check the model spec",
+            )
+        return direct[0]
 
     def _networks(self) -> tuple[RDDMUnet | None, RDDMUnet | None]:
         found: dict[str, RDDMUnet] = {}
@@ -278,6 +225,8 @@ class RDDMEngine(Engine):
 
     @resize.setter
     def resize(self, value: int | None) -> None:
+        if value is not None and self.direct is not None:
+            raise UsageError(f"--resize is not supported by model '{self.spec.name}'", "run it at the photo's size")
         if value is not None and int(value) < 8:
             raise UsageError(f"--resize {value} is too small", "use e.g. --resize 256 (the paper protocol)")
         self._resize = None if value is None else int(value)
@@ -285,6 +234,8 @@ class RDDMEngine(Engine):
 
     @property
     def size_multiple(self) -> int:
+        if self.direct is not None:
+            return self.direct.size_multiple
         net = self.unet0 if self.unet0 is not None else self.unet1
         return net.size_multiple  # type: ignore[union-attr]
 
@@ -307,11 +258,13 @@ class RDDMEngine(Engine):
         bundles of any width, levels and attention are covered; the networks run one
         after the other, so the larger one counts.
         """
+        elem = 4 if self.dtype == torch.float32 else 2
+        if self.direct is not None:
+            return int(self.direct.working_set_floats(height, width) * elem + self.BASE_BYTES)
         m = self.size_multiple
         ph, pw = padded_size(height, m), padded_size(width, m)
         nets = [net for net in (self.unet0, self.unet1) if net is not None]
         floats = max(net.working_set_floats(ph, pw) for net in nets) + self.SAMPLER_IMAGES * 3 * ph * pw
-        elem = 4 if self.dtype == torch.float32 else 2
         return int(floats * elem + self.BASE_BYTES)
 
     def largest_efficient_tile(self) -> int | None:
@@ -322,6 +275,8 @@ class RDDMEngine(Engine):
         tiles are several times faster than the largest that fits in memory. The shipped
         and official shapes are not capped below 1024 pixels.
         """
+        if self.direct is not None:
+            return None  # no attention: any tile that fits is efficient
         nets = [(net, net.conv_flops_per_pixel()) for net in (self.unet0, self.unet1) if net is not None]
         for tile in self.tile_sizes:
             if all(net.attention_flops_per_pixel(tile, tile) <= conv for net, conv in nets):
@@ -395,6 +350,36 @@ class RDDMEngine(Engine):
 
         return predict
 
+    # ---- one-pass models -----------------------------------------------------------------
+    @property
+    def min_overlap(self) -> int:  # type: ignore[override]
+        return self.direct.receptive_radius if self.direct is not None else 0
+
+    @contextmanager
+    def whole_image(self, image: Tensor) -> Iterator[None]:
+        """A direct model decides exposure and colour once from the whole photo; tiles reuse it."""
+        if self.direct is None:
+            yield
+            return
+        with torch.no_grad():
+            self._whole = self.direct.global_params(image.float().to(self.device))
+        try:
+            yield
+        finally:
+            self._whole = None
+
+    @torch.no_grad()
+    def _restore_direct(self, images: Tensor) -> Tensor:
+        net = self.direct
+        assert net is not None
+        x = images.float().to(self.device)
+        params = self._whole if self._whole is not None else net.global_params(x)
+        if net.exposure_control:
+            params = params.shifted(self.exposure)
+        with self.autocast():
+            out = net(x, params)
+        return out.float().clamp(0, 1).cpu()
+
     # ---- restoration -------------------------------------------------------------------
     @torch.no_grad()
     def restore(
@@ -412,6 +397,8 @@ class RDDMEngine(Engine):
                 f"use 'restore generate --model {self.spec.name}'",
             )
         check_batch(images, generators, masks, needs_mask=cfg.input_condition)
+        if self.direct is not None:
+            return self._restore_direct(images)
         x = images.float()
         cond = None
         if cfg.input_condition:
