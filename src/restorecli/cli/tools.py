@@ -129,11 +129,18 @@ def train_cmd(
         typer.Option(
             "--network",
             metavar="NET",
-            help="unet (RDDM diffusion UNets) or lightnet (one-pass low-light enhancer: global exposure and "
-            "colour, full-resolution local pass).",
+            help="unet (RDDM diffusion UNets), lightnet (one-pass low-light enhancer: global exposure and "
+            "colour, full-resolution local pass) or rainnet (one-pass deraining: shared-weight full-resolution "
+            "stages that predict and subtract the rain layer).",
         ),
     ] = "unet",
-    width: Annotated[int, typer.Option("--width", min=4, max=256, help="lightnet: full-resolution width.")] = 12,
+    width: Annotated[
+        int, typer.Option("--width", min=4, max=256, help="lightnet, rainnet: full-resolution width.")
+    ] = 12,
+    stages: Annotated[
+        int, typer.Option("--stages", min=1, max=12, help="rainnet: progressive stages (shared weights).")
+    ] = 3,
+    blocks: Annotated[int, typer.Option("--blocks", min=1, max=8, help="rainnet: residual blocks per stage.")] = 1,
     exposure_jitter: Annotated[
         float,
         typer.Option("--exposure-jitter", min=0.0, max=4.0, help="lightnet: scale inputs by up to +-N stops."),
@@ -237,6 +244,8 @@ def train_cmd(
         pixel_unshuffle=pixel_unshuffle,
         network=network,
         width=width,
+        stages=stages,
+        blocks=blocks,
         exposure_jitter=exposure_jitter,
         color_jitter=color_jitter,
         ssim_weight=ssim_weight,

@@ -141,8 +141,8 @@ def _reorder_opt_state(state: dict[str, Any], saved: list[str] | None, current: 
 
 
 def _networks_label(cfg: TrainConfig, count: int) -> str:
-    if cfg.network == "lightnet":
-        return "the lightnet"
+    if cfg.network != "unet":
+        return f"the {cfg.network}"
     return f"{count} UNet{'s' if count != 1 else ''}"
 
 
