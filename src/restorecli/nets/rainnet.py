@@ -122,9 +122,9 @@ class RainNet(DirectNet):
         return estimate[:, :, :h, :w]
 
     def working_set_floats(self, height: int, width: int) -> float:
-        """Floats alive at the peak of one forward pass: about six full-resolution feature maps
+        """Floats alive at the peak of one forward pass: about seven full-resolution feature maps
         (context, state, block input and temporaries, the concatenation) plus the images."""
-        return float(height * width * (7 * self.width + 24))
+        return float(height * width * (8 * self.width + 32))
 
 
 def build_rainnet(config: dict[str, Any]) -> RainNet:
