@@ -130,3 +130,15 @@ def test_tiles_match_the_whole_image(trained):
     tiled = restore_tiled(engine, x, None, steps=1, generator=torch.Generator(), tile=256, overlap=16)
     diff = (whole - tiled).abs() * 255
     assert diff.mean() < 0.5, diff.mean()
+
+
+def test_init_from_a_rainnet_of_another_shape_names_the_options_that_fit(trained):
+    from restorecli.training.loop import build_nets
+    from restorecli.training.warmstart import load_init_weights
+
+    _, bundle = trained
+    spec = model_spec(TrainConfig(task="derain", network="rainnet", width=4, stages=3))
+    with pytest.raises(UsageError) as err:
+        load_init_weights(str(bundle), spec, build_nets(spec, torch.device("cpu")))
+    assert "stages=2" in err.value.message
+    assert "--network rainnet --width 4 --stages 2 --blocks 1" in (err.value.hint or "")
