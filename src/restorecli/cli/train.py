@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 CONFIG_OPTIONS = (
     "name task objective dual_output dim dim_mults attn_heads attn_dim_head pixel_unshuffle pair_fraction loss lr "
     "batch_size iters crop steps sum_scale t_min ema_decay amp seed degradation held_out val_every val_size val_count "
-    "save_every time_limit init network width global_width exposure_jitter color_jitter ssim_weight local_crop "
+    "save_every time_limit init network width global_width stages blocks exposure_jitter color_jitter ssim_weight local_crop "
     "whole_image_context"
 ).split()
 
@@ -77,11 +77,18 @@ Network = Annotated[
     typer.Option(
         "--network",
         metavar="NET",
-        help="unet (RDDM diffusion UNets) or lightnet (one-pass low-light network: global exposure and colour, "
-        "full-resolution local pass).",
+        help="unet (RDDM diffusion UNets), lightnet (one-pass low-light network: global exposure and colour, "
+        "full-resolution local pass) or rainnet (one-pass deraining: shared-weight full-resolution stages that "
+        "predict and subtract the rain layer).",
     ),
 ]
-Width = Annotated[Optional[int], typer.Option("--width", min=4, max=256, help="lightnet: full-resolution width.")]
+Width = Annotated[
+    Optional[int], typer.Option("--width", min=4, max=256, help="lightnet, rainnet: full-resolution width.")
+]
+Stages = Annotated[
+    Optional[int], typer.Option("--stages", min=1, max=12, help="rainnet: progressive stages (shared weights).")
+]
+Blocks = Annotated[Optional[int], typer.Option("--blocks", min=1, max=8, help="rainnet: residual blocks per stage.")]
 GlobalWidth = Annotated[
     Optional[int], typer.Option("--global-width", min=4, max=256, help="lightnet: width of the exposure/colour branch.")
 ]
@@ -218,6 +225,8 @@ def train_cmd(
     network: Network = None,
     width: Width = None,
     global_width: GlobalWidth = None,
+    stages: Stages = None,
+    blocks: Blocks = None,
     exposure_jitter: ExposureJitter = None,
     color_jitter: ColorJitter = None,
     ssim_weight: SsimWeight = None,

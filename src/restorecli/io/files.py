@@ -66,8 +66,8 @@ def list_images(
             if name.startswith(".") or not is_image_name(name):
                 continue
             path = Path(here) / name
-            if _is_regular(path):
-                found.append(path)
+            if _is_regular(path) or (path.is_symlink() and not path.exists()):
+                found.append(path)  # a dangling or looping link fails as that file, where the user sees it
             elif skipped is not None and path.exists():
                 skipped.append(path)
     return sorted(found, key=lambda p: p.relative_to(folder).as_posix())

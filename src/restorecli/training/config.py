@@ -27,9 +27,11 @@ class TrainConfig:
     name: str = "rddm-custom"
     task: str = "derain"
     objective: str = "pred_res_noise"  # two UNets (residual, noise) | "pred_res": one UNet | "direct" (lightnet)
-    network: str = "unet"  # "unet": RDDM UNets | "lightnet": the one-pass global/local enhancer (nets/lightnet.py)
-    width: int = 12  # lightnet: full-resolution width (its coarser levels are 2, 3 and 4 times wider)
+    network: str = "unet"  # "unet": RDDM UNets | one-pass "lightnet" (nets/lightnet.py) or "rainnet" (nets/rainnet.py)
+    width: int = 12  # lightnet, rainnet: full-resolution width (their coarser levels are 2, 3 and 4 times wider)
     global_width: int = 32  # lightnet: width of the global (exposure and colour) branch
+    stages: int = 3  # rainnet: progressive stages sharing one set of weights
+    blocks: int = 1  # rainnet: residual blocks per stage
     exposure_jitter: float = 0.0  # lightnet: inputs scaled by 2**U(-j, j) stops (the target unchanged)
     color_jitter: float = 0.0  # lightnet: inputs' channels scaled by 1 + U(-c, c) (the target unchanged)
     ssim_weight: float = 0.0  # weight of (1 - SSIM of luma) added to the pixel loss (lightnet)
@@ -71,12 +73,12 @@ class TrainConfig:
     init: str | None = None  # bundle file or shipped model whose weights start the run (fine-tuning)
 
     def __post_init__(self) -> None:
-        if self.network not in ("unet", "lightnet"):
-            raise UsageError(f"unknown network '{self.network}'", "use unet (RDDM UNets) or lightnet")
-        if self.network == "lightnet":
+        if self.network not in NETWORKS:
+            raise UsageError(f"unknown network '{self.network}'", "use unet (RDDM UNets), lightnet or rainnet")
+        if self.network in DIRECT_KINDS:
             self.objective, self.steps, self.t_min, self.dual_output = "direct", 1, 0, False
         elif self.objective == "direct":
-            raise UsageError("objective 'direct' is the lightnet's", "use --network lightnet")
+            raise UsageError("objective 'direct' is the one-pass networks'", "use --network lightnet or rainnet")
         if self.objective not in ("pred_res_noise", "pred_res", "direct"):
             raise UsageError(
                 f"unknown objective '{self.objective}'", "use pred_res_noise (two UNets) or pred_res (one)"
@@ -130,13 +132,15 @@ class TrainConfig:
 
     @property
     def components(self) -> tuple[str, ...]:
-        if self.network == "lightnet":
+        if self.network in DIRECT_KINDS:
             return ("net",)
         return ("unet0", "unet1") if self.objective == "pred_res_noise" else ("unet0",)
 
 
 UNET_KIND = "rddm.unet"
-LIGHTNET_KIND = "rddm.lightnet"
+# the one-pass networks (objective "direct") by --network name: their component kind
+DIRECT_KINDS = {"lightnet": "rddm.lightnet", "rainnet": "rddm.rainnet"}
+NETWORKS = ("unet", *DIRECT_KINDS)
 # Official values of the restorecli-only UNet settings; a config records a key only when it differs.
 OFFICIAL_UNET_EXTRAS = {"attn_heads": 4, "attn_dim_head": 32, "pixel_unshuffle": 1}
 GATED_OUT_DIM = 4  # --dual-output: the noise UNet also outputs the gate (3 + 1 channels)
@@ -163,8 +167,8 @@ def unet_config(cfg: TrainConfig, out_dim: int | None = None) -> dict[str, Any]:
 
 def model_spec(cfg: TrainConfig, *, origin: str = "user-trained") -> ModelSpec:
     """The ModelSpec the engine needs to run what this config trains."""
-    if cfg.network == "lightnet":
-        return _lightnet_spec(cfg, origin)
+    if cfg.network in DIRECT_KINDS:
+        return _direct_spec(cfg, origin)
     comps = {}
     for name in cfg.components:
         out_dim = GATED_OUT_DIM if (cfg.dual_output and name == "unet1") else None
@@ -195,8 +199,16 @@ def model_spec(cfg: TrainConfig, *, origin: str = "user-trained") -> ModelSpec:
     )
 
 
-def _lightnet_spec(cfg: TrainConfig, origin: str) -> ModelSpec:
-    comp = ComponentSpec(name="net", kind=LIGHTNET_KIND, config={"width": cfg.width, "global_width": cfg.global_width})
+def direct_config(cfg: TrainConfig) -> dict[str, Any]:
+    """Registry config of the one-pass network (only the settings its builder takes)."""
+    if cfg.network == "rainnet":
+        return {"width": cfg.width, "stages": cfg.stages, "blocks": cfg.blocks}
+    return {"width": cfg.width, "global_width": cfg.global_width}
+
+
+def _direct_spec(cfg: TrainConfig, origin: str) -> ModelSpec:
+    config = direct_config(cfg)
+    comp = ComponentSpec(name="net", kind=DIRECT_KINDS[cfg.network], config=config)
     return ModelSpec(
         name=cfg.name,
         method="rddm",
@@ -209,7 +221,9 @@ def _lightnet_spec(cfg: TrainConfig, origin: str) -> ModelSpec:
         min_steps=1,
         max_steps=1,
         origin=origin,
-        description=f"{cfg.task} model trained with 'restore train rddm --network lightnet' (width {cfg.width})",
+        description=f"{cfg.task} model trained with 'restore train rddm --network {cfg.network}' ("
+        + ", ".join(f"{k} {v}" for k, v in config.items())
+        + ")",
     )
 
 

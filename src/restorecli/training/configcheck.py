@@ -45,6 +45,10 @@ def check_ranges(cfg: Any) -> None:
     _whole("--attn-heads", cfg.attn_heads, 1, 64)
     _whole("--attn-dim-head", cfg.attn_dim_head, 1, 1024)
     _whole("--pixel-unshuffle", cfg.pixel_unshuffle, 1, 16)
+    _whole("--stages", cfg.stages, 1, 12)  # rainnet
+    _whole("--blocks", cfg.blocks, 1, 8)
+    if cfg.network == "rainnet":
+        _whole("--width", cfg.width, 4, 128)
     _whole("timesteps", cfg.timesteps, 1, MAX_TIMESTEPS)
     _whole("--crop", cfg.crop, 16, MAX_CROP)
     multiple = 2 ** (len(cfg.dim_mults) - 1) * cfg.pixel_unshuffle

@@ -47,6 +47,8 @@ def _describe(config: dict) -> str:
 
 def _network_options(config: dict) -> str:
     """The `restore train` options that build the network of a bundle's config."""
+    if "stages" in config:  # the rainnet
+        return f"--network rainnet --width {config['width']} --stages {config['stages']} --blocks {config['blocks']}"
     if "width" in config and "dim" not in config:  # the lightnet
         return f"--network lightnet --width {config['width']} --global-width {config.get('global_width', 32)}"
     mults = ",".join(str(m) for m in config.get("dim_mults", ()))
@@ -70,7 +72,7 @@ def load_init_weights(init: str, spec: ModelSpec, nets: dict[str, nn.Module]) ->
             f"--init {init} has networks {sorted(own.components)}, this run trains {sorted(spec.components)}",
             "train with the bundle's network: "
             + (
-                "--network lightnet"
+                "--network lightnet or rainnet"
                 if set(own.components) == {"net"}
                 else "--objective pred_res"
                 if len(own.components) == 1

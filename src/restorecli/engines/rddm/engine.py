@@ -35,6 +35,7 @@ from torch import Tensor, nn
 from ...errors import UsageError
 from ...nets.direct import DirectNet
 from ...nets.lightnet import build_lightnet
+from ...nets.rainnet import build_rainnet
 from ...nets.rddm_unet import RDDMUnet, RDDMUnetRes, build_unet, build_unetres
 from ...weights.registry import ComponentSpec, ModelSpec
 from ..base import Engine, MemoryShare, StateDict, check_batch
@@ -54,8 +55,9 @@ from .schedule import (
 )
 
 LIGHTNET_KIND = "rddm.lightnet"  # the one-pass global/local low-light enhancer (objective "direct")
-KINDS = (UNETRES_KIND, UNET_KIND, LIGHTNET_KIND)
-DIRECT = "direct"  # objective of a one-pass network (the lightnet): no diffusion, no noise drawn
+RAINNET_KIND = "rddm.rainnet"  # the one-pass progressive deraining network (objective "direct")
+KINDS = (UNETRES_KIND, UNET_KIND, LIGHTNET_KIND, RAINNET_KIND)
+DIRECT = "direct"  # objective of a one-pass network (lightnet, rainnet): no diffusion, no noise drawn
 
 
 # ---- sampler configuration ---------------------------------------------------------------
@@ -160,7 +162,12 @@ class RDDMEngine(Engine):
     # ---- construction ------------------------------------------------------------------
     @classmethod
     def build_component(cls, comp: ComponentSpec, device: torch.device | str = "cpu") -> nn.Module:
-        builders = {UNETRES_KIND: build_unetres, UNET_KIND: build_unet, LIGHTNET_KIND: build_lightnet}
+        builders = {
+            UNETRES_KIND: build_unetres,
+            UNET_KIND: build_unet,
+            LIGHTNET_KIND: build_lightnet,
+            RAINNET_KIND: build_rainnet,
+        }
         if comp.kind not in builders:
             raise UsageError(
                 f"the rddm engine cannot build component kind '{comp.kind}'", f"use one of {', '.join(KINDS)}"
