@@ -645,7 +645,7 @@ class FolderSource(SourceKind):
     def describe(self, src, comp):
         return f"folder {src.path}"
 
-    def download(self, src, comp, dest, progress, *, force):
+    def download(self, src, comp, dest, progress, *, force, ceiling=None):
         import os
         import shutil
 

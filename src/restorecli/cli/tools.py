@@ -71,7 +71,7 @@ def degrade_cmd(
     """Make degraded copies of clean images (reproducible; parameters recorded in degrade.json)."""
     from ..io.files import is_image_name
     from ..jobs.outcheck import folder_problem
-    from ..training.datasets import collect_images, degrade_files
+    from ..training.datasets import collect_images, degrade_files, plan_degrade_targets
     from ..training.degrade import DEGRADATIONS, PARAMS, check_params
 
     if kind not in DEGRADATIONS:
@@ -80,7 +80,9 @@ def degrade_cmd(
     if problem is not None:  # before any image is read
         raise UsageError(f"-P: {problem}", "" if "it takes" in problem else f"'{kind}' takes {', '.join(PARAMS[kind])}")
     inputs = collect_images([input])
-    folder = output.parent if len(inputs) == 1 and is_image_name(output) else output
+    single_file = len(inputs) == 1 and is_image_name(output)
+    plan_degrade_targets(inputs, output, single_file=single_file)  # clashes refused before a folder is made
+    folder = output.parent if single_file else output
     unwritable = folder_problem(folder)  # one line for the folder, before any image is read
     if unwritable is not None:
         raise RestoreError(unwritable, "choose an output folder you can write to")

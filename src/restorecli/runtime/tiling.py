@@ -16,6 +16,7 @@ returns exactly the untiled result.
 from __future__ import annotations
 
 import math
+from contextlib import nullcontext
 from collections.abc import Callable
 
 import torch
@@ -87,7 +88,7 @@ def restore_tiled(
     if tile <= 0 or (height <= tile and width <= tile):
         return engine.restore(image, steps=steps, generators=[generator], masks=mask)
     tile = effective_tile(engine, tile)
-    overlap = min(max(overlap, engine.min_overlap, 0), tile // 2)
+    overlap = min(max(overlap, getattr(engine, "min_overlap", 0), 0), tile // 2)
     stride = tile - overlap
     scale = engine.scale
     hs = tile_starts(height, tile, stride)
@@ -95,7 +96,7 @@ def restore_tiled(
     out = torch.zeros(1, 3, height * scale, width * scale, dtype=torch.float32)
     weight = torch.zeros(1, 1, height * scale, width * scale, dtype=torch.float32)
     total = len(hs) * len(ws)
-    with engine.whole_image(image):
+    with engine.whole_image(image) if hasattr(engine, "whole_image") else nullcontext():
         for done, (top, left) in enumerate(((top, left) for top in hs for left in ws), start=1):
             th, tw = min(tile, height - top), min(tile, width - left)
             wy = ramp(th * scale, *(scale * o for o in _overlaps(hs, tile, hs.index(top))))
