@@ -16,8 +16,8 @@ returns exactly the untiled result.
 from __future__ import annotations
 
 import math
-from contextlib import nullcontext
 from collections.abc import Callable
+from contextlib import nullcontext
 
 import torch
 from torch import Tensor
