@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .direct import DirectNet
+from .direct import DirectNet, ResBlock, whole_number_settings
 
 KNOTS = 16  # tone-curve segments
 FEATURES = 6  # hand-made global statistics fed to the global head beside the learned features
@@ -114,16 +114,6 @@ def apply_global(x: Tensor, p: GlobalParams) -> Tensor:
     return torch.einsum("bij,bjhw->bihw", p.matrix, t)
 
 
-class ResBlock(nn.Module):
-    def __init__(self, ch: int) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(ch, ch, 3, padding=1)
-        self.conv2 = nn.Conv2d(ch, ch, 3, padding=1)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return x + self.conv2(F.leaky_relu(self.conv1(x), 0.1))
-
-
 class LocalBranch(nn.Module):
     """A thin full-resolution stem and tail around three coarser levels (average-pool down, bilinear up).
 
@@ -205,14 +195,5 @@ class LightNet(DirectNet):
 
 
 def build_lightnet(config: dict[str, Any]) -> LightNet:
-    allowed = {"width", "global_width", "global_size"}
-    unknown = set(config) - allowed
-    if unknown:
-        raise ValueError(f"unknown lightnet setting(s): {', '.join(sorted(unknown))}")
-    values = {}
-    for key in allowed & set(config):
-        value = config[key]
-        if isinstance(value, bool) or not isinstance(value, int) or not 4 <= value <= 256:
-            raise ValueError(f"{key} must be a whole number from 4 to 256, not {value!r}")
-        values[key] = value
-    return LightNet(**values)
+    limits = {"width": (4, 256), "global_width": (4, 256), "global_size": (4, 256)}
+    return LightNet(**whole_number_settings(config, limits, "lightnet"))

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .direct import DirectNet
+from .direct import DirectNet, ResBlock, whole_number_settings
 
 PAD_MULTIPLE = 8  # three 2x average pools
 # How far the context branch reaches: its convolutions at 1/2, 1/4 and 1/8 resolution (3, 5 and 5
@@ -35,16 +35,6 @@ CONTEXT_RADIUS = 2 * 3 + 4 * 5 + 8 * 5 + (1 + 2 + 4) + (2 + 4 + 8) + 7
 
 def _act(x: Tensor) -> Tensor:
     return F.leaky_relu(x, 0.1)
-
-
-class ResBlock(nn.Module):
-    def __init__(self, ch: int) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(ch, ch, 3, padding=1)
-        self.conv2 = nn.Conv2d(ch, ch, 3, padding=1)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return x + self.conv2(_act(self.conv1(x)))
 
 
 class ContextBranch(nn.Module):
@@ -129,14 +119,4 @@ class RainNet(DirectNet):
 
 def build_rainnet(config: dict[str, Any]) -> RainNet:
     limits = {"width": (4, 128), "stages": (1, 12), "blocks": (1, 8)}
-    unknown = set(config) - set(limits)
-    if unknown:
-        raise ValueError(f"unknown rainnet setting(s): {', '.join(sorted(unknown))}")
-    values = {}
-    for key in limits.keys() & set(config):
-        value = config[key]
-        lo, hi = limits[key]
-        if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-            raise ValueError(f"{key} must be a whole number from {lo} to {hi}, not {value!r}")
-        values[key] = value
-    return RainNet(**values)
+    return RainNet(**whole_number_settings(config, limits, "rainnet"))
