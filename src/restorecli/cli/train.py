@@ -26,7 +26,7 @@ CONFIG_OPTIONS = (
     "name task objective dual_output dim dim_mults attn_heads attn_dim_head pixel_unshuffle pair_fraction loss lr "
     "batch_size iters crop steps sum_scale t_min ema_decay amp seed degradation held_out val_every val_size val_count "
     "save_every time_limit init network width global_width stages blocks exposure_jitter color_jitter ssim_weight local_crop "
-    "whole_image_context"
+    "whole_image_context global_weight global_only"
 ).split()
 
 Method = Annotated[str, typer.Argument(help="Method to train; only rddm (residual diffusion) is supported.")]
@@ -110,6 +110,22 @@ LocalCrop = Annotated[
 WholeImageContext = Annotated[
     Optional[bool],
     typer.Option("--whole-image-context", help="lightnet: the exposure/colour branch reads each pair's whole image."),
+]
+GlobalWeight = Annotated[
+    Optional[float],
+    typer.Option(
+        "--global-weight",
+        min=0.0,
+        max=4.0,
+        help="lightnet, with --whole-image-context: also score the exposure/colour mapping on the whole photo.",
+    ),
+]
+GlobalOnly = Annotated[
+    Optional[bool],
+    typer.Option(
+        "--global-only",
+        help="lightnet, with --whole-image-context: train only the exposure/colour branch (a fast first stage).",
+    ),
 ]
 PairFraction = Annotated[
     Optional[float],
@@ -232,6 +248,8 @@ def train_cmd(
     ssim_weight: SsimWeight = None,
     local_crop: LocalCrop = None,
     whole_image_context: WholeImageContext = None,
+    global_weight: GlobalWeight = None,
+    global_only: GlobalOnly = None,
     pair_fraction: PairFraction = None,
     loss: Loss = None,
     lr: Lr = None,

@@ -174,6 +174,10 @@ class LightNet(DirectNet):
     def global_params(self, image: Tensor) -> GlobalParams:
         return self.global_branch(image)
 
+    def global_mapping(self, image: Tensor, params: GlobalParams) -> Tensor:
+        """The global part's picture alone, before the local pass (training scores it on thumbnails)."""
+        return apply_global(image.float(), params)
+
     def forward(self, image: Tensor, params: GlobalParams | None = None) -> Tensor:
         if params is None:
             params = self.global_params(image)

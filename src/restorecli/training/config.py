@@ -37,6 +37,10 @@ class TrainConfig:
     ssim_weight: float = 0.0  # weight of (1 - SSIM of luma) added to the pixel loss (lightnet)
     whole_image_context: bool = False  # lightnet: the global branch reads each pair's whole image, not the crop
     local_crop: int = 0  # lightnet: side of the part of each crop the local branch trains on (0: half the crop)
+    # lightnet, with whole_image_context: weight of a term that scores the global mapping alone on each
+    # pair's whole thumbnail, so exposure and colour learn from the whole photo and not from one crop
+    global_weight: float = 0.0
+    global_only: bool = False  # lightnet: train the global branch alone on whole thumbnails (a fast first stage)
     dual_output: bool = False  # DDO-style gate mixing the two clean-image estimates
     dim: int = 16
     dim_mults: tuple[int, ...] = (1, 2, 4, 8)
@@ -100,7 +104,11 @@ class TrainConfig:
                 f"--width {self.width} / --global-width {self.global_width} is out of range",
                 "use 4..256 (the shipped model: 12 and 32)",
             )
-        for key in ("exposure_jitter", "color_jitter", "ssim_weight"):
+        if self.global_only and not (self.network == "lightnet" and self.whole_image_context):
+            raise UsageError(
+                "--global-only trains a lightnet's global branch", "add --network lightnet --whole-image-context"
+            )
+        for key in ("exposure_jitter", "color_jitter", "ssim_weight", "global_weight"):
             value = getattr(self, key)
             if not 0.0 <= value <= 4.0:
                 raise UsageError(f"--{key.replace('_', '-')} {value} is out of range", "use 0..4")

@@ -132,15 +132,19 @@ class CropSampler:
         # crops (turned and flipped as they are), for networks that decide something about the whole photo
         self.context = context
         self.thumbs = [_thumbnail(p.degraded, context) for p in self.pairs] if context else []
+        self.clean_thumbs = [_thumbnail(p.clean, context) for p in self.pairs] if context else []
         self.last_context: list[np.ndarray] = []
+        self.last_clean_context: list[np.ndarray] = []
 
-    def _cut(self, rng: np.random.Generator, *images: np.ndarray, whole: np.ndarray | None = None) -> list[np.ndarray]:
+    def _cut(
+        self, rng: np.random.Generator, *images: np.ndarray, wholes: Sequence[np.ndarray] = ()
+    ) -> list[np.ndarray]:
+        """A random crop of each image, and `wholes` uncropped; all turned and flipped alike."""
         h, w = images[0].shape[:2]
         y = int(rng.integers(0, h - self.crop + 1))
         x = int(rng.integers(0, w - self.crop + 1))
         out = [im[y : y + self.crop, x : x + self.crop] for im in images]
-        if whole is not None:
-            out.append(whole)
+        out += list(wholes)
         if self.augment:
             k = int(rng.integers(0, 4))
             if not self.quarter_turns:
@@ -167,26 +171,34 @@ class CropSampler:
             degraded = np.floor(degraded * 255.0 + 0.5) / 255.0
             if self.context:  # a synthetic draw exists only for the crop: the crop is its own context
                 self.last_context.append(_thumbnail(np.round(degraded * 255).astype(np.uint8), self.context))
+                self.last_clean_context.append(_thumbnail(clean, self.context))
             return degraded.astype(np.float32), clean01
         pair = self.pairs[k - n_clean]
         if self.context:
-            deg, clean, thumb = self._cut(rng, pair.degraded, pair.clean, whole=self.thumbs[k - n_clean])
-            self.last_context.append(np.ascontiguousarray(thumb))
+            wholes = (self.thumbs[k - n_clean], self.clean_thumbs[k - n_clean])
+            deg, clean, thumb, clean_thumb = self._cut(rng, pair.degraded, pair.clean, wholes=wholes)
+            self.last_context.append(thumb)
+            self.last_clean_context.append(clean_thumb)
         else:
             deg, clean = self._cut(rng, pair.degraded, pair.clean)
         return deg.astype(np.float32) / 255.0, clean.astype(np.float32) / 255.0
 
     def batch(self, rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:
         """(degraded, clean) float32 arrays (B, 3, crop, crop); with `context`, the batch's whole-image
-        thumbnails (B, 3, context, context) are left in `last_batch_context`."""
-        self.last_context = []
+        thumbnails (B, 3, context, context) are left in `last_batch_context` (degraded) and
+        `last_batch_clean_context` (clean)."""
+        self.last_context, self.last_clean_context = [], []
         items = [self.sample(rng) for _ in range(size)]
         if self.context:
-            ctx = np.stack(self.last_context).transpose(0, 3, 1, 2).astype(np.float32)
-            self.last_batch_context = np.ascontiguousarray(ctx)
+            self.last_batch_context = _stacked(self.last_context)
+            self.last_batch_clean_context = _stacked(self.last_clean_context)
         deg = np.stack([d for d, _ in items]).transpose(0, 3, 1, 2)
         clean = np.stack([c for _, c in items]).transpose(0, 3, 1, 2)
         return np.ascontiguousarray(deg), np.ascontiguousarray(clean)
+
+
+def _stacked(images: list[np.ndarray]) -> np.ndarray:
+    return np.ascontiguousarray(np.stack(images).transpose(0, 3, 1, 2).astype(np.float32))
 
 
 def _thumbnail(image: np.ndarray, size: int) -> np.ndarray:

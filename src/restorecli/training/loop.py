@@ -231,10 +231,11 @@ def _optimise(run: _Run, crops: Any) -> None:
         group["lr"] = cosine_lr(cfg, run.step, run.seconds())
     deg, clean = crops.batch(run.rng, cfg.batch_size)
     context = torch.from_numpy(crops.last_batch_context).to(run.device) if crops.context else None
+    clean_context = torch.from_numpy(crops.last_batch_clean_context).to(run.device) if crops.context else None
     deg_t = torch.from_numpy(deg).to(run.device)
     clean_t = torch.from_numpy(clean).to(run.device)
     with torch.autocast(run.device.type, dtype=run.amp_dtype, enabled=run.amp_dtype is not None):
-        loss, parts = training_loss(run.nets, cfg, run.sched, deg_t, clean_t, run.gen, context)
+        loss, parts = training_loss(run.nets, cfg, run.sched, deg_t, clean_t, run.gen, context, clean_context)
     if run.amp_dtype != torch.float16 and not bool(torch.isfinite(loss.detach())):  # fp16's scaler skips such steps
         raise diverged(cfg, run.out_dir, run.step + 1, run.saved_step)
     run.opt.zero_grad(set_to_none=True)

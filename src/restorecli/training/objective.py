@@ -64,16 +64,22 @@ def direct_loss(
     clean: Tensor,
     generator: torch.Generator,
     context: Tensor | None = None,
+    clean_context: Tensor | None = None,
 ) -> tuple[Tensor, dict[str, float]]:
     """The lightnet's loss: its global branch sees the whole image (`context`, its thumbnail) or else
     the whole training crop, its local branch a random part of the crop (as a tile of a larger photo),
-    scored by L1 (or L2) plus SSIM on luma."""
+    scored by L1 (or L2) plus SSIM on luma. With `clean_context` and `global_weight`, the global
+    mapping alone is also scored on the whole thumbnail: a crop's pixels say little about how bright
+    the whole photo should be, and the whole photo is cheap at thumbnail size."""
     lossf: Callable[[Tensor, Tensor], Tensor] = F.l1_loss if cfg.loss == "l1" else F.mse_loss
     gains = jitter_gains(degraded, cfg, generator)
     if gains is not None:
         degraded = _quantised(degraded * gains)
         context = None if context is None else (context * gains).clamp(0, 1)
     params = net.global_params(context if context is not None else degraded)
+    if cfg.global_only and context is not None and clean_context is not None:
+        whole = F.l1_loss(net.global_mapping(context, params), clean_context)
+        return whole, {"global": float(whole.detach())}
     size = degraded.shape[-1]
     local = min(cfg.local_crop, size) if cfg.local_crop else max(size // 2, min(size, 96))
     y0, x0 = (int(v) for v in torch.randint(0, size - local + 1, (2,), generator=generator))
@@ -83,6 +89,8 @@ def direct_loss(
     parts = {"pixel": lossf(out, target)}
     if cfg.ssim_weight:
         parts["ssim"] = cfg.ssim_weight * (1 - _ssim_luma(out.clamp(0, 1), target))
+    if cfg.global_weight and context is not None and clean_context is not None:
+        parts["global"] = cfg.global_weight * F.l1_loss(net.global_mapping(context, params), clean_context)
     loss = sum(parts.values())
     return loss, {k: float(v.detach()) for k, v in parts.items()}  # type: ignore[return-value]
 
@@ -95,10 +103,11 @@ def training_loss(
     clean: Tensor,
     generator: torch.Generator,
     context: Tensor | None = None,
+    clean_context: Tensor | None = None,
 ) -> tuple[Tensor, dict[str, float]]:
     """One batch of the RDDM objective (plus the gate term in dual-output mode). Inputs are [0, 1]."""
     if cfg.objective == "direct":
-        return direct_loss(nets["net"], cfg, degraded, clean, generator, context)
+        return direct_loss(nets["net"], cfg, degraded, clean, generator, context, clean_context)
     device = clean.device
     x0 = clean * 2 - 1
     x_in = degraded * 2 - 1
