@@ -71,3 +71,23 @@ def test_global_only_needs_a_lightnet_that_reads_the_whole_photo():
         TrainConfig(task="lowlight", network="lightnet", global_only=True)
     with pytest.raises(UsageError, match="--global-only"):
         TrainConfig(task="derain", network="rainnet", whole_image_context=True, global_only=True)
+
+
+def test_a_global_only_run_is_scored_on_the_global_mapping_alone():
+    from restorecli.quality.metrics import psnr, to_255
+    from restorecli.training.validate import validate
+
+    cfg = TrainConfig(task="lowlight", network="lightnet", whole_image_context=True, global_only=True)
+    net, _ = _batch(cfg)
+    pair = _pairs()[0]
+    x = torch.from_numpy(pair.degraded.astype(np.float32) / 255).permute(2, 0, 1)[None]
+    with torch.no_grad():
+        mapped = to_255(net.global_mapping(x, net.global_params(x)).clamp(0, 1)[0].permute(1, 2, 0).numpy())
+        whole = to_255(net(x).clamp(0, 1)[0].permute(1, 2, 0).numpy())
+    assert psnr(mapped, pair.clean) != pytest.approx(psnr(whole, pair.clean), abs=0.01)
+    scores = validate({"net": net}, cfg, None, [pair], torch.device("cpu"))
+    assert scores["psnr_rgb"] == pytest.approx(psnr(mapped, pair.clean), abs=1e-6)
+    plain = TrainConfig(task="lowlight", network="lightnet", whole_image_context=True)
+    assert validate({"net": net}, plain, None, [pair], torch.device("cpu"))["psnr_rgb"] == pytest.approx(
+        psnr(whole, pair.clean), abs=1e-6
+    )

@@ -219,6 +219,8 @@ def _say_what_trains(run: _Run, val_pairs: list[Any], baseline: dict[str, float]
 
 
 def _networks_label(cfg: TrainConfig, count: int) -> str:
+    if cfg.global_only:
+        return f"the {cfg.network}'s global branch alone (held-out scores are of its mapping alone)"
     if cfg.network != "unet":
         return f"the {cfg.network}"
     return f"{count} UNet{'s' if count != 1 else ''}"

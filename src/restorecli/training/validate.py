@@ -66,15 +66,20 @@ def sample(
     generator: torch.Generator,
     sum_scale: float = 1.0,
     use_gate: bool = True,
+    global_only: bool = False,
 ) -> Tensor:
     """The engine's RDDM sampler on the trained networks, [0, 1] in and out.
 
     The start state is the input plus sqrt(sum_scale) * noise, one draw of the batch's
     shape from `generator`; with a gate, the clean estimate is the gated mix
-    (`use_gate=False` runs the heads as plain RDDM).
+    (`use_gate=False` runs the heads as plain RDDM). `global_only`: a lightnet's global
+    mapping alone, the part a `--global-only` run trains.
     """
     if objective == "direct":  # the lightnet: one deterministic pass, no noise drawn
-        return nets["net"](degraded).clamp(0, 1)
+        net = nets["net"]
+        if global_only:
+            return net.global_mapping(degraded, net.global_params(degraded)).clamp(0, 1)
+        return net(degraded).clamp(0, 1)
     x_in = degraded * 2 - 1
     noise = torch.randn(x_in.shape, generator=generator).to(x_in.device)
     x_t = x_in + math.sqrt(sum_scale) * noise
@@ -171,6 +176,7 @@ def validate(
             generator=gen,
             sum_scale=cfg.sum_scale,
             use_gate=use_gate,
+            global_only=cfg.global_only,
         )
         restored = to_255(out[0].permute(1, 2, 0).cpu().numpy())
         if is_identity(pair):
