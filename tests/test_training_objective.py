@@ -51,7 +51,7 @@ def test_global_weight_scores_the_global_mapping_on_the_whole_thumbnail():
     with torch.no_grad():
         expected = 0.5 * float((net.global_mapping(ctx, net.global_params(ctx)) - clean_ctx).abs().mean())
     assert parts["global"] == pytest.approx(expected, rel=1e-5)
-    assert float(loss) == pytest.approx(sum(parts.values()), rel=1e-5)
+    assert float(loss.detach()) == pytest.approx(sum(parts.values()), rel=1e-5)
     plain = TrainConfig(task="lowlight", network="lightnet", whole_image_context=True, local_crop=16)
     assert "global" not in direct_loss(net, plain, deg, clean, torch.Generator().manual_seed(0), ctx, clean_ctx)[1]
 
