@@ -188,7 +188,8 @@ class LightNet(DirectNet):
         inp = torch.cat((g, x), dim=1)
         if ph or pw:
             inp = F.pad(inp, (0, pw, 0, ph), mode="replicate")
-        out = self.local_branch(inp)[:, :, :h, :w]
+        # channels-last runs these thin convolutions faster on the CPU (same arithmetic, other memory order)
+        out = self.local_branch(inp.contiguous(memory_format=torch.channels_last))[:, :, :h, :w]
         gain = torch.exp(torch.tanh(out[:, :1]))  # per-pixel, within e^-1..e^1
         return g * gain + 0.25 * torch.tanh(out[:, 1:])
 
