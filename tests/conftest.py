@@ -1,21 +1,18 @@
-"""Shared test fixtures: where the conformance fixtures and the real test images live.
+"""Shared test fixtures: the conformance fixtures and real test images, the fake engine's fresh state,
+and one torch thread.
 
-`../shared` sits beside the checkout. Tests that need it skip when it is absent,
-except under CI=true, where a missing fixture is a failure (CI always has it).
+`../shared` sits beside the checkout (`helpers.shared_path`). Tests that need it skip when it is
+absent, except under CI=true, where a missing fixture is a failure (CI always has it).
 """
 
 from __future__ import annotations
 
-import os
 import signal
-from pathlib import Path
 
 import pytest
 import torch
 
-REPO = Path(__file__).resolve().parent.parent
-SHARED = Path(os.environ.get("RESTORECLI_SHARED", REPO.parent / "shared"))
-IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+from helpers import shared_path
 
 # A shell starts background jobs (`cmd &`, nohup, some CI runners) with Ctrl-C ignored, and
 # children inherit that: the Ctrl-C tests (exit 130, a read interrupted mid-file) need it live.
@@ -23,19 +20,19 @@ if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
-def shared_path(*parts: str) -> Path:
-    """A path under ../shared; skip the test if it is missing (fail under CI=true)."""
-    path = SHARED.joinpath(*parts)
-    if not path.exists():
-        if IN_CI:
-            pytest.fail(f"required fixture missing under CI: {path}")
-        pytest.skip(f"{path} not present (../shared is absent)")
-    return path
-
-
 @pytest.fixture
 def shared():
     return shared_path
+
+
+@pytest.fixture
+def fresh_fake_engine():
+    """The fake engine's class-level switches and record of calls (tests/fake_engine.py), reset around a test."""
+    import fake_engine
+
+    fake_engine.reset()
+    yield
+    fake_engine.reset()
 
 
 @pytest.fixture(scope="module")

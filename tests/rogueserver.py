@@ -1,4 +1,4 @@
-"""A misbehaving HTTP file server on 127.0.0.1, for the reliability tests (tests/test_reliability.py).
+"""A misbehaving HTTP file server on 127.0.0.1, for the tests of downloads, the cache and registry names.
 
 Each path is a `Route`: bytes served in one of these modes:
 

@@ -12,7 +12,7 @@ import math
 
 import pytest
 
-from cli_helpers import run_cli
+from helpers import run_cli
 from restorecli.jobs.bench import TINY, Workload, shrunk_spec
 from restorecli.weights.registry import load_registry
 

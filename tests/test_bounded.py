@@ -36,12 +36,3 @@ def test_registry_overlays_are_bounded_and_utf8(tmp_path):
     for path in ("/dev/zero", bad):
         with pytest.raises(UsageError):
             load_registry([path])
-
-
-def test_no_home_directory_means_no_user_overlay(monkeypatch):
-    monkeypatch.delenv("HOME", raising=False)
-    monkeypatch.delenv("XDG_CONFIG_HOME", raising=False)
-    monkeypatch.setattr("pathlib.Path.home", classmethod(lambda cls: (_ for _ in ()).throw(RuntimeError("no home"))))
-    from restorecli.weights.registry import user_registry_paths
-
-    assert isinstance(user_registry_paths(), list)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from cli_helpers import run_cli
-from helpers import solid_png
+import pytest
+
+from helpers import ONE_THREAD, run_cli, solid_png
 
 
 def test_version():
@@ -62,3 +63,46 @@ def test_convert_refuses_a_corrupt_file(tmp_path):
     assert res.returncode == 3
     assert "cannot read checkpoint" in res.stderr.decode()
     assert not (tmp_path / "b.safetensors").exists()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("sr", "a.png", "--no-such-option"),
+        ("sr",),
+        ("derain", "a.png", "--steps", "many"),
+        ("derain", "a.png", "--tile", "-5"),
+        ("no-such-command",),
+    ],
+)
+def test_click_usage_errors_are_one_line_with_exit_2(tmp_path, args):
+    solid_png(tmp_path / "a.png", (40, 56), 120)
+    r = run_cli(*args, cwd=tmp_path, env={"COLUMNS": ""})
+    assert r.returncode == 2, r.stderr
+    err = r.stderr.decode().strip()
+    assert len(err.splitlines()) == 1 and err.startswith("error: "), err
+    assert "--help" in err and "╭" not in err and "Usage:" not in err, err
+
+
+def test_help_is_still_the_full_help():
+    r = run_cli("derain", "--help")
+    assert r.returncode == 0 and "Usage: restore derain" in r.stdout.decode() and "--tile" in r.stdout.decode()
+    r = run_cli()  # no arguments: the top-level help, as before
+    assert "Usage: restore" in (r.stdout + r.stderr).decode()
+
+
+def test_negative_tile_is_a_usage_error(tmp_path):
+    solid_png(tmp_path / "a.png", (40, 56), 120)
+    r = run_cli("--offline", "derain", "a.png", "out.png", "--tile", "-5", cwd=tmp_path, env=ONE_THREAD)
+    assert r.returncode == 2, r.stderr
+    assert "--tile" in r.stderr.decode() and "-5" in r.stderr.decode()
+    assert not (tmp_path / "out.png").exists()
+
+
+def test_models_of_an_unknown_task_is_a_usage_error_listing_the_tasks():
+    res = run_cli("models", "--task", "nope")
+    err = res.stderr.decode()
+    assert res.returncode == 2 and res.stdout == b"", err
+    assert err.count("\n") == 1 and "'nope'" in err
+    for task in ("sr", "derain", "lowlight", "inpaint", "shadow"):
+        assert task in err.split("known tasks:")[1]

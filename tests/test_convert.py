@@ -5,30 +5,21 @@ directory before anything is inflated, and tensors of the wrong keys or shapes n
 from __future__ import annotations
 
 import io
-import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
 import pytest
 import torch
 
-import fake_engines as fe
+import fake_engine as fe
+from helpers import pth_bytes, run_cli
 from restorecli.errors import WeightsError
 from restorecli.runtime.load import convert_files
-
-TESTS = Path(__file__).resolve().parent
 
 
 @pytest.fixture(autouse=True)
 def fake_method():
     fe.register()
-
-
-def saved(state) -> bytes:
-    buf = io.BytesIO()
-    torch.save(state, buf)
-    return buf.getvalue()
 
 
 def deflated(data: bytes, path: Path) -> Path:
@@ -41,7 +32,7 @@ def deflated(data: bytes, path: Path) -> Path:
 
 def bomb(path: Path, inflated: int, declared: int | None = None) -> Path:
     """A valid-looking checkpoint with one more member of `inflated` zero bytes deflated to a few kB."""
-    good = saved(fe.identity_state())
+    good = pth_bytes(fe.conv_state())
     with zipfile.ZipFile(io.BytesIO(good)) as src, zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as dst:
         for info in src.infolist():
             dst.writestr(info.filename, src.read(info.filename))
@@ -66,7 +57,7 @@ def test_a_deflate_bomb_is_refused_before_inflating(tmp_path, inflated_mib):
 
 def test_a_bomb_inside_a_tensor_of_the_right_key_is_refused(tmp_path):
     state = {"weight": torch.zeros(1 << 25), "bias": torch.zeros(3)}  # 128 MiB of zeros as one tensor
-    path = deflated(saved(state), tmp_path / "big.pth")
+    path = deflated(pth_bytes(state), tmp_path / "big.pth")
     assert path.stat().st_size < 8 << 20
     with pytest.raises(WeightsError) as info:
         convert_files(fe.fake_spec(), {"net": path})
@@ -83,7 +74,7 @@ def test_the_limit_follows_the_network(tmp_path):
 
 
 def test_an_honest_deflated_checkpoint_still_converts(tmp_path):
-    path = deflated(saved(fe.identity_state()), tmp_path / "ok.pth")
+    path = deflated(pth_bytes(fe.conv_state()), tmp_path / "ok.pth")
     states, _ = convert_files(fe.fake_spec(), {"net": path})
     assert states["net"]["weight"].shape == (3, 3, 3, 3)
 
@@ -94,7 +85,7 @@ MISFITS = {
     "bias long": {"weight": torch.zeros(3, 3, 3, 3), "bias": torch.zeros(300)},
     "bias scalar": {"weight": torch.zeros(3, 3, 3, 3), "bias": torch.zeros(())},
     "bias missing": {"weight": torch.zeros(3, 3, 3, 3)},
-    "extra key": {**fe.identity_state(), "extra": torch.zeros(2)},
+    "extra key": {**fe.conv_state(), "extra": torch.zeros(2)},
     "renamed": {"conv.weight": torch.zeros(3, 3, 3, 3), "conv.bias": torch.zeros(3)},
 }
 
@@ -104,7 +95,7 @@ MISFITS = {
 def test_tensors_that_do_not_fit_the_network_are_refused_at_conversion(tmp_path, state, suffix):
     path = tmp_path / f"net{suffix}"
     if suffix == ".pth":
-        path.write_bytes(saved(state))
+        path.write_bytes(pth_bytes(state))
     else:
         from safetensors.torch import save_file
 
@@ -118,13 +109,21 @@ def test_convert_command_refuses_a_bomb_in_one_line_and_writes_nothing(tmp_path)
     overlay, _ = fe.write_model(tmp_path / "model")
     path = bomb(tmp_path / "bomb.pth", 128 << 20)
     out = tmp_path / "b.safetensors"
-    res = subprocess.run(
-        [sys.executable, str(TESTS / "fake_engines.py"), "--registry", str(overlay), "convert", "fake-x2"]
-        + [f"net={path}", "-o", str(out)],
-        capture_output=True,
-        timeout=120,
+    res = run_cli(
+        "--registry", str(overlay), "convert", "fake-x2", f"net={path}", "-o", str(out), timeout=120, fake=True
     )
     err = res.stderr.decode().strip()
     assert res.returncode == 3, err
     assert len(err.splitlines()) == 1 and "Traceback" not in err and "unpacks to" in err
     assert not out.exists()
+
+
+def test_convert_of_a_file_that_is_no_checkpoint_says_so(tmp_path):
+    fake = tmp_path / "fake.png"
+    fake.write_bytes(b"fake\n")
+    r = run_cli("convert", "rddm-derain-small", str(fake), "-o", str(tmp_path / "x.safetensors"))
+    assert r.returncode == 3, r.stderr
+    err = r.stderr.decode().strip()
+    assert len(err.splitlines()) == 1, err
+    assert f"cannot read checkpoint {fake}: not a PyTorch checkpoint" in err, err
+    assert "Weights only load failed" not in err and "Unsupported operand" not in err

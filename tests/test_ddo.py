@@ -31,9 +31,7 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
-from cli_helpers import run_cli
-from conftest import shared_path
-from helpers import maxdiff
+from helpers import maxdiff, run_cli, shared_path
 from restorecli.engines.base import Engine
 from restorecli.engines.ddo.engine import DDOEngine, lightning_states
 from restorecli.engines.ddo.schedule import (

@@ -19,8 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from conftest import shared_path
-from helpers import case_dir, load_case, maxdiff
+from helpers import case_dir, case_spec, load_case, maxdiff, shared_path
 from restorecli.engines.base import load_strict
 from restorecli.engines.common import pad_end
 from restorecli.engines.diffir import engine as dr
@@ -30,7 +29,7 @@ from restorecli.nets.diffir import SCHEDULE_BUFFERS, build_diffir
 from restorecli.runtime.load import convert_files
 from restorecli.weights.bundle import read_bundle, write_bundle
 from restorecli.weights.checkpoint import read_torch_file
-from restorecli.weights.registry import ModelSpec, load_registry, parse_registry
+from restorecli.weights.registry import load_registry
 
 TOL_PRIOR = 1e-5  # cpen_c, x0_pred, states, ipr (the fixture's stated tolerance)
 TOL = 1e-4  # images
@@ -55,30 +54,20 @@ KEY_FILES = {
 # ---- helpers -----------------------------------------------------------------------------
 
 
-def case_spec(case: str, cfg: dict[str, Any]) -> ModelSpec:
-    """A registry entry with the case's small config, shaped like a weights.toml block."""
-    task = CASES[case]
-    sampler = {"pad_mode": "symmetric", "output_rounding": "floor"} if task == "inpaint" else {}
-    data = {
-        "arch": {"small": {"kind": f"diffir.{task}", **cfg["config"]}},
-        "models": {
-            case: {
-                "method": "diffir",
-                "task": task,
-                "scale": cfg["config"].get("scale", 1),
-                "trained_steps": 4,
-                "min_steps": 1,
-                "sampler": sampler,
-                "components": {"g": {"arch": "small", "file": "checkpoint.pth"}},
-            }
-        },
-    }
-    return parse_registry(data).get(case)
-
-
 def case_engine(case: str) -> tuple[dr.DiffIREngine, dict[str, Any], dict[str, Tensor]]:
     cfg, tensors = load_case("diffir", case)
-    spec = case_spec(case, cfg)
+    task = CASES[case]
+    spec = case_spec(  # the case's small network, registered as a weights.toml block would register it
+        case,
+        {"small": {"kind": f"diffir.{task}", **cfg["config"]}},
+        method="diffir",
+        task=task,
+        scale=cfg["config"].get("scale", 1),
+        trained_steps=4,
+        min_steps=1,
+        sampler={"pad_mode": "symmetric", "output_rounding": "floor"} if task == "inpaint" else {},
+        components={"g": {"arch": "small", "file": "checkpoint.pth"}},
+    )
     state = dr.DiffIREngine.canonicalize(
         spec.components["g"], read_torch_file(case_dir("diffir", case) / "checkpoint.pth")
     )

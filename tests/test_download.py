@@ -14,13 +14,14 @@ import time
 
 import pytest
 
+import fake_engine as fe
+from helpers import err_of, run_sandboxed
 from restorecli.errors import UsageError, WeightsError
 from restorecli.weights import downloadguard, fetch
 from restorecli.weights.download import SourceFailed, url_download
 from restorecli.weights.progress import ByteProgress
 from restorecli.weights.registry import builtin_registry
 from rogueserver import RogueServer
-from test_reliability import err_of, model_toml, restore, url_source, write_overlay
 
 
 class FtpListener:
@@ -63,8 +64,8 @@ def test_a_redirect_away_from_http_is_refused(tmp_path, hops, scheme):
         target = f"ftp://127.0.0.1:{ftp.port}/fake_net.pth" if scheme == "ftp" else f"file://{tmp_path}/x.pth"
         srv.add("/last", mode="redirect", location=target)
         url = srv.add("/first", mode="redirect", location=srv.url("/last")) if hops == 2 else srv.url("/last")
-        ov = write_overlay(tmp_path, model_toml(sources=url_source(url)))
-        res = restore(tmp_path, "--registry", str(ov), "fetch", "fakenet")
+        ov = fe.write_overlay(tmp_path, fe.model_toml(sources=fe.url_source(url)))
+        res = run_sandboxed(tmp_path, "--registry", str(ov), "fetch", "fakenet")
         assert ftp.connections == 0
     assert res.returncode == 4, err_of(res)
     err = err_of(res)

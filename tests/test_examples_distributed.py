@@ -11,9 +11,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
-import signal
-import subprocess
 import sys
 from pathlib import Path
 
@@ -22,50 +19,22 @@ import pytest
 import torch
 from PIL import Image
 
-from cli_helpers import run_cli
+from helpers import IN_CI, REPO, cli_env, run_bounded, run_cli
 
-REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples"
-IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
 
 def child_env(cache: Path) -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(REPO / "src") + os.pathsep + env.get("PYTHONPATH", "")
-    env.update(
-        RESTORECLI_CACHE=str(cache),
-        RESTORECLI_OFFLINE="1",
-        NO_COLOR="1",
-        OMP_NUM_THREADS="1",  # every process alike (and the machine is shared)
-        RAY_USAGE_STATS_ENABLED="0",
-    )  # no usage-stats prompt or upload
-    return env
-
-
-def run_bounded(cmd: list[str], *, env: dict[str, str], cwd: Path, timeout: float) -> subprocess.CompletedProcess:
-    """Run cmd in its own process group; on timeout stop the whole group (Ray's and torchrun's children too)."""
-    proc = subprocess.Popen(
-        cmd, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
+    """Every process alike: this checkout's code, offline, one CPU thread (the machine is shared), and
+    no Ray usage-stats prompt or upload."""
+    return cli_env(
+        {
+            "RESTORECLI_CACHE": str(cache),
+            "RESTORECLI_OFFLINE": "1",
+            "OMP_NUM_THREADS": "1",
+            "RAY_USAGE_STATS_ENABLED": "0",
+        }
     )
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        for sig, wait in ((signal.SIGTERM, 15), (signal.SIGKILL, 15)):
-            try:
-                os.killpg(proc.pid, sig)
-            except ProcessLookupError:
-                break
-            try:
-                out, err = proc.communicate(timeout=wait)
-                break
-            except subprocess.TimeoutExpired:
-                continue
-        else:
-            out, err = b"", b""
-        pytest.fail(
-            f"{' '.join(cmd[:4])} ... did not finish in {timeout:.0f} s\n" + err.decode("utf-8", "replace")[-4000:]
-        )
-    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
 
 @pytest.fixture(scope="module")

@@ -3,13 +3,12 @@
 The Hub side is driven by the installed huggingface_hub itself (HF_ENDPOINT points at
 the loopback server); release URLs by our own downloader. A guard refuses every name
 lookup that is not loopback, so nothing here can reach another machine, even on a
-failure path. Models are tiny: a test-only engine ("tinytest") with one Linear layer
+failure path. Models are tiny: the fake engine (tests/fake_engine.py) with one Linear layer
 per component, registered in ENGINES for the duration of each test.
 """
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import socket
@@ -19,12 +18,10 @@ from pathlib import Path
 import pytest
 import torch
 from rich.console import Console
-from torch import nn
 
-from helpers import solid_png
+from helpers import pth_bytes, run_cli, sandbox_env, sha, solid_png, toml_value
 from hubserver import HubRepo, LoopbackServer, State
 from restorecli import engines
-from restorecli.engines.base import Engine
 from restorecli.errors import UsageError, WeightsError, WeightsUnavailable
 from restorecli.runtime import load
 from restorecli.weights import bundle, catalog, download
@@ -37,34 +34,16 @@ COMMIT = "0123456789abcdef0123456789abcdef01234567"
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 
-class TinyEngine(Engine):
-    """A test-only method: each component is one Linear(n, n)."""
-
-    method = "tinytest"
-
-    @classmethod
-    def build_component(cls, comp, device="cpu"):
-        return nn.Linear(comp.config["n"], comp.config["n"], device=device)
-
-    def restore(self, images, *, steps, generators, masks=None):
-        return images
-
-
-def pth_bytes(n: int, seed: int) -> tuple[bytes, dict[str, torch.Tensor]]:
+def linear_checkpoint(n: int, seed: int) -> tuple[bytes, dict[str, torch.Tensor]]:
+    """An official-style file (a wrapped state dict) of one random Linear(n, n), and its state."""
     gen = torch.Generator().manual_seed(seed)
     state = {"weight": torch.randn(n, n, generator=gen), "bias": torch.randn(n, generator=gen)}
-    buf = io.BytesIO()
-    torch.save({"state_dict": {f"module.{k}": v for k, v in state.items()}}, buf)  # an official-style wrapper
-    return buf.getvalue(), state
+    return pth_bytes({"state_dict": {f"module.{k}": v for k, v in state.items()}}), state
 
 
-NET, NET_STATE = pth_bytes(8, 1)
-ENC, ENC_STATE = pth_bytes(4, 2)
-OTHER, _ = pth_bytes(8, 3)
-
-
-def sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
+NET, NET_STATE = linear_checkpoint(8, 1)
+ENC, ENC_STATE = linear_checkpoint(4, 2)
+OTHER, _ = linear_checkpoint(8, 3)
 
 
 # ---- fixtures -------------------------------------------------------------------------
@@ -72,7 +51,7 @@ def sha(data: bytes) -> str:
 
 @pytest.fixture(autouse=True)
 def sandbox(tmp_path, monkeypatch):
-    """No real host, no user config or cache, no waiting between retries, the tiny engine registered."""
+    """No real host, no user config or cache, no waiting between retries, the fake engine registered."""
     real = socket.getaddrinfo
 
     def loopback_only(host, *args, **kwargs):
@@ -103,7 +82,7 @@ def sandbox(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # a closed port unless a test starts a Hub
     monkeypatch.setattr(download, "RETRY_WAIT_S", 0.0)
-    monkeypatch.setitem(engines.ENGINES, "tinytest", f"{__name__}:TinyEngine")
+    monkeypatch.setitem(engines.ENGINES, "fake", "fake_engine:FakeEngine")
 
 
 @pytest.fixture
@@ -124,16 +103,12 @@ def servers(monkeypatch):
 
 def overlay(tmp_path: Path, body: str, name: str = "overlay.toml") -> Path:
     path = tmp_path / name
-    path.write_text(
-        '[arch.tiny8]\nkind = "tinytest.linear"\nn = 8\n\n[arch.tiny4]\nkind = "tinytest.linear"\nn = 4\n\n' + body
-    )
+    path.write_text('[arch.tiny8]\nkind = "fake.linear"\nn = 8\n\n[arch.tiny4]\nkind = "fake.linear"\nn = 4\n\n' + body)
     return path
 
 
 def model(name: str, comps: str) -> str:
-    return (
-        f'[models.{name}]\nmethod = "tinytest"\ntask = "sr"\nscale = 1\ntrained_steps = 1\nlicense = "test"\n\n' + comps
-    )
+    return f'[models.{name}]\nmethod = "fake"\ntask = "sr"\nscale = 1\ntrained_steps = 1\nlicense = "test"\n\n' + comps
 
 
 def comp(
@@ -554,8 +529,8 @@ def test_overlay_points_a_builtin_model_at_a_private_hub_mirror(tmp_path, server
     cfg = tmp_path / "config" / "restorecli"
     cfg.mkdir(parents=True)
     (cfg / "weights.toml").write_text(
-        '[arch.tiny8]\nkind = "tinytest.linear"\nn = 8\n[arch.tiny4]\nkind = "tinytest.linear"\nn = 4\n\n'
-        '[models.resshift-realsr-x4-v3]\nmethod = "tinytest"\n\n'
+        '[arch.tiny8]\nkind = "fake.linear"\nn = 8\n[arch.tiny4]\nkind = "fake.linear"\nn = 4\n\n'
+        '[models.resshift-realsr-x4-v3]\nmethod = "fake"\n\n'
         "[models.resshift-realsr-x4-v3.components.unet]\n"
         f'arch = "tiny8"\nsize = {len(NET)}\nsha256 = "{sha(NET)}"\n'
         f"sources = [{url_src(servers.url, 'tiny_net.pth')}]\n\n"
@@ -610,7 +585,7 @@ def test_models_and_fetch_commands(tmp_path, servers):
     res = runner.invoke(app, [*base, "models"], env={"COLUMNS": "250"})
     assert res.exit_code == 0
     line = next(ln for ln in res.stdout.splitlines() if "tiny " in ln)
-    assert "yes" in line and "sr" in line and "tinytest" in line
+    assert "yes" in line and "sr" in line and "fake" in line
 
 
 def test_a_shorter_file_fails_when_only_its_size_is_pinned(tmp_path, servers):
@@ -687,37 +662,10 @@ def test_a_source_kind_defined_outside_the_package_is_used_by_restore_fetch(tmp_
 # ---- the real entry point, in a subprocess ---------------------------------------------
 
 
-def cli_env(tmp_path: Path, **extra: str) -> dict[str, str]:
-    """A subprocess environment that cannot leave the machine: every proxy is a closed loopback port."""
-    env = {
-        "RESTORECLI_CACHE": str(tmp_path / "cache"),
-        "XDG_CONFIG_HOME": str(tmp_path / "config"),
-        "HF_HOME": str(tmp_path / "hf"),
-        "HF_HUB_CACHE": str(tmp_path / "hf" / "hub"),
-        "HF_ENDPOINT": "http://127.0.0.1:9",
-        "HF_HUB_DISABLE_TELEMETRY": "1",
-        "HTTP_PROXY": "http://127.0.0.1:9",
-        "HTTPS_PROXY": "http://127.0.0.1:9",
-        "ALL_PROXY": "http://127.0.0.1:9",
-        "http_proxy": "http://127.0.0.1:9",
-        "https_proxy": "http://127.0.0.1:9",
-        "all_proxy": "http://127.0.0.1:9",
-        "NO_PROXY": "127.0.0.1,localhost",
-        "no_proxy": "127.0.0.1,localhost",
-        "HF_HUB_OFFLINE": "",
-        "RESTORECLI_OFFLINE": "",
-        "RESTORECLI_REGISTRY": "",
-    }
-    env.update(extra)
-    return env
-
-
 @pytest.mark.parametrize("how", ["--offline", "HF_HUB_OFFLINE", "no network"])
 def test_restore_without_weights_fails_fast_with_exit_4(tmp_path, how):
-    from cli_helpers import run_cli
-
     args = ["--offline", "--cache-dir", str(tmp_path / "elsewhere")] if how == "--offline" else []
-    env = cli_env(tmp_path, **({"HF_HUB_OFFLINE": "1"} if how == "HF_HUB_OFFLINE" else {}))
+    env = sandbox_env(tmp_path, **({"HF_HUB_OFFLINE": "1"} if how == "HF_HUB_OFFLINE" else {}))
     res = run_cli(*args, "sr", str(solid_png(tmp_path / "x.png")), env=env, timeout=60)
     err = res.stderr.decode().strip()
     assert res.returncode == 4, err
@@ -731,17 +679,15 @@ def test_restore_without_weights_fails_fast_with_exit_4(tmp_path, how):
 
 
 def test_models_command_shows_the_cached_column(tmp_path, servers):
-    from cli_helpers import run_cli
-
     path = overlay(tmp_path, model("tiny", comp("tiny", "net", "tiny8", "tiny_net.pth", [hub_src()], NET)))
     load.ensure_bundle(spec_of(path, "tiny"), console=quiet())
-    res = run_cli("--registry", str(path), "models", "--json", env=cli_env(tmp_path), timeout=60)
+    res = run_cli("--registry", str(path), "models", "--json", env=sandbox_env(tmp_path), timeout=60)
     assert res.returncode == 0, res.stderr.decode()
     cached = {r["name"]: r["cached"] for r in json.loads(res.stdout)}
     assert cached["tiny"] is True
     assert not any(v for k, v in cached.items() if k != "tiny")
     assert set(cached) == set(load_registry((path,)).models)
-    res = run_cli("--registry", str(path), "models", env=cli_env(tmp_path, COLUMNS="200"), timeout=60)
+    res = run_cli("--registry", str(path), "models", env=sandbox_env(tmp_path, COLUMNS="200"), timeout=60)
     rows = {
         ln.split()[0]: ln.split()[-1]
         for ln in res.stdout.decode().splitlines()
@@ -750,25 +696,9 @@ def test_models_command_shows_the_cached_column(tmp_path, servers):
     assert rows["tiny"] == "yes" and rows["resshift-realsr-x4-v3"] == "no"
 
 
-def toml_value(value) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    if isinstance(value, str):
-        return json.dumps(value)
-    if isinstance(value, list):
-        return "[" + ", ".join(toml_value(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "{ " + ", ".join(f"{k} = {toml_value(v)}" for k, v in value.items()) + " }"
-    raise TypeError(type(value))
-
-
 def test_default_model_fetched_from_loopback_then_runs_with_hf_hub_offline(tmp_path, servers, monkeypatch, shared):
-    """The issue's acceptance check with the small ResShift fixture in place of the full-size files:
+    """A user's first download, with the small ResShift fixture in place of the full-size files:
     `restore fetch` through the real entry point, then `restore sr` (the default model) with HF_HUB_OFFLINE=1."""
-    from cli_helpers import run_cli
-
     case = shared("conformance", "resshift", "sr_x4")
     cfg = json.loads((case / "case.json").read_text())["config"]
     unet, ae = (case / "unet.pth").read_bytes(), (case / "autoencoder.pth").read_bytes()
@@ -793,14 +723,14 @@ def test_default_model_fetched_from_loopback_then_runs_with_hf_hub_offline(tmp_p
         str(path),
         "fetch",
         "resshift-realsr-x4-v3",
-        env=cli_env(tmp_path, HF_ENDPOINT=servers.url),
+        env=sandbox_env(tmp_path, HF_ENDPOINT=servers.url),
         timeout=300,
     )
     assert res.returncode == 0, res.stderr.decode()
     assert "resshift-realsr-x4-v3: ready" in res.stderr.decode()
     n = len(servers.requests())
     assert n == 4  # HEAD on the Hub, GET on its CDN; the release URL and the file it redirects to
-    res = run_cli("--registry", str(path), "models", "--json", env=cli_env(tmp_path), timeout=60)
+    res = run_cli("--registry", str(path), "models", "--json", env=sandbox_env(tmp_path), timeout=60)
     assert {r["name"]: r["cached"] for r in json.loads(res.stdout)}["resshift-realsr-x4-v3"] is True
     out = tmp_path / "out.png"
     res = run_cli(
@@ -809,7 +739,7 @@ def test_default_model_fetched_from_loopback_then_runs_with_hf_hub_offline(tmp_p
         "sr",
         str(solid_png(tmp_path / "x.png")),
         str(out),
-        env=cli_env(tmp_path, HF_HUB_OFFLINE="1"),
+        env=sandbox_env(tmp_path, HF_HUB_OFFLINE="1"),
         timeout=300,
     )
     assert res.returncode == 0, res.stderr.decode()
@@ -877,9 +807,7 @@ def test_bad_inputs_masks_and_outputs_are_found_before_any_download(tmp_path, se
 
 
 def test_cli_missing_input_is_a_usage_error_with_no_network(tmp_path):
-    from cli_helpers import run_cli
-
-    res = run_cli("sr", "missing.png", env=cli_env(tmp_path), timeout=60)
+    res = run_cli("sr", "missing.png", env=sandbox_env(tmp_path), timeout=60)
     assert res.returncode == 2, res.stderr
     assert res.stderr.decode().startswith("error: input not found: missing.png")
 
@@ -897,3 +825,33 @@ def test_download_failure_names_every_missing_file_and_the_by_hand_route(tmp_pat
         load.ensure_bundle(spec, offline=True, console=quiet())
     msg = str(err.value)
     assert "gone.pth" in msg and "tiny_enc.pth" in msg and "--file net=PATH --file enc=PATH" in msg
+
+
+# ---- what the command line says when weights cannot be had ---------------------------------------
+
+
+def test_fetch_failure_names_the_url_once_on_unwrapped_lines(tmp_path):
+    url = "http://127.0.0.1:9/" + "a-long-path-segment/" * 5 + "tiny_net.pth"
+    overlay = tmp_path / "overlay.toml"
+    overlay.write_text(
+        '[arch.t]\nkind = "rddm.unet"\n[models.tiny]\nmethod = "rddm"\ntask = "derain"\n'
+        f'trained_steps = 1\n[models.tiny.components.net]\narch = "t"\nfile = "tiny_net.pth"\n'
+        f'sources = [{{ kind = "url", url = "{url}" }}]\n'
+    )
+    env = {"COLUMNS": "", "RESTORECLI_CACHE": str(tmp_path / "cache"), "NO_PROXY": "*", "no_proxy": "*"}
+    r = run_cli("--registry", str(overlay), "fetch", "tiny", env=env, timeout=120)
+    assert r.returncode == 4, r.stderr
+    err = r.stderr.decode()
+    assert err.count(url) == 1, err
+    errors = [ln for ln in err.splitlines() if ln.startswith("error: ")]
+    assert len(errors) == 1 and url in errors[0] and "127.0.0.1" in errors[0], err
+    assert all(ln.startswith(("error: ", "downloading ")) for ln in err.splitlines() if ln.strip()), err
+
+
+def test_offline_error_names_the_tasks_that_work_offline(tmp_path):
+    solid_png(tmp_path / "a.png", (32, 32), 90)
+    r = run_cli("--offline", "sr", "a.png", "b.png", cwd=tmp_path, env={"RESTORECLI_CACHE": str(tmp_path / "cache")})
+    err = r.stderr.decode()
+    assert r.returncode == 4, err
+    assert len(err.strip().splitlines()) == 1
+    assert "without network these tasks work: derain, lowlight" in err

@@ -1,4 +1,5 @@
-"""The `--report PATH.html` page: thumbnails, escaping, failed/odd files, and a real headless browser.
+"""The `--report PATH.html` page: thumbnails, escaping, failed/odd files, the pages a task command and
+`restore eval` write, and a real headless browser.
 
 The browser test runs Debian's `chromium` (installed by `.ci/run` when missing): the page is
 opened with `#selftest`, its inline self-check records image decoding, slider movement and
@@ -22,6 +23,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from helpers import IN_CI, ONE_THREAD, run_cli, solid_png
 from restorecli.jobs.html_report import (
     ReportEntry,
     entries_from_eval,
@@ -30,7 +32,6 @@ from restorecli.jobs.html_report import (
     write_html_report,
 )
 
-IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 EVIL = "\"><script>alert('x')<img src=x onerror=alert(1)> &amp; 'q'.png"  # no "/": it is a file name
 RUN_INFO = {"task": "derain", "model": "rddm-derain-small", "steps": 1, "seed": 0, "device": "cpu"}
 
@@ -469,3 +470,87 @@ def test_a_linked_thumbnail_folder_is_replaced_and_nothing_is_left_behind(tmp_pa
     assert not list(tmp_path.glob(".run_files.old-*"))
     if not dangling:
         assert (elsewhere / "keep.txt").read_text() == "keep me"
+
+
+# ---- the pages a task command and `restore eval` write -------------------------------------------
+
+
+def _page_text(page):
+    from html.parser import HTMLParser
+
+    class Text(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.parts, self.imgs = [], []
+
+        def handle_data(self, data):
+            self.parts.append(data)
+
+        def handle_starttag(self, tag, attrs):
+            if tag == "img":
+                self.imgs.append(dict(attrs).get("src"))
+
+    parser = Text()
+    parser.feed(page.read_text(encoding="utf-8"))
+    return " ".join(" ".join(parser.parts).split()), parser.imgs
+
+
+def test_task_report_page_with_thumbnails_names_files_and_settings(tmp_path):
+    solid_png(tmp_path / "in" / "a.png", (40, 56), 90)
+    solid_png(tmp_path / "in" / "b.png", (48, 32), 160)
+    r = run_cli(
+        "--offline",
+        "derain",
+        "in",
+        "out",
+        "--report",
+        "run.html",
+        "--seed",
+        "3",
+        "--device",
+        "cpu",
+        cwd=tmp_path,
+        env=ONE_THREAD,
+    )
+    assert r.returncode == 0, r.stderr
+    page = tmp_path / "run.html"
+    text, imgs = _page_text(page)
+    for needle in (
+        "a.png",
+        "b.png",
+        "derain",
+        "rddm-derain-small",
+        "seed",
+        "3",
+        "cpu",
+        "fp32",
+        "steps",
+        "done",
+        "bundled with restorecli",
+    ):
+        assert needle in text, (needle, text)
+    # the run's wall time, and the files' own times labelled as a sum (they overlap), never "in total"
+    assert re.search(r"wall time\s*\d+\.\d\d s", text) and "summed over files" in text, text
+    assert "in total" not in text
+    thumbs = sorted(p.name for p in (tmp_path / "run_files").iterdir() if not p.name.startswith("."))
+    assert len(thumbs) == 4, thumbs  # input and output of each file
+    assert all(src and src.startswith("run_files/") for src in imgs) and len(imgs) >= 4
+    assert "wrote report run.html" in r.stderr.decode()
+
+    # a rerun that skips everything still writes the page (the outputs exist)
+    r = run_cli("--offline", "derain", "in", "out", "--report", "run.html", cwd=tmp_path, env=ONE_THREAD)
+    assert r.returncode == 0, r.stderr
+    text, _ = _page_text(page)
+    assert "skipped" in text and "a.png" in text
+
+
+def test_eval_report_page_shows_metrics(tmp_path):
+    solid_png(tmp_path / "ref" / "a.png", (40, 56), 100)
+    solid_png(tmp_path / "res" / "a_derain.png", (40, 56), 104)
+    r = run_cli("eval", "res", "ref", "--strip-suffix", "_derain", "--report", "eval.html", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    text, _ = _page_text(tmp_path / "eval.html")
+    assert "a.png" in text and "reference" in text and "restored" in text
+    assert "a_derain.png" in (tmp_path / "eval.html").read_text()  # the link to the restored file
+    assert "PSNR" in text and "SSIM" in text, text
+    assert len([p for p in (tmp_path / "eval_files").iterdir() if not p.name.startswith(".")]) == 2

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import struct
-import zlib
 from pathlib import Path
 
 import cv2
@@ -16,6 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageCms, ImageOps
 
+from helpers import bomb_png
 from restorecli.errors import InputError
 from restorecli.io import imageio
 from restorecli.io.encode16 import encode_png16, encode_tiff16
@@ -178,20 +178,6 @@ def test_truncated_files_fail_with_a_reason(tmp_path, shared):
     data = encode_png16(arr)
     with pytest.raises(InputError):
         read_image(data[: len(data) // 2])
-
-
-def bomb_png(width: int = 60000, height: int = 60000) -> bytes:
-    """A valid PNG header claiming a huge image, with almost no data behind it."""
-
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
-        + chunk(b"IDAT", zlib.compress(b"\x00" * 100))
-        + chunk(b"IEND", b"")
-    )
 
 
 def test_bomb_sized_header_is_refused_before_decoding():

@@ -131,7 +131,7 @@ def test_a_well_exposed_photo_stays_close(shipped, shared):
 
 
 def test_a_trained_lightnet_bundle_runs_with_weights_and_exposure(tmp_path):
-    from cli_helpers import run_cli
+    from helpers import run_cli
     from restorecli.training.config import TrainConfig
     from restorecli.training.loop import train
 

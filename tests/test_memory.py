@@ -26,7 +26,7 @@ def test_free_cuda_memory_counts_the_allocators_unused_cache(fake_gpu):
 
 
 def test_per_process_fraction_limits_the_budget(fake_gpu):
-    """The issue's proof setup: set_per_process_memory_fraction(20/80) must shrink the tiles."""
+    """A process limited to part of the GPU (set_per_process_memory_fraction(20/80)) gets smaller tiles."""
     fake_gpu["fraction"] = 0.25
     assert memory.cuda_free_bytes(torch.device("cuda", 0)) == 16 * GIB  # 20 GiB limit - 4 GiB in use
     assert memory.memory_budget(torch.device("cuda", 0), gpu_fraction=0.5, cpu_fraction=0.6) == 8 * GIB

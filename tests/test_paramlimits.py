@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cli_helpers import run_cli
+from helpers import run_cli
 from restorecli.training.degrade import PARAMS, check_params
 from restorecli.training.paramlimits import LIMITS
 

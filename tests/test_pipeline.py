@@ -1,8 +1,8 @@
 """The batch pipeline: discovery, naming, resuming, failures, sharding, devices, signals, reports, API.
 
-Most tests call `run_job` in-process with the tiny `fake_engines.FakeEngine`;
+Most tests call `run_job` in-process with the tiny `fake_engine.FakeEngine`;
 the end-to-end ones run the real `restore` entry point in a subprocess
-(`tests/fake_engines.py` is the CLI with the fake method registered, plus a
+(`tests/fake_engine.py` is the CLI with the fake method registered, plus a
 registry overlay and weights bundle for it).
 """
 
@@ -14,7 +14,6 @@ import os
 import re
 import shutil
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -26,21 +25,24 @@ import torch
 from PIL import Image
 from rich.console import Console
 
-import fake_engines as fe
-from helpers import random_png as png
+import fake_engine as fe
+from helpers import (
+    bomb_png,
+    cli_env,
+    err_of,
+    fake_x2_args,
+    random_png,
+    run_bounded,
+    run_cli,
+    run_sandboxed,
+    solid_png,
+    start_cli,
+)
 from restorecli.errors import UsageError
 from restorecli.jobs.discovery import shard_of
 from restorecli.jobs.pipeline import JobOptions, run_job
 
-TESTS = Path(__file__).resolve().parent
-REPO = TESTS.parent
-
-
-@pytest.fixture(autouse=True)
-def _fresh_engine_state():
-    fe.reset()
-    yield
-    fe.reset()
+pytestmark = pytest.mark.usefixtures("fresh_fake_engine")
 
 
 def console() -> Console:
@@ -71,12 +73,6 @@ def hidden_files(folder: Path) -> list[Path]:
 
 
 # ---- a folder of mixed files, run twice ------------------------------------------------
-
-
-def bomb_png() -> bytes:
-    from test_imageio import bomb_png as make
-
-    return make()
 
 
 def mixed_folder(shared, root: Path) -> Path:
@@ -134,7 +130,7 @@ def test_mixed_folder_twice_second_run_does_no_work(shared, tmp_path):
 
 
 def test_next_to_input_with_suffix_and_rerun_ignores_own_outputs(tmp_path):
-    png(tmp_path / "a.png")
+    random_png(tmp_path / "a.png")
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "b.jpg")
     report, _, _ = run([tmp_path])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "a_sr.png", "b.jpg", "b_sr.jpg"]
@@ -144,8 +140,8 @@ def test_next_to_input_with_suffix_and_rerun_ignores_own_outputs(tmp_path):
 
 
 def test_output_folder_mirrors_subfolders_with_suffix_and_ext(tmp_path):
-    png(tmp_path / "in" / "top.png")
-    png(tmp_path / "in" / "deep" / "er" / "low.png")
+    random_png(tmp_path / "in" / "top.png")
+    random_png(tmp_path / "in" / "deep" / "er" / "low.png")
     run([tmp_path / "in"], tmp_path / "out", suffix="_x", ext="webp", quality=80, recursive=True)
     assert (tmp_path / "out" / "top_x.webp").is_file()
     assert Image.open(tmp_path / "out" / "deep" / "er" / "low_x.webp").format == "WEBP"
@@ -154,7 +150,7 @@ def test_output_folder_mirrors_subfolders_with_suffix_and_ext(tmp_path):
 
 
 def test_an_input_is_never_overwritten(tmp_path):
-    a = png(tmp_path / "a.png")
+    a = random_png(tmp_path / "a.png")
     before = a.read_bytes()
     with pytest.raises(UsageError, match="never overwritten"):
         run([tmp_path], tmp_path, suffix="")
@@ -164,7 +160,7 @@ def test_an_input_is_never_overwritten(tmp_path):
 
 
 def test_existing_outputs_are_skipped_unless_overwrite(tmp_path):
-    png(tmp_path / "in" / "a.png")
+    random_png(tmp_path / "in" / "a.png")
     out = tmp_path / "o.png"
     run([tmp_path / "in" / "a.png"], out)
     stamp = out.stat().st_mtime_ns
@@ -175,8 +171,8 @@ def test_existing_outputs_are_skipped_unless_overwrite(tmp_path):
 
 
 def test_list_file_glob_and_missing_entries(tmp_path):
-    png(tmp_path / "p" / "one.png")
-    png(tmp_path / "p" / "x" / "two.png")
+    random_png(tmp_path / "p" / "one.png")
+    random_png(tmp_path / "p" / "x" / "two.png")
     listing = tmp_path / "list.txt"
     listing.write_text(f"# photos\n{tmp_path / 'p' / 'one.png'}\n{tmp_path / 'p' / 'gone.png'}\n")
     report, _, _ = run([f"@{listing}"], tmp_path / "o1")
@@ -187,8 +183,8 @@ def test_list_file_glob_and_missing_entries(tmp_path):
 
 
 def test_usage_errors_are_raised_before_any_work(tmp_path):
-    png(tmp_path / "a.png")
-    png(tmp_path / "b.png", seed=1)
+    random_png(tmp_path / "a.png")
+    random_png(tmp_path / "b.png", seed=1)
     with pytest.raises(UsageError, match="2 images"):
         run([tmp_path], tmp_path / "single.png")
     with pytest.raises(UsageError, match="not found"):
@@ -204,7 +200,7 @@ def test_usage_errors_are_raised_before_any_work(tmp_path):
 def test_two_shards_cover_the_folder_exactly_once(tmp_path):
     names = [f"d{i % 3}/img{i:02d}.png" for i in range(30)]
     for i, name in enumerate(names):
-        png(tmp_path / "in" / name, size=(4, 4), seed=i)
+        random_png(tmp_path / "in" / name, size=(4, 4), seed=i)
     parts = []
     for index in range(2):
         report, _, _ = run([tmp_path / "in"], tmp_path / "out", recursive=True, shard=(index, 2))
@@ -225,7 +221,7 @@ def test_alpha_is_kept_resized_and_free_of_fringes(tmp_path):
     rgba[..., 1] = 255  # green hidden under full transparency
     rgba[4:12, 4:12] = (255, 0, 0, 255)  # an opaque red square
     Image.fromarray(rgba, "RGBA").save(tmp_path / "a.png")
-    run([tmp_path / "a.png"], tmp_path / "o.png", engine=fe.make_engine(blur=True))
+    run([tmp_path / "a.png"], tmp_path / "o.png", engine=fe.make_engine(conv="blur"))
     out = np.asarray(Image.open(tmp_path / "o.png"))
     assert out.shape == (32, 32, 4)
     assert out[..., 3].max() == 255 and out[0, 0, 3] == 0 and out[16, 16, 3] == 255
@@ -251,9 +247,9 @@ def test_gray_stays_gray_and_16bit_stays_16bit(tmp_path):
 
 def test_results_do_not_depend_on_batching(tmp_path):
     for i in range(5):
-        png(tmp_path / "in" / f"s{i}.png", size=(8, 8), seed=i)
+        random_png(tmp_path / "in" / f"s{i}.png", size=(8, 8), seed=i)
     for i in range(2):
-        png(tmp_path / "in" / f"t{i}.png", size=(8, 12), seed=10 + i)
+        random_png(tmp_path / "in" / f"t{i}.png", size=(8, 12), seed=10 + i)
     engine = fe.make_engine(noise=0.2)
     run([tmp_path / "in"], tmp_path / "one", engine=engine, batch_size=1, seed=7)
     assert {c[0] for c in fe.FakeEngine.calls} == {1}
@@ -272,8 +268,8 @@ def test_results_do_not_depend_on_batching(tmp_path):
 
 
 def test_out_of_memory_retries_with_smaller_tiles(tmp_path):
-    png(tmp_path / "big.png", size=(48, 48), seed=3)
-    engine = fe.make_engine(blur=True)
+    random_png(tmp_path / "big.png", size=(48, 48), seed=3)
+    engine = fe.make_engine(conv="blur")
     run([tmp_path / "big.png"], tmp_path / "ref.png", engine=engine)
     fe.FakeEngine.oom_above = 20
     fe.FakeEngine.calls = []
@@ -291,8 +287,8 @@ def test_out_of_memory_retries_with_smaller_tiles(tmp_path):
 
 
 def test_out_of_memory_that_tiles_cannot_fix_fails_only_that_image(tmp_path):
-    png(tmp_path / "big.png", size=(64, 64))
-    png(tmp_path / "small.png", size=(4, 4))
+    random_png(tmp_path / "big.png", size=(64, 64))
+    random_png(tmp_path / "small.png", size=(4, 4))
     fe.FakeEngine.oom_above = 4  # even the smallest tile (min_tile 8) does not fit
     report, _, _ = run([tmp_path], tmp_path / "out")
     st = {Path(r.path).name: r for r in report.records}
@@ -302,8 +298,8 @@ def test_out_of_memory_that_tiles_cannot_fix_fails_only_that_image(tmp_path):
 
 
 def test_engine_error_on_one_image_does_not_stop_the_batch(tmp_path):
-    png(tmp_path / "a.png", size=(8, 24))
-    png(tmp_path / "b.png", size=(8, 8))
+    random_png(tmp_path / "a.png", size=(8, 24))
+    random_png(tmp_path / "b.png", size=(8, 8))
     fe.FakeEngine.fail_width = 24
     report, _, _ = run([tmp_path], tmp_path / "out", batch_size=4)
     assert statuses(report) == {"a.png": "failed", "b.png": "done"}
@@ -311,7 +307,7 @@ def test_engine_error_on_one_image_does_not_stop_the_batch(tmp_path):
 
 
 def test_automatic_tiling_asks_the_engine(tmp_path):
-    png(tmp_path / "a.png", size=(40, 40))
+    random_png(tmp_path / "a.png", size=(40, 40))
     fe.FakeEngine.auto_tile_size = 16
     run([tmp_path / "a.png"], tmp_path / "o.png", tile=None)
     assert max(max(c[-2:]) for c in fe.FakeEngine.calls) == 16 and len(fe.FakeEngine.calls) > 1
@@ -321,9 +317,9 @@ def test_automatic_tiling_asks_the_engine(tmp_path):
 
 
 def test_inpaint_masks_by_stem_size_checked(tmp_path):
-    png(tmp_path / "in" / "a.png", size=(8, 8))
-    png(tmp_path / "in" / "b.png", size=(8, 8))
-    png(tmp_path / "in" / "c.png", size=(8, 8))
+    random_png(tmp_path / "in" / "a.png", size=(8, 8))
+    random_png(tmp_path / "in" / "b.png", size=(8, 8))
+    random_png(tmp_path / "in" / "c.png", size=(8, 8))
     mask = np.zeros((8, 8), np.uint8)
     mask[:4] = 200
     (tmp_path / "masks").mkdir()
@@ -344,7 +340,7 @@ def test_inpaint_masks_by_stem_size_checked(tmp_path):
 
 
 def test_stdin_to_stdout(tmp_path, capsysbinary):
-    data = png(tmp_path / "a.png", size=(6, 10)).read_bytes()
+    data = random_png(tmp_path / "a.png", size=(6, 10)).read_bytes()
     opts = JobOptions(task="sr", inputs=["-"], output="-", stdin=data)
     engine = fe.make_engine()
     report = run_job(lambda d: engine, opts, console())
@@ -354,7 +350,7 @@ def test_stdin_to_stdout(tmp_path, capsysbinary):
 
 
 def test_json_report_on_stdout_progress_on_stderr(tmp_path, capsys):
-    png(tmp_path / "in" / "a.png")
+    random_png(tmp_path / "in" / "a.png")
     (tmp_path / "in" / "b.png").write_text("nope")
     con = console()
     report, _, _ = run([tmp_path / "in"], tmp_path / "out", con=con, json=True)
@@ -371,7 +367,7 @@ def test_json_report_on_stdout_progress_on_stderr(tmp_path, capsys):
 
 
 def test_quiet_prints_only_failures(tmp_path):
-    png(tmp_path / "in" / "a.png")
+    random_png(tmp_path / "in" / "a.png")
     con = console()
     run([tmp_path / "in"], tmp_path / "out", con=con, quiet=True)
     assert con.file.getvalue() == ""
@@ -399,7 +395,7 @@ def test_no_color_is_respected(tmp_path, monkeypatch):
 
 def test_ctrl_c_keeps_finished_files_leaves_no_partial_and_resumes(tmp_path):
     for i in range(5):
-        png(tmp_path / "in" / f"{i}.png", size=(8, 8), seed=i)
+        random_png(tmp_path / "in" / f"{i}.png", size=(8, 8), seed=i)
     fe.FakeEngine.interrupt_after = 2
     report, _, _ = run([tmp_path / "in"], tmp_path / "out")
     assert report.exit_code == 130 and report.done == 2
@@ -414,9 +410,8 @@ def test_ctrl_c_keeps_finished_files_leaves_no_partial_and_resumes(tmp_path):
 
 def test_a_write_cut_off_before_it_is_on_disk_leaves_no_output_and_is_redone(tmp_path, monkeypatch):
     """The bytes reach the output name only once they are complete and synced (disk full, kill, power cut)."""
-    import os
 
-    png(tmp_path / "in" / "a.png", size=(8, 8), seed=1)
+    random_png(tmp_path / "in" / "a.png", size=(8, 8), seed=1)
     real_fsync = os.fsync
 
     def disk_full(fd):
@@ -436,7 +431,7 @@ def test_a_write_cut_off_before_it_is_on_disk_leaves_no_output_and_is_redone(tmp
 
 def test_one_worker_per_device(tmp_path):
     for i in range(8):
-        png(tmp_path / "in" / f"{i}.png", size=(8, 8), seed=i)
+        random_png(tmp_path / "in" / f"{i}.png", size=(8, 8), seed=i)
     fe.FakeEngine.delay = 0.1
     made, lock = [], __import__("threading").Lock()
 
@@ -456,25 +451,12 @@ def test_one_worker_per_device(tmp_path):
 
 
 def cli(tmp_path: Path, *args: str, stdin: bytes | None = None, env: dict | None = None, popen: bool = False):
-    overlay, bundle = fe.write_model(tmp_path / "model")
-    cmd = [
-        sys.executable,
-        str(TESTS / "fake_engines.py"),
-        "--registry",
-        str(overlay),
-        *args,
-        "--model",
-        "fake-x2",
-        "--weights",
-        str(bundle),
-    ]
-    full = dict(
-        os.environ, PYTHONPATH=str(REPO / "src"), NO_COLOR="1", COLUMNS="200", RESTORECLI_CACHE=str(tmp_path / "cache")
-    )
-    full.update(env or {})
+    """A command of the fake x2 model (helpers.fake_x2_args) in a subprocess, with a cache of its own."""
+    argv = fake_x2_args(tmp_path, *args)
+    env = {"RESTORECLI_CACHE": str(tmp_path / "cache"), **(env or {})}
     if popen:
-        return subprocess.Popen(cmd, env=full, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    return subprocess.run(cmd, env=full, input=stdin, capture_output=True, timeout=120)
+        return start_cli(*argv, env=env, fake=True)
+    return run_cli(*argv, env=env, stdin=stdin, timeout=120, fake=True)
 
 
 def test_cli_mixed_folder_in_two_shards_then_rerun(shared, tmp_path):
@@ -499,7 +481,7 @@ def test_cli_mixed_folder_in_two_shards_then_rerun(shared, tmp_path):
 
 
 def test_cli_stdin_to_stdout(tmp_path):
-    data = png(tmp_path / "a.png", size=(6, 10)).read_bytes()
+    data = random_png(tmp_path / "a.png", size=(6, 10)).read_bytes()
     res = cli(tmp_path, "sr", "-", "-", stdin=data)
     assert res.returncode == 0, res.stderr.decode()
     assert Image.open(io.BytesIO(res.stdout)).size == (20, 12)
@@ -519,7 +501,7 @@ def _wait_for_outputs(folder: Path, proc, count: int, timeout: float = 60) -> No
 @pytest.mark.parametrize("sig, code", [(signal.SIGKILL, -9), (signal.SIGTERM, 143)])
 def test_cli_killed_midway_leaves_no_partial_output(tmp_path, sig, code):
     for i in range(10):
-        png(tmp_path / "in" / f"{i}.png", size=(64, 64), seed=i)
+        random_png(tmp_path / "in" / f"{i}.png", size=(64, 64), seed=i)
     out = tmp_path / "out"
     proc = cli(tmp_path, "sr", str(tmp_path / "in"), str(out), env={"FAKE_ENGINE_DELAY": "0.3"}, popen=True)
     _wait_for_outputs(out, proc, 2)
@@ -544,7 +526,7 @@ def test_cli_killed_midway_leaves_no_partial_output(tmp_path, sig, code):
 def test_api_restore_files(tmp_path):
     import restorecli
 
-    png(tmp_path / "in" / "sub" / "a.png")
+    random_png(tmp_path / "in" / "sub" / "a.png")
     report = restorecli.restore(tmp_path / "in", tmp_path / "out", engine=fe.make_engine(), recursive=True)
     assert report.exit_code == 0 and (tmp_path / "out" / "sub" / "a.png").is_file()
     with pytest.raises(TypeError, match="no_such_option"):
@@ -577,7 +559,7 @@ def test_ray_style_batches_on_cpu(tmp_path):
     """The cluster recipe's code path (docs/batch.md), with the dict batches Ray Data hands over."""
     from restorecli import FileBatchRestorer, ImageBatchRestorer
 
-    paths = [png(tmp_path / "in" / d / f"{i}.png", size=(8, 8), seed=i) for i, d in enumerate(["x", "y", "y"])]
+    paths = [random_png(tmp_path / "in" / d / f"{i}.png", size=(8, 8), seed=i) for i, d in enumerate(["x", "y", "y"])]
     restorer = FileBatchRestorer(tmp_path / "out", input_root=tmp_path / "in", engine=fe.make_engine())
     batch = {"path": np.array([str(p) for p in paths], dtype=object)}
     result = restorer(batch)
@@ -595,7 +577,7 @@ def test_torchrun_style_ranks_cover_the_folder_once(tmp_path):
     import restorecli
 
     for i in range(9):
-        png(tmp_path / "in" / f"{i}.png", size=(4, 4), seed=i)
+        random_png(tmp_path / "in" / f"{i}.png", size=(4, 4), seed=i)
     seen = []
     for rank in range(3):  # what each torchrun process does with its RANK / WORLD_SIZE
         report = restorecli.restore(tmp_path / "in", tmp_path / "out", engine=fe.make_engine(), shard=(rank, 3))
@@ -656,7 +638,7 @@ def test_tile_progress_is_a_bar_or_a_few_lines_never_one_line_per_tile():
 
 
 def test_a_folder_at_an_output_files_path_fails_that_file(tmp_path):
-    a, b = png(tmp_path / "in" / "a.png"), png(tmp_path / "in" / "b.png", seed=1)
+    a, b = random_png(tmp_path / "in" / "a.png"), random_png(tmp_path / "in" / "b.png", seed=1)
     (tmp_path / "out" / "a.png").mkdir(parents=True)  # a folder named like a's output
     report, _, _ = run([a, b], tmp_path / "out")
     assert statuses(report) == {"a.png": "failed", "b.png": "done"}  # not "skipped, exists"
@@ -664,3 +646,61 @@ def test_a_folder_at_an_output_files_path_fails_that_file(tmp_path):
     failed = next(r for r in report.records if r.status == "failed")
     assert "folder" in failed.reason
     assert (tmp_path / "out" / "a.png").is_dir()  # left as it was
+
+
+# ---- the real CLI entry point: a broken mask, a rerun with nothing to do -------------------------
+
+
+def test_a_mask_that_is_not_an_image_is_named(tmp_path):
+    overlay, _ = fe.write_model(tmp_path / "model")
+    from restorecli.weights.bundle import write_bundle
+
+    # a bundle recording the inpaint task (a bundle for another task is refused)
+    write_bundle(tmp_path / "inpaint.safetensors", fe.fake_spec("fake-inpaint", "inpaint", 1), {"net": fe.conv_state()})
+    mask = tmp_path / "mask.png"
+    mask.write_text("not an image")
+    res = run_sandboxed(
+        tmp_path,
+        "--registry",
+        str(overlay),
+        "inpaint",
+        str(random_png(tmp_path / "a.png")),
+        str(tmp_path / "out.png"),
+        "--mask",
+        str(mask),
+        "--model",
+        "fake-inpaint",
+        "--weights",
+        str(tmp_path / "inpaint.safetensors"),
+        "--json",
+    )
+    assert res.returncode == 1, err_of(res)
+    reason = json.loads(res.stdout)["files"][0]["reason"]
+    assert f"mask {mask}" in reason and "not an image" in reason, reason
+
+
+WRAPPER = """
+import atexit, sys
+atexit.register(lambda: sys.stderr.write(
+    "\\nHEAVY=" + ",".join(m for m in ("torch", "restorecli.engines", "restorecli.runtime.restorer") if m in sys.modules) + "\\n"))
+sys.argv = ["restore", *sys.argv[1:]]
+from restorecli.cli import main
+main()
+"""
+
+
+def test_a_rerun_that_skips_every_file_does_not_import_torch(tmp_path):
+    for name in ("a", "b"):
+        solid_png(tmp_path / "in" / f"{name}.png", (40, 56), 120)
+        solid_png(tmp_path / "out" / f"{name}.png", (40, 56), 120)  # finished earlier
+    wrapper = tmp_path / "wrapper.py"
+    wrapper.write_text(WRAPPER)
+    r = run_bounded(
+        [sys.executable, str(wrapper), "--offline", "derain", "in", "out", "--json"],
+        env=cli_env({"RESTORECLI_CACHE": str(tmp_path / "cache")}),
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["skipped"] == 2
+    assert r.stderr.decode().strip().splitlines()[-1] == "HEAVY=", r.stderr.decode()

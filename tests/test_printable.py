@@ -5,18 +5,13 @@ written: never read as Rich markup, control characters (ANSI escapes) never reac
 from __future__ import annotations
 
 import io
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 from rich.console import Console
 
-import fake_engines as fe
-from helpers import random_png
+import fake_engine as fe
+from helpers import err_of, random_png, run_cli, run_fake_x2
 from restorecli.weights.progress import ByteProgress, Reporter
-
-TESTS = Path(__file__).resolve().parent
 
 # each of these breaks a line printed as Rich markup (a crash, a restyle, a raw escape)
 MARKUP = ["a[/]b", "[/]", "[red]loud[/red]", "x[/x]", "[link=file:///etc/passwd]click[/link]", "[/]\x1b]0;title\x07"]
@@ -50,21 +45,26 @@ def test_progress_labels_print_outside_text_as_written(text):
     assert text.split("\x1b")[0].split("\n")[0].split("\x07")[0] in buf.getvalue()
 
 
-def run_fake(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, str(TESTS / "fake_engines.py"), *args], capture_output=True, timeout=120, cwd=cwd
-    )
-
-
 @pytest.mark.parametrize("name", ["b[/]", "[red]b", "b[/x]"])
 def test_convert_names_its_output_as_written(tmp_path, name):
     overlay, _ = fe.write_model(tmp_path / "model")
     import torch
 
     src = tmp_path / "net.pth"
-    torch.save(fe.identity_state(), src)
+    torch.save(fe.conv_state(), src)
     out = tmp_path / f"{name}.safetensors"
-    res = run_fake("--registry", str(overlay), "convert", "fake-x2", f"net={src}", "-o", str(out), cwd=tmp_path)
+    res = run_cli(
+        "--registry",
+        str(overlay),
+        "convert",
+        "fake-x2",
+        f"net={src}",
+        "-o",
+        str(out),
+        cwd=tmp_path,
+        timeout=120,
+        fake=True,
+    )
     err = res.stderr.decode()
     assert res.returncode == 0, err
     assert "Traceback" not in err and f"wrote {out}" in err
@@ -75,7 +75,7 @@ def test_models_table_prints_registry_text_as_written(tmp_path, license_text):
     overlay, _ = fe.write_model(tmp_path / "model")
     escaped = license_text.replace("\x1b", "\\u001b")
     overlay.write_text(overlay.read_text().replace("scale = 2\n", f'scale = 2\nlicense = "{escaped}"\n', 1))
-    res = run_fake("--registry", str(overlay), "models", cwd=tmp_path)
+    res = run_cli("--registry", str(overlay), "models", cwd=tmp_path, timeout=120, fake=True)
     out, err = res.stdout.decode(), res.stderr.decode()
     assert res.returncode == 0, err
     assert "Traceback" not in err and "\x1b[31m" not in out
@@ -88,7 +88,20 @@ def test_eval_lists_unpartnered_names_as_written(tmp_path, stem):
     random_png(restored / "x.png")
     random_png(reference / "x.png")
     random_png(restored / f"{stem}.png")
-    res = run_fake("eval", str(restored), str(reference), cwd=tmp_path)
+    res = run_cli("eval", str(restored), str(reference), cwd=tmp_path, timeout=120, fake=True)
     err = res.stderr.decode()
     assert "Traceback" not in err and "\x1b[31m" not in err, err
     assert "without a partner" in err and stem.replace("\x1b", "\\x1b") in err
+
+
+def test_newlines_in_file_names_stay_on_one_line(tmp_path):
+    src = tmp_path / "in"
+    random_png(src / "a\nb.png")
+    (src / "c\nd.png").write_text("not an image")
+    res = run_fake_x2(tmp_path, "sr", str(src), str(tmp_path / "out"))
+    assert res.returncode == 1, err_of(res)
+    lines = err_of(res).splitlines()
+    assert len(lines) == 3, lines  # one progress line, one failure, the summary
+    assert any(line.startswith("failed: ") and "c\\nd.png" in line for line in lines), lines
+    assert any(line.startswith(("[1/2] ", "[2/2] ")) and "a\\nb.png" in line for line in lines), lines
+    assert (tmp_path / "out" / "a\nb.png").is_file()

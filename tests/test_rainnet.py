@@ -106,7 +106,7 @@ def trained(tmp_path_factory):
 
 
 def test_a_trained_rainnet_bundle_runs_with_weights(trained):
-    from cli_helpers import run_cli
+    from helpers import run_cli
 
     root, bundle = trained
     r = run_cli("derain", "input/0.png", "out.png", "--weights", str(bundle), cwd=root)

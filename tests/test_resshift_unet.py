@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from safetensors import safe_open
 from torch import Tensor
 
-from conftest import shared_path
+from helpers import shared_path
 from restorecli.nets.resshift_unet import (
     SwinBlock,
     WindowAttention,

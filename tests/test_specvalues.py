@@ -4,40 +4,22 @@
 
 from __future__ import annotations
 
-import copy
-import json
 from pathlib import Path
 
 import pytest
-from safetensors import safe_open
-from safetensors.torch import save_file
 
-from cli_helpers import run_cli
-from helpers import random_png
+from helpers import edit_bundle_spec, packaged_model, random_png, run_cli, toml_value
 from restorecli.errors import UsageError, WeightsError
 from restorecli.runtime.load import resolve_spec
 from restorecli.weights.bundle import bundle_spec, spec_to_dict
 from restorecli.weights.registry import builtin_registry
 from restorecli.weights.specvalues import spec_problem
 
-SMALL = Path(__file__).resolve().parent.parent / "src" / "restorecli" / "models" / "rddm-derain-small.safetensors"
-
-
-def small_parts() -> tuple[dict, dict, dict]:
-    with safe_open(str(SMALL), "pt") as fh:
-        meta = dict(fh.metadata())
-        tensors = {k: fh.get_tensor(k) for k in fh.keys()}
-    return meta, tensors, json.loads(meta["spec"])
+SMALL = packaged_model("rddm-derain-small")
 
 
 def hostile_bundle(tmp_path: Path, edit) -> Path:
-    meta, tensors, spec = small_parts()
-    spec = copy.deepcopy(spec)
-    edit(spec)
-    meta["spec"] = json.dumps(spec)
-    path = tmp_path / "hostile.safetensors"
-    save_file(tensors, str(path), metadata=meta)
-    return path
+    return edit_bundle_spec(SMALL, tmp_path / "hostile.safetensors", edit)
 
 
 def sampler(key, value):
@@ -99,16 +81,6 @@ def test_hostile_bundle_spec_is_one_weights_error_before_any_build(tmp_path, edi
 def test_the_untouched_bundle_and_every_registered_model_pass():
     assert bundle_spec(SMALL) is not None
     assert [m.name for m in builtin_registry().models.values() if spec_problem(spec_to_dict(m))] == []
-
-
-def toml_value(value) -> str:
-    if isinstance(value, dict):
-        return "{ " + ", ".join(f"{k} = {toml_value(v)}" for k, v in value.items()) + " }"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, list):
-        return "[" + ", ".join(toml_value(v) for v in value) + "]"
-    return json.dumps(value)
 
 
 @pytest.mark.parametrize(

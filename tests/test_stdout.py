@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 
 import pytest
 
-from cli_helpers import REPO
-from helpers import random_png
+from helpers import random_png, start_cli
 
 COMMANDS = {
     "models --json": ["models", "--json"],
@@ -20,12 +18,12 @@ COMMANDS = {
 }
 
 
-def run(args, tmp_path, stdout):
+def run(args, tmp_path, stdout, preexec=None):
+    """Start `restore ARGS` (two folders of one image each as {r} and {g}) writing to `stdout`."""
     random_png(tmp_path / "r" / "x.png")
     random_png(tmp_path / "g" / "x.png")
     args = [a.format(r=tmp_path / "r", g=tmp_path / "g") for a in args]
-    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "NO_COLOR": "1"}
-    return subprocess.Popen([sys.executable, "-m", "restorecli", *args], stdout=stdout, stderr=subprocess.PIPE, env=env)
+    return start_cli(*args, stdout=stdout, preexec=preexec)
 
 
 def check(proc) -> str:
@@ -44,14 +42,7 @@ def test_a_full_stdout_is_one_line_exit_1(tmp_path, args):
 
 @pytest.mark.parametrize("args", COMMANDS.values(), ids=COMMANDS.keys())
 def test_a_closed_stdout_is_one_line_exit_1(tmp_path, args):
-    random_png(tmp_path / "r" / "x.png")
-    random_png(tmp_path / "g" / "x.png")
-    line = [a.format(r=tmp_path / "r", g=tmp_path / "g") for a in args]
-    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "NO_COLOR": "1"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "restorecli", *line], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env,
-        preexec_fn=lambda: os.close(1),
-    )  # fmt: skip
+    proc = run(args, tmp_path, subprocess.DEVNULL, preexec=lambda: os.close(1))
     assert "closed" in check(proc)
 
 

@@ -1,41 +1,26 @@
-"""Tiling: official start positions, and smooth blending that leaves a local model's output unchanged."""
+"""Tiling: official start positions, and smooth blending that leaves a local model's output unchanged.
+
+The models are the fake engine's (tests/fake_engine.py): a seeded random 3x3 convolution and a
+nearest x2 upscale, unclipped, is a deterministic local model; its variants return only the noise
+they draw, bias the left border of every tile, or return each tile's mean."""
 
 from __future__ import annotations
 
 import json
 
+import pytest
 import torch
-from torch import nn
 
-from conftest import shared_path
-from restorecli.engines.base import Engine
+import fake_engine as fe
+from helpers import shared_path
 from restorecli.runtime.tiling import ramp, restore_tiled, tile_starts
-from restorecli.weights.registry import ModelSpec
+
+pytestmark = pytest.mark.usefixtures("fresh_fake_engine")
 
 
-class LocalEngine(Engine):
-    """A deterministic local 'model' (3x3 conv + nearest x2), to test tiling without a real network."""
-
-    method = "test-local"
-    min_tile = 8
-
-    def __init__(self, scale: int = 2) -> None:  # no weights to load
-        self.spec = ModelSpec("local", "test-local", "sr", scale, {}, {}, 1, 1, 1, 1)
-        self.device = torch.device("cpu")
-        self.dtype = torch.float32
-        torch.manual_seed(0)
-        self.conv = nn.Conv2d(3, 3, 3, padding=1, padding_mode="replicate")
-        self.calls = 0
-
-    @classmethod
-    def build_component(cls, comp, device="cpu"):
-        raise NotImplementedError
-
-    @torch.no_grad()
-    def restore(self, images, *, steps, generators, masks=None):
-        self.calls += 1
-        y = self.conv(images)
-        return torch.nn.functional.interpolate(y, scale_factor=self.scale, mode="nearest")
+def local_engine(**sampler) -> fe.FakeEngine:
+    """A deterministic local model: a seeded random 3x3 convolution, then nearest x2, never clipped."""
+    return fe.make_engine(conv="random", clamp=False, **sampler)
 
 
 def test_tile_starts_match_official_splitter():
@@ -56,13 +41,13 @@ def test_ramps_of_neighbours_sum_to_one():
 
 
 def test_tiled_equals_whole_image_for_a_local_model():
-    engine = LocalEngine()
+    engine = local_engine()
     image = torch.rand(1, 3, 50, 70, generator=torch.Generator().manual_seed(1))
     whole = engine.restore(image, steps=1, generators=[torch.Generator()])
     # The conv's 3x3 receptive field is far inside the overlap, and the borders that differ
     # (replicate padding at tile edges) are covered by a neighbour's interior where it counts.
     tiled = restore_tiled(engine, image, None, steps=1, generator=torch.Generator(), tile=24, overlap=8)
-    assert engine.calls > 4
+    assert len(fe.FakeEngine.calls) > 4
     assert tiled.shape == whole.shape
     assert (tiled - whole).abs().max() < 1e-5
 
@@ -70,16 +55,10 @@ def test_tiled_equals_whole_image_for_a_local_model():
 def test_uniform_average_would_leave_a_seam():
     """Blending matters: a model whose tile edges differ shows seams under uniform averaging, not under ramps."""
 
-    class EdgeBiased(LocalEngine):
-        def restore(self, images, *, steps, generators, masks=None):
-            out = super().restore(images, steps=steps, generators=generators)
-            out[..., :4] += 0.5  # a bad left border in every tile
-            return out
-
-    engine = EdgeBiased()
+    engine = local_engine(edge_bias=0.5)  # a bad left border in every tile
     image = torch.rand(1, 3, 24, 60, generator=torch.Generator().manual_seed(2))
     tiled = restore_tiled(engine, image, None, steps=1, generator=torch.Generator(), tile=24, overlap=8)
-    reference = LocalEngine().restore(image, steps=1, generators=[torch.Generator()])
+    reference = local_engine().restore(image, steps=1, generators=[torch.Generator()])
     # The bad borders fall in the zero-weight margin of each overlap, so only the image's own
     # left border (no neighbour there) keeps the bias.
     assert (tiled - reference)[..., 4:].abs().max() < 1e-5
@@ -87,20 +66,10 @@ def test_uniform_average_would_leave_a_seam():
     assert (tiled - reference)[..., :4].abs().min() > 0.4
 
 
-class NoiseEngine(LocalEngine):
-    """Returns only noise drawn from the generator it is handed, so tiles show which draws they got."""
-
-    def __init__(self) -> None:
-        super().__init__(scale=1)
-
-    def restore(self, images, *, steps, generators, masks=None):
-        assert len(generators) == 1
-        return torch.randn(images.shape, generator=generators[0])
-
-
 def test_tiles_draw_in_row_major_order_from_the_images_one_generator():
     """As the official splitter with the global RNG: tile after tile, left to right, top to bottom, one stream."""
-    engine = NoiseEngine()
+    # only the noise drawn from the generator each tile is handed: tiles show which draws they got
+    engine = fe.make_engine(1, noise=1.0, conv="zero", clamp=False)
     image = torch.zeros(1, 3, 48, 72)
     tiled = restore_tiled(engine, image, None, steps=1, generator=torch.Generator().manual_seed(7), tile=24, overlap=0)
     stream = torch.Generator().manual_seed(7)
@@ -109,19 +78,6 @@ def test_tiles_draw_in_row_major_order_from_the_images_one_generator():
         for left in (0, 24, 48):
             expected[..., top : top + 24, left : left + 24] = torch.randn(1, 3, 24, 24, generator=stream)
     assert torch.equal(tiled, expected)
-
-
-class TileMeanEngine:
-    """Each tile comes back as its input's mean, upscaled: neighbouring tiles disagree, so the blend shows."""
-
-    min_tile = 8
-
-    def __init__(self, scale: int) -> None:
-        self.scale = scale
-
-    def restore(self, images, *, steps, generators, masks=None):
-        mean = images.mean(dim=(2, 3), keepdim=True)
-        return mean.expand(-1, -1, images.shape[2] * self.scale, images.shape[3] * self.scale).clone()
 
 
 def test_the_blend_runs_over_the_output_overlap_at_scale_4():
@@ -139,7 +95,7 @@ def test_the_blend_runs_over_the_output_overlap_at_scale_4():
         (grad[None, :].expand(48, 48), lambda out: out[0, 0, 0, :]),  # varies across: columns blend
     ):
         out = restore_tiled(
-            TileMeanEngine(scale),
+            fe.make_engine(scale, tile_mean=True),  # each tile its input's mean: neighbours disagree
             image.expand(1, 3, 48, 48).contiguous(),
             None,
             steps=1,

@@ -3,21 +3,11 @@ be written, or the wrong kind of thing, in one line with the right exit code, be
 
 from __future__ import annotations
 
-import os
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from cli_helpers import run_cli
-from helpers import random_png
-
-
-def one_line(res) -> str:
-    err = res.stderr.decode().strip()
-    assert len(err.splitlines()) == 1, err
-    assert "Traceback" not in err
-    return err
+from helpers import blocker, locked_folder, one_line, random_png, run_cli
 
 
 def pair_folders(tmp_path: Path) -> tuple[Path, Path]:
@@ -28,22 +18,7 @@ def pair_folders(tmp_path: Path) -> tuple[Path, Path]:
 
 @pytest.fixture
 def immutable(tmp_path, request):
-    """A folder even root cannot write into (ext4 immutable flag), or skip where that cannot be set."""
-    folder = tmp_path / "locked"
-    folder.mkdir()
-    folder.chmod(0o555)
-    if os.geteuid() == 0:
-        made = subprocess.run(["chattr", "+i", str(folder)], capture_output=True)
-        if made.returncode != 0:
-            pytest.skip("root writes into read-only folders and chattr +i is not available")
-        request.addfinalizer(lambda: subprocess.run(["chattr", "-i", str(folder)], capture_output=True))
-    return folder
-
-
-def blocker(tmp_path: Path) -> Path:
-    path = tmp_path / "blocker"
-    path.write_text("a file where a folder would be")
-    return path
+    return locked_folder(tmp_path / "locked", request)
 
 
 def test_eval_o_onto_a_folder_is_a_usage_error(tmp_path):

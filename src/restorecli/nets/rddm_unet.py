@@ -306,7 +306,7 @@ class RDDMUnet(nn.Module):
         blocks, group norm, the linear attention's q/k/v and their softmax copies) and the middle block's full
         attention: its q/k/v/output copies, plus the heads * tokens^2 matrix (twice) only
         on the reference path (`nets.attention.reference_mode`), since the fused kernels
-        work in blocks. MEASURED_PEAKS in tests/test_rddm_memory.py holds the checks.
+        work in blocks. MEASURED_PEAKS in tests/test_rddm.py holds the checks.
         """
         fold = self.unshuffle
         pixels = height * width / (fold * fold)

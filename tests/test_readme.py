@@ -9,7 +9,7 @@ import shutil
 import numpy as np
 from PIL import Image
 
-from cli_helpers import REPO, run_cli
+from helpers import REPO, run_cli
 
 
 def main_command() -> list[str]:
@@ -35,14 +35,3 @@ def test_readme_main_command_runs_offline_with_an_empty_cache(tmp_path):
     res = np.asarray(Image.open(out).convert("RGB"), np.float32)
     assert res.shape == src.shape and np.abs(res - src).mean() > 0.5  # it really changed the picture
     assert not cache.exists()  # nothing was downloaded or cached
-
-
-def test_offline_error_names_the_tasks_that_work_offline(tmp_path):
-    from PIL import Image as _Image
-
-    _Image.fromarray(np.full((32, 32, 3), 90, np.uint8)).save(tmp_path / "a.png")
-    r = run_cli("--offline", "sr", "a.png", "b.png", cwd=tmp_path, env={"RESTORECLI_CACHE": str(tmp_path / "cache")})
-    err = r.stderr.decode()
-    assert r.returncode == 4, err
-    assert len(err.strip().splitlines()) == 1
-    assert "without network these tasks work: derain, lowlight" in err

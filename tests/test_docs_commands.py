@@ -16,10 +16,10 @@ option the docs give them.
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -28,7 +28,7 @@ import pytest
 import typer
 from PIL import Image
 
-from cli_helpers import REPO, run_cli
+from helpers import REPO, cli_env, run_bounded, run_cli
 
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md"))]
 
@@ -195,11 +195,8 @@ def test_command_runs_offline_or_says_it_needs_the_network(tmp_path, where, line
         (shim / "restore").write_text(f'#!/bin/sh\nexec "{sys.executable}" -m restorecli "$@"\n')
         (shim / "restore").chmod(0o755)
         env = {"RESTORECLI_CACHE": str(cache), "RESTORECLI_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-        env["PATH"] = f"{shim}:{__import__('os').environ['PATH']}"
-        env["PYTHONPATH"] = str(REPO / "src")
-        res = subprocess.run(
-            ["bash", "-c", line], cwd=root, capture_output=True, env={**__import__("os").environ, **env}
-        )
+        env["PATH"] = f"{shim}:{os.environ['PATH']}"
+        res = run_bounded(["bash", "-c", line], env=cli_env(env), cwd=root, timeout=300)
     err = res.stderr.decode()
     if res.returncode == 4:
         assert "the network is off" in err and err.count("error:") == 1, (where, line, err)

@@ -1,17 +1,19 @@
-"""The task commands are built from the registry: a method and a task are data plus an engine module."""
+"""The task commands (cli.restore) are built from the registry: a method and a task are data plus an
+engine module, and each task's --help lists its own options and names its default model."""
 
 from __future__ import annotations
 
 import os
 
 import numpy as np
+import pytest
 from PIL import Image
 
-from cli_helpers import REPO, run_cli
+from helpers import REPO, TESTS, run_cli
 
 FIFTH_METHOD = """
 [methods.colorfake]
-engine = "colorfake_engine:ColorFakeEngine"
+engine = "fake_engine:FakeEngine"
 options = ["resize"]
 
 [tasks.colorize]
@@ -30,21 +32,13 @@ trained_steps = 3
 arch = "colorfake-conv"
 """
 
-ENGINE_MODULE = """
-from fake_engines import FakeEngine
-
-
-class ColorFakeEngine(FakeEngine):
-    method = "colorfake"
-"""
-
 
 def _fifth_method(tmp_path):
-    """An engine module and a registry overlay, and nothing else, for a method no restorecli file names."""
-    (tmp_path / "colorfake_engine.py").write_text(ENGINE_MODULE)
+    """A registry overlay naming an engine module outside the package (tests/fake_engine.py), and
+    nothing else, for a method no restorecli file names."""
     overlay = tmp_path / "colorfake.toml"
     overlay.write_text(FIFTH_METHOD)
-    path = os.pathsep.join([str(REPO / "src"), str(tmp_path), str(REPO / "tests")])
+    path = os.pathsep.join([str(REPO / "src"), str(TESTS)])
     return {"RESTORECLI_REGISTRY": str(overlay), "PYTHONPATH": path, "RESTORECLI_CACHE": str(tmp_path / "cache")}
 
 
@@ -67,10 +61,7 @@ def test_a_fifth_method_gets_its_task_command_with_the_options_its_registry_entr
 
 
 def test_a_fifth_method_runs_from_its_registry_entry_and_needs_its_mask(tmp_path):
-    import sys
-
-    sys.path.insert(0, str(REPO / "tests"))
-    import fake_engines as fe
+    import fake_engine as fe
     from restorecli.weights.bundle import write_bundle
     from restorecli.weights.registry import parse_registry
 
@@ -78,7 +69,7 @@ def test_a_fifth_method_runs_from_its_registry_entry_and_needs_its_mask(tmp_path
     import tomllib
 
     spec = parse_registry(tomllib.loads(FIFTH_METHOD)).models["colorfake-1"]
-    bundle = write_bundle(tmp_path / "colorfake.safetensors", spec, {"net": fe.identity_state()})
+    bundle = write_bundle(tmp_path / "colorfake.safetensors", spec, {"net": fe.conv_state()})
     Image.fromarray(np.full((16, 16, 3), 90, np.uint8)).save(tmp_path / "in.png")
     Image.fromarray(np.zeros((16, 16), np.uint8)).save(tmp_path / "mask.png")
     r = run_cli("colorize", "in.png", "out.png", "-w", str(bundle), env=env, cwd=tmp_path)
@@ -86,3 +77,32 @@ def test_a_fifth_method_runs_from_its_registry_entry_and_needs_its_mask(tmp_path
     r = run_cli("colorize", "in.png", "out.png", "--mask", "mask.png", "-w", str(bundle), env=env, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert np.asarray(Image.open(tmp_path / "out.png")).mean() == 90
+
+
+@pytest.mark.parametrize(
+    "task, model, download, mask, resize",
+    [
+        ("sr", "resshift-realsr-x4-v3", "downloads 699 MB once", False, False),
+        ("inpaint", "resshift-inpaint-imagenet", "downloads", True, False),
+        ("face", "resshift-faceir", "downloads", False, False),
+        ("deblur", "diffir-deblur", "by hand", False, True),
+        ("derain", "rddm-derain-small", "shipped in the package: no download", False, True),
+        ("lowlight", "rddm-lowlight-small", "shipped in the package: no download", False, True),
+        ("shadow", "rddm-shadow", "no published weights", True, True),
+    ],
+)
+def test_task_help_lists_its_options_and_default_model(task, model, download, mask, resize):
+    r = run_cli(task, "--help")
+    assert r.returncode == 0, r.stderr
+    text = " ".join(r.stdout.decode().replace("│", " ").split())
+    assert f"Default model: {model}" in text, text
+    assert download in text, text
+    assert ("--mask" in text) is mask, text
+    assert ("--resize" in text) is resize, text
+
+
+def test_an_option_of_another_task_is_refused_in_one_line():
+    r = run_cli("sr", "a.png", "--resize", "256")
+    assert r.returncode == 2
+    err = r.stderr.decode().strip()
+    assert len(err.splitlines()) == 1 and "'restore sr' takes no --resize" in err, err

@@ -1,4 +1,5 @@
-"""The shape of the package (docs/architecture.md): no import cycles, small modules, a short top level.
+"""The restorecli package as a whole, its shape (docs/architecture.md): no import cycles, small modules,
+a short top level, one SIGTERM handler, exit statuses spelled in one place.
 
 The layer contract itself is `lint-imports` (pyproject.toml); these are the checks it does not make,
 computed by scripts/check_architecture.py.
@@ -7,9 +8,9 @@ computed by scripts/check_architecture.py.
 from __future__ import annotations
 
 import importlib.util
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+from helpers import REPO
+
 SRC = REPO / "src"
 
 
@@ -69,15 +70,3 @@ def test_exit_statuses_are_spelled_only_in_the_exit_code_enum():
         return any(isinstance(n, ast.Constant) and type(n.value) is int and n.value in (130, 143) for n in nodes)
 
     assert [p.relative_to(SRC).as_posix() for p in _sources() if spells(p)] == ["restorecli/errors.py"]
-
-
-def test_every_error_class_and_the_help_table_use_the_exit_code_enum():
-    import inspect
-
-    from restorecli import errors
-
-    classes = [c for _, c in inspect.getmembers(errors, inspect.isclass) if issubclass(c, errors.RestoreError)]
-    assert len(classes) >= 7
-    assert all(isinstance(c.exit_code, errors.ExitCode) for c in classes)
-    assert errors.EXIT_CODES == {int(code): code.meaning for code in errors.ExitCode}
-    assert errors.ExitCode.USAGE == 2 and errors.ExitCode.TERMINATED == 143

@@ -1,4 +1,4 @@
-"""`restore train --init`: fine-tuning starts from a bundle's (or a shipped model's) weights,
+"""`restore train --init` (training.warmstart): fine-tuning starts from a bundle's (or a shipped model's) weights,
 refuses a network that does not match, and records the start by name, never by machine path."""
 
 from __future__ import annotations
@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file
 
+from helpers import offline_env, run_cli, tiny_config, write_clean_images
 from restorecli.errors import UsageError
 from restorecli.training.loop import train
 from restorecli.training.warmstart import resolve_init
 from restorecli.weights.bundle import read_bundle_metadata
-from test_train import run_cli, tiny_config, write_clean_images
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 QUIET = lambda _m: None  # noqa: E731
@@ -68,11 +68,12 @@ def test_cli_init_with_a_mismatched_network_is_one_line_and_exit_2(tmp_path):
     r = run_cli(
         "train", "rddm", "--clean", str(tmp_path / "clean"), "-o", str(tmp_path / "run"), "--dim", "8",
         "--dim-mults", "1,2", "--iters", "1", "--crop", "32", "--objective", "pred_res", "--init", "rddm-derain-small",
-        cwd=tmp_path,
+        cwd=tmp_path, env=offline_env(tmp_path),
     )  # fmt: skip
-    assert r.returncode == 2, r.stderr
-    assert "different network" in r.stderr and "Traceback" not in r.stderr
-    assert "--dim 16 --dim-mults 1,2,4,8 --attn-heads 1 --attn-dim-head 16 --pixel-unshuffle 2" in r.stderr
+    err = r.stderr.decode()
+    assert r.returncode == 2, err
+    assert "different network" in err and "Traceback" not in err
+    assert "--dim 16 --dim-mults 1,2,4,8 --attn-heads 1 --attn-dim-head 16 --pixel-unshuffle 2" in err
 
 
 def test_init_is_checked_before_the_data_loads(tmp_path, first_run, monkeypatch):

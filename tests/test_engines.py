@@ -1,4 +1,5 @@
-"""bf16 on the CPU agrees with fp32: every engine, on the conformance fixtures' weights and inputs.
+"""Every engine under bf16 on the CPU agrees with fp32 (`Engine.autocast`, engines.base), on the
+conformance fixtures' weights and inputs.
 
 `Engine(..., dtype=torch.bfloat16)` runs the networks under `torch.autocast`
 (bf16 matmuls and convolutions) while the schedules, the VQ codebook search,
@@ -34,7 +35,7 @@ import torch
 from safetensors.torch import load_file
 from torch import Tensor, nn
 
-from conftest import shared_path
+from helpers import shared_path
 from restorecli.engines import engine_class
 from restorecli.engines.base import Engine
 from restorecli.quality import metrics

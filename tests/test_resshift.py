@@ -1,4 +1,4 @@
-"""ResShift / SinSR engine against the official fixtures: schedule, draws, every intermediate, output.
+"""The ResShift / SinSR engine (engines.resshift) against the official fixtures: schedule, draws, every intermediate, output.
 
 Two levels: with a *replay* network (returns the official x0 estimates in order,
 so the sampler math, padding, RNG order, encode/decode and compositing are
@@ -17,15 +17,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from conftest import shared_path
-from helpers import case_dir, load_case
+from helpers import case_dir, case_spec, load_case, shared_path
 from restorecli.engines.common import pad_end, randn
 from restorecli.engines.resshift import engine as rs
 from restorecli.engines.resshift import schedule as rsched
 from restorecli.errors import UsageError, WeightsError
 from restorecli.nets import attention
 from restorecli.runtime.load import load_component_file
-from restorecli.weights.registry import ModelSpec, load_registry, parse_registry
+from restorecli.weights.registry import ModelSpec, load_registry
 
 TOL = 1e-4
 CASES = ["sr_x4", "sr_x4_pad", "sr_x4_onestep", "inpaint"]
@@ -35,38 +34,34 @@ IMAGE_KEYS = {"lq_01", "mask_01", "output_01", "output_uint8"}
 # ---- helpers -------------------------------------------------------------------------
 
 
-def case_spec(cfg: dict[str, Any]) -> ModelSpec:
-    """A registry entry built from the case's small configs (same shape as a weights.toml block)."""
+def resshift_spec(cfg: dict[str, Any]) -> ModelSpec:
+    """The case's small configs, registered as a weights.toml block would register them."""
     diffusion = cfg["config"]["diffusion"]
     one_step = cfg["case"].endswith("onestep")
     unet = cfg["config"]["unet"]
-    data = {
-        "arch": {
+    return case_spec(
+        cfg["case"],
+        {
             "small-unet": {"kind": "resshift.unet", **unet},
             "small-vq": {"kind": "resshift.vq", **cfg["config"]["autoencoder"]},
         },
-        "models": {
-            cfg["case"]: {
-                "method": "resshift",
-                "task": "inpaint" if unet.get("cond_mask") else "sr",
-                "scale": diffusion["sf"],
-                "trained_steps": 1 if one_step else diffusion["steps"],
-                "min_steps": 1,
-                "sampler": {
-                    "kappa": diffusion["kappa"],
-                    "min_noise_level": diffusion["min_noise_level"],
-                    "etas_end": diffusion["etas_end"],
-                    "power": diffusion["schedule_kwargs"]["power"],
-                    "steps": diffusion["steps"],
-                    "latent_scale": diffusion["scale_factor"],
-                    "pad_multiple": unet["lq_size"],
-                    "one_step": one_step,
-                },
-                "components": {"unet": {"arch": "small-unet"}, "autoencoder": {"arch": "small-vq"}},
-            }
+        method="resshift",
+        task="inpaint" if unet.get("cond_mask") else "sr",
+        scale=diffusion["sf"],
+        trained_steps=1 if one_step else diffusion["steps"],
+        min_steps=1,
+        sampler={
+            "kappa": diffusion["kappa"],
+            "min_noise_level": diffusion["min_noise_level"],
+            "etas_end": diffusion["etas_end"],
+            "power": diffusion["schedule_kwargs"]["power"],
+            "steps": diffusion["steps"],
+            "latent_scale": diffusion["scale_factor"],
+            "pad_multiple": unet["lq_size"],
+            "one_step": one_step,
         },
-    }
-    return parse_registry(data).get(cfg["case"])
+        components={"unet": {"arch": "small-unet"}, "autoencoder": {"arch": "small-vq"}},
+    )
 
 
 def checkpoint(case: str, name: str) -> Path:
@@ -89,7 +84,7 @@ class ReplayNet(nn.Module):
 
 def replay_engine(case: str, monkeypatch: pytest.MonkeyPatch) -> tuple[rs.ResShiftEngine, ReplayNet, dict, dict]:
     cfg, t = load_case("resshift", case)
-    spec = case_spec(cfg)
+    spec = resshift_spec(cfg)
     replay = ReplayNet([t[k] for k in sorted(k for k in t if k.startswith("x0_pred_"))])
     real_build = rs.ResShiftEngine.build_component
 
@@ -103,7 +98,7 @@ def replay_engine(case: str, monkeypatch: pytest.MonkeyPatch) -> tuple[rs.ResShi
 
 def real_engine(case: str) -> tuple[rs.ResShiftEngine, dict, dict]:
     cfg, t = load_case("resshift", case)
-    spec = case_spec(cfg)
+    spec = resshift_spec(cfg)
     states = {name: load_component_file(spec, name, checkpoint(case, name)) for name in spec.components}
     return rs.ResShiftEngine(spec, states), cfg, t
 
@@ -316,7 +311,7 @@ def test_fewer_steps_run_and_steps_out_of_range_are_refused() -> None:
 
 def test_one_step_model_takes_exactly_one_step() -> None:
     cfg, _ = load_case("resshift", "sr_x4_onestep")
-    spec = case_spec(cfg)
+    spec = resshift_spec(cfg)
     assert spec.check_steps(None) == 1
     with pytest.raises(UsageError):
         spec.check_steps(2)
@@ -333,7 +328,7 @@ def test_one_step_model_takes_exactly_one_step() -> None:
 
 def test_canonicalize_accepts_wrappers_and_refuses_the_wrong_network(tmp_path: Path) -> None:
     cfg, _ = load_case("resshift", "sr_x4")
-    spec = case_spec(cfg)
+    spec = resshift_spec(cfg)
     raw = torch.load(checkpoint("sr_x4", "autoencoder"), map_location="cpu", weights_only=True)
     wrapped = tmp_path / "wrapped.pth"
     torch.save({"state_dict": {f"module.{k}": v for k, v in raw.items()}}, wrapped)

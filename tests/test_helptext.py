@@ -1,4 +1,4 @@
-"""Help text and argument mistakes: what a user reads in `--help`, and what a typo gets back.
+"""Help text and argument mistakes (cli.helptext): what a user reads in `--help`, and what a typo gets back.
 
 Every command's help shows a word for each value (`PATH`, `N`, `MODEL`, `TASK`)
 and nothing after an on/off flag; Python types (`<bool>`, `<list[str]>`) never
@@ -16,7 +16,7 @@ import typer
 from PIL import Image
 from typer.testing import CliRunner
 
-from cli_helpers import run_cli
+from helpers import run_cli
 from restorecli.cli import app, similar_options
 
 

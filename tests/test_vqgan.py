@@ -1,4 +1,4 @@
-"""The ResShift VQ-GAN autoencoder: official key layout, encode/quantize/decode against the official fixtures."""
+"""The ResShift VQ-GAN autoencoder (nets.vqgan): official key layout, encode/quantize/decode against the official fixtures."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
 
-from conftest import shared_path
+from helpers import shared_path
 from restorecli.nets import attention, blocks, vqgan
 from restorecli.nets.vqgan import build_vq
 from restorecli.weights.registry import load_registry
