@@ -153,3 +153,16 @@ def test_a_trained_lightnet_bundle_runs_with_weights_and_exposure(tmp_path):
     assert np.asarray(Image.open(tmp_path / "out.png")).shape == (48, 64, 3)
     r = run_cli("derain", "low/0.png", "out2.png", "--exposure", "1", cwd=tmp_path)
     assert r.returncode == 2 and "restore lowlight" in r.stderr.decode() and not (tmp_path / "out2.png").exists()
+
+
+def test_a_photo_and_its_mirror_image_get_the_same_exposure_and_colour():
+    torch.manual_seed(0)
+    net = LightNet(width=4, global_width=8)
+    with torch.no_grad():
+        net.global_branch.head[-1].weight.normal_(0, 0.5)
+        photo = torch.rand(1, 3, 70, 90) * torch.linspace(0.05, 0.6, 90)  # darker on the left
+        a, b = net.global_params(photo), net.global_params(photo.flip(-1))
+        one_side = net.global_branch(photo)
+    assert torch.allclose(a.stops, b.stops, atol=1e-6) and torch.allclose(a.matrix, b.matrix, atol=1e-6)
+    assert torch.allclose(a.curve, b.curve, atol=1e-6)
+    assert not torch.allclose(a.stops, one_side.stops, atol=1e-4)  # the average of both views, not one

@@ -172,7 +172,16 @@ class LightNet(DirectNet):
         return {"width": self.width, "global_width": self.global_width, "global_size": self.global_size}
 
     def global_params(self, image: Tensor) -> GlobalParams:
-        return self.global_branch(image)
+        """The global branch's mapping, averaged with that of the mirrored photo: a scene and its
+        mirror image deserve the same exposure and colour, and the average is a steadier guess."""
+        small = F.adaptive_avg_pool2d(image.float(), self.global_size)  # mirror-symmetric bins: pool, then flip
+        both = self.global_branch(torch.cat((small, small.flip(-1)), dim=0))
+        n = image.shape[0]
+        return GlobalParams(
+            (both.stops[:n] + both.stops[n:]) / 2,
+            (both.curve[:n] + both.curve[n:]) / 2,
+            (both.matrix[:n] + both.matrix[n:]) / 2,
+        )
 
     def global_mapping(self, image: Tensor, params: GlobalParams) -> Tensor:
         """The global part's picture alone, before the local pass (training scores it on thumbnails)."""
