@@ -209,6 +209,16 @@ def run_fake_x2(
     return run_sandboxed(tmp_path, *fake_x2_args(tmp_path, *args, weights=weights), **kwargs)
 
 
+def run_fake_convert(tmp_path: Path, net: Path | str, out: Path | str, **kwargs: Any) -> subprocess.CompletedProcess:
+    """`run_sandboxed` of `restore convert fake-x2 net=NET -o OUT`, with the fake model's overlay that
+    fake_engine.write_model writes under tmp_path/model."""
+    import fake_engine
+
+    overlay, _ = fake_engine.write_model(tmp_path / "model")
+    args = ("--registry", str(overlay), "convert", "fake-x2", f"net={net}", "-o", str(out))
+    return run_sandboxed(tmp_path, *args, **kwargs)
+
+
 def err_of(res: subprocess.CompletedProcess) -> str:
     return res.stderr.decode(errors="replace").strip()
 
