@@ -378,6 +378,13 @@ def tiny_config(clean: Path, **kw: Any) -> TrainConfig:
 # ---- conformance fixtures -------------------------------------------------------------------
 
 
+def assert_png_matches(path: Path, official: torch.Tensor, tolerance: int = 1) -> None:
+    """A PNG the CLI wrote against the official code's uint8 image (C, H, W): at most `tolerance` levels apart."""
+    png = np.asarray(Image.open(path))
+    want = official.permute(1, 2, 0).numpy()
+    assert np.abs(png.astype(int) - want.astype(int)).max() <= tolerance
+
+
 def maxdiff(a: torch.Tensor, b: torch.Tensor) -> float:
     """Largest absolute difference, computed exactly (float64); the shapes must be equal."""
     assert a.shape == b.shape, (a.shape, b.shape)
