@@ -209,6 +209,16 @@ def run_fake_x2(
     return run_sandboxed(tmp_path, *fake_x2_args(tmp_path, *args, weights=weights), **kwargs)
 
 
+def run_fake_convert(tmp_path: Path, net: Path | str, out: Path | str, **kwargs: Any) -> subprocess.CompletedProcess:
+    """`run_sandboxed` of `restore convert fake-x2 net=NET -o OUT`, with the fake model's overlay that
+    fake_engine.write_model writes under tmp_path/model."""
+    import fake_engine
+
+    overlay, _ = fake_engine.write_model(tmp_path / "model")
+    args = ("--registry", str(overlay), "convert", "fake-x2", f"net={net}", "-o", str(out))
+    return run_sandboxed(tmp_path, *args, **kwargs)
+
+
 def err_of(res: subprocess.CompletedProcess) -> str:
     return res.stderr.decode(errors="replace").strip()
 
@@ -366,6 +376,13 @@ def tiny_config(clean: Path, **kw: Any) -> TrainConfig:
 
 
 # ---- conformance fixtures -------------------------------------------------------------------
+
+
+def assert_png_matches(path: Path, official: torch.Tensor, tolerance: int = 1) -> None:
+    """A PNG the CLI wrote against the official code's uint8 image (C, H, W): at most `tolerance` levels apart."""
+    png = np.asarray(Image.open(path))
+    want = official.permute(1, 2, 0).numpy()
+    assert np.abs(png.astype(int) - want.astype(int)).max() <= tolerance
 
 
 def maxdiff(a: torch.Tensor, b: torch.Tensor) -> float:

@@ -10,6 +10,8 @@ method, in a sandbox) against a loopback server, and checks the bait afterwards,
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -44,15 +46,23 @@ def cache_paths(tmp_path: Path, overlay: Path) -> tuple[Path, Path, Path]:
     return root, root / "downloads" / component_key(spec.components["net"]), bundle_path(spec, root)
 
 
+def pinned_overlay(tmp_path: Path, url: str) -> Path:
+    """The overlay of model fakenet, whose file at `url` is pinned to the fake model's sha256."""
+    return fe.write_overlay(tmp_path, fe.model_toml(sources=fe.url_source(url), comp_extra=f'sha256 = "{sha(NET)}"\n'))
+
+
+@contextmanager
+def served_fakenet(tmp_path: Path) -> Iterator[tuple[Path, Path, Path, Path]]:
+    """(overlay, cache root, staged folder, bundle) of model fakenet while a loopback server has its file."""
+    with RogueServer() as srv:
+        overlay = pinned_overlay(tmp_path, srv.add("/fake_net.pth", NET))
+        yield (overlay, *cache_paths(tmp_path, overlay))
+
+
 @pytest.mark.parametrize("where", ["downloads-key", "downloads", "locks", "bundles"])
 def test_a_linked_cache_folder_is_refused_and_nothing_outside_changes(tmp_path, where):
     bait, files = bait_folder(tmp_path)
-    with RogueServer() as srv:
-        url = srv.add("/fake_net.pth", NET)
-        ov = fe.write_overlay(
-            tmp_path, fe.model_toml(sources=fe.url_source(url), comp_extra=f'sha256 = "{sha(NET)}"\n')
-        )
-        root, staged_dir, bundle = cache_paths(tmp_path, ov)
+    with served_fakenet(tmp_path) as (ov, root, staged_dir, bundle):
         link = {
             "downloads-key": staged_dir,
             "downloads": staged_dir.parent,
@@ -71,9 +81,7 @@ def test_a_linked_cache_folder_is_refused_and_nothing_outside_changes(tmp_path, 
 def test_a_linked_download_folder_is_refused_offline_too(tmp_path):
     """Offline, the staged file is only looked at: through a link that check would delete the bait."""
     bait, files = bait_folder(tmp_path)
-    ov = fe.write_overlay(
-        tmp_path, fe.model_toml(sources=fe.url_source(CLOSED + "/x.pth"), comp_extra=f'sha256 = "{sha(NET)}"\n')
-    )
+    ov = pinned_overlay(tmp_path, CLOSED + "/x.pth")
     _, staged_dir, _ = cache_paths(tmp_path, ov)
     staged_dir.parent.mkdir(parents=True)
     staged_dir.symlink_to(bait, target_is_directory=True)
@@ -86,12 +94,7 @@ def test_a_linked_download_folder_is_refused_offline_too(tmp_path):
 @pytest.mark.parametrize("which", ["lock", "bundle", "staged"])
 def test_a_linked_cache_file_is_never_written_or_read_through(tmp_path, which):
     bait, files = bait_folder(tmp_path)
-    with RogueServer() as srv:
-        url = srv.add("/fake_net.pth", NET)
-        ov = fe.write_overlay(
-            tmp_path, fe.model_toml(sources=fe.url_source(url), comp_extra=f'sha256 = "{sha(NET)}"\n')
-        )
-        root, staged_dir, bundle = cache_paths(tmp_path, ov)
+    with served_fakenet(tmp_path) as (ov, root, staged_dir, bundle):
         link = {
             "lock": root / ".locks" / f"bundle-{bundle.stem}.lock",
             "bundle": bundle,

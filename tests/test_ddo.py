@@ -25,13 +25,11 @@ import typing
 from collections import defaultdict
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 from safetensors.torch import load_file
 
-from helpers import maxdiff, run_cli, shared_path
+from helpers import assert_png_matches, maxdiff, run_cli, shared_path
 from restorecli.engines.base import Engine
 from restorecli.engines.ddo.engine import DDOEngine, lightning_states
 from restorecli.engines.ddo.schedule import (
@@ -465,9 +463,7 @@ def test_convert_and_generate_through_the_cli(tmp_path):
     )
     assert res.returncode == 0, res.stderr.decode()
     for k in range(2):
-        png = np.asarray(Image.open(tmp_path / "out" / f"ddo-cifar10_s42_{k:04d}.png"))
-        official = ref["final_uint8"][k].permute(1, 2, 0).numpy()
-        assert np.abs(png.astype(int) - official.astype(int)).max() <= 1
+        assert_png_matches(tmp_path / "out" / f"ddo-cifar10_s42_{k:04d}.png", ref["final_uint8"][k])
     res = run_cli(
         "--registry",
         str(overlay),

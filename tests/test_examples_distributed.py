@@ -80,6 +80,20 @@ def check_outputs(root: Path, out: Path, names: list[str], records: list[dict]) 
         assert ours.read_bytes() == ref.read_bytes(), name
 
 
+def recipe_command(launch: list[str], root: Path, out: Path, *options: str) -> list[str]:
+    """A recipe run over the test folder as the fixture's plain run does it (`derain`, recursive), with a
+    JSON report on stdout: `launch` starts the example script, `options` are its own."""
+    common = ["--task", "derain", "--recursive"]
+    return [sys.executable, *launch, str(root / "in"), str(out), *common, *options, "--json", "--quiet"]
+
+
+def run_recipe(cmd: list[str], root: Path, env: dict[str, str], timeout: float) -> dict:
+    """The report of a recipe run that succeeded (the end of its stderr when it did not)."""
+    proc = run_bounded(cmd, env=env, cwd=root, timeout=timeout)
+    assert proc.returncode == 0, proc.stderr.decode("utf-8", "replace")[-4000:]
+    return json.loads(proc.stdout)
+
+
 @pytest.fixture
 def ray_installed() -> None:
     """Skip without Ray (before the folder fixture does any work); fail under CI=true."""
@@ -93,27 +107,9 @@ def ray_installed() -> None:
 def test_ray_recipe_on_a_local_cluster(ray_installed, folder):
     root, names, env = folder
     out = root / "out_ray"
-    cmd = [
-        sys.executable,
-        str(EXAMPLES / "ray_restore.py"),
-        str(root / "in"),
-        str(out),
-        "--task",
-        "derain",
-        "--recursive",
-        "--num-cpus",
-        "2",
-        "--actors",
-        "2",
-        "--paths-per-call",
-        "1",
-        "--json",
-        "--quiet",
-    ]
-    proc = run_bounded(cmd, env=env, cwd=root, timeout=420)
-    stderr = proc.stderr.decode("utf-8", "replace")
-    assert proc.returncode == 0, stderr[-4000:]
-    report = json.loads(proc.stdout)
+    script = [str(EXAMPLES / "ray_restore.py")]
+    cmd = recipe_command(script, root, out, "--num-cpus", "2", "--actors", "2", "--paths-per-call", "1")
+    report = run_recipe(cmd, root, env, timeout=420)
     assert report["device"] == "cpu" and report["actors"] == 2 and report["gpus_per_actor"] == 0
     assert (report["done"], report["skipped"], report["failed"]) == (6, 0, 0)
     check_outputs(root, out, names, report["files"])
@@ -128,26 +124,9 @@ def test_ray_recipe_on_a_local_cluster(ray_installed, folder):
 def test_torchrun_recipe_with_two_cpu_processes(folder):
     root, names, env = folder
     out = root / "out_torchrun"
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node",
-        "2",
-        str(EXAMPLES / "torchrun_restore.py"),
-        str(root / "in"),
-        str(out),
-        "--task",
-        "derain",
-        "--recursive",
-        "--json",
-        "--quiet",
-    ]
-    proc = run_bounded(cmd, env=env, cwd=root, timeout=300)
-    stderr = proc.stderr.decode("utf-8", "replace")
-    assert proc.returncode == 0, stderr[-4000:]
-    report = json.loads(proc.stdout)  # printed by rank 0 only
+    launcher = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    cmd = recipe_command([*launcher, str(EXAMPLES / "torchrun_restore.py")], root, out)
+    report = run_recipe(cmd, root, env, timeout=300)  # printed by rank 0 only
     assert report["ranks"] == 2 and (report["done"], report["skipped"], report["failed"]) == (6, 0, 0)
     check_outputs(root, out, names, report["files"])
     ranks = {r["rank"] for r in report["files"]}
@@ -157,8 +136,6 @@ def test_torchrun_recipe_with_two_cpu_processes(folder):
 
     # a rerun resumes: every output exists, so every file is skipped and nothing is rewritten
     before = {p: p.stat().st_mtime_ns for p in out.rglob("*.png")}
-    again = run_bounded(cmd, env=env, cwd=root, timeout=300)
-    assert again.returncode == 0, again.stderr.decode("utf-8", "replace")[-4000:]
-    rerun = json.loads(again.stdout)
+    rerun = run_recipe(cmd, root, env, timeout=300)
     assert (rerun["done"], rerun["skipped"], rerun["failed"]) == (0, 6, 0)
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*.png")} == before

@@ -133,6 +133,16 @@ def spec_of(path: Path, name: str):
     return load_registry((path,)).get(name)
 
 
+def tiny_net_model(sources: list[str]) -> str:
+    """Model tiny with one component, net (arch tiny8, file tiny_net.pth), pinned to NET, from `sources`."""
+    return model("tiny", comp("tiny", "net", "tiny8", "tiny_net.pth", sources, NET))
+
+
+def tiny_net_spec(tmp_path: Path, sources: list[str], name: str = "overlay.toml"):
+    """The spec of `tiny_net_model(sources)`, read from the overlay file `name`."""
+    return spec_of(overlay(tmp_path, tiny_net_model(sources), name), "tiny")
+
+
 def quiet() -> Console:
     return Console(file=io.StringIO(), width=200)
 
@@ -145,9 +155,7 @@ def the_bundle(spec) -> dict:
 
 
 def test_first_download_from_hub_then_cached_rerun_makes_no_request(tmp_path, servers):
-    spec = spec_of(
-        overlay(tmp_path, model("tiny", comp("tiny", "net", "tiny8", "tiny_net.pth", [hub_src()], NET))), "tiny"
-    )
+    spec = tiny_net_spec(tmp_path, [hub_src()])
     assert not is_cached(spec)
     states = the_bundle(spec)
     torch.testing.assert_close(states["net"], NET_STATE, rtol=0, atol=0)
@@ -187,7 +195,7 @@ def test_release_url_follows_redirect_and_keeps_only_the_bundle(tmp_path, server
 
 def test_sources_are_tried_in_order(tmp_path, servers):
     srcs = [hub_src(file="missing.pth"), url_src(servers.url, "tiny_net.pth")]
-    spec = spec_of(overlay(tmp_path, model("tiny", comp("tiny", "net", "tiny8", "tiny_net.pth", srcs, NET))), "tiny")
+    spec = tiny_net_spec(tmp_path, srcs)
     out = io.StringIO()
     load.ensure_bundle(spec, console=Console(file=out, width=300))
     assert [r.path for r in servers.requests()][0] == f"/org/tiny/resolve/{COMMIT}/missing.pth"
@@ -223,13 +231,7 @@ def test_wrong_size_is_refused_before_the_body(tmp_path, servers):
 
 def test_cut_connection_resumes_with_range(tmp_path, servers):
     servers.fault("/files/tiny_net.pth", ("cut", 1000))
-    spec = spec_of(
-        overlay(
-            tmp_path,
-            model("tiny", comp("tiny", "net", "tiny8", "tiny_net.pth", [url_src(servers.url, "tiny_net.pth")], NET)),
-        ),
-        "tiny",
-    )
+    spec = tiny_net_spec(tmp_path, [url_src(servers.url, "tiny_net.pth")])
     torch.testing.assert_close(the_bundle(spec)["net"], NET_STATE, rtol=0, atol=0)
     gets = [r for r in servers.requests() if r.path == "/files/tiny_net.pth"]
     assert [r.headers.get("range") for r in gets] == [None, "bytes=1000-"]
@@ -237,9 +239,7 @@ def test_cut_connection_resumes_with_range(tmp_path, servers):
 
 def test_hub_cut_connection_is_resumed_by_huggingface_hub(tmp_path, servers):
     servers.fault(f"/cdn/{sha(NET)}", ("cut", 700))
-    spec = spec_of(
-        overlay(tmp_path, model("tiny", comp("tiny", "net", "tiny8", "tiny_net.pth", [hub_src()], NET))), "tiny"
-    )
+    spec = tiny_net_spec(tmp_path, [hub_src()])
     torch.testing.assert_close(the_bundle(spec)["net"], NET_STATE, rtol=0, atol=0)
     gets = [r for r in servers.requests() if r.path.startswith("/cdn/")]
     # huggingface_hub retries the GET (from byte 0 here: its 10 MB read buffer never handed over the 700 bytes)
@@ -249,13 +249,7 @@ def test_hub_cut_connection_is_resumed_by_huggingface_hub(tmp_path, servers):
 def test_connection_cut_every_time_fails_cleanly_then_a_retry_works(tmp_path, servers):
     # one cut after 500 bytes (progress: resumed), then cuts before any byte until the tries run out
     servers.fault("/files/tiny_net.pth", ("cut", 500), *[("cut", 0)] * (download.MAX_TRIES - 1))
-    spec = spec_of(
-        overlay(
-            tmp_path,
-            model("tiny", comp("tiny", "net", "tiny8", "tiny_net.pth", [url_src(servers.url, "tiny_net.pth")], NET)),
-        ),
-        "tiny",
-    )
+    spec = tiny_net_spec(tmp_path, [url_src(servers.url, "tiny_net.pth")])
     with pytest.raises(WeightsUnavailable) as err:
         load.ensure_bundle(spec, console=quiet())
     assert err.value.exit_code == 4 and "kept closing" in str(err.value) and "/v1/tiny_net.pth" in str(err.value)
@@ -268,7 +262,7 @@ def test_connection_cut_every_time_fails_cleanly_then_a_retry_works(tmp_path, se
 
 def test_http_404_and_500_give_one_line_errors(tmp_path, servers):
     srcs404 = [url_src(servers.url, "nope.pth")]
-    spec = spec_of(overlay(tmp_path, model("tiny", comp("tiny", "net", "tiny8", "tiny_net.pth", srcs404, NET))), "tiny")
+    spec = tiny_net_spec(tmp_path, srcs404)
     with pytest.raises(WeightsUnavailable) as err:
         load.ensure_bundle(spec, console=quiet())
     msg = str(err.value)
@@ -276,14 +270,7 @@ def test_http_404_and_500_give_one_line_errors(tmp_path, servers):
     assert "model 'tiny'" in msg and "\n" not in msg
 
     servers.fault("/files/tiny_net.pth", *[("status", 500)] * 10)
-    spec = spec_of(
-        overlay(
-            tmp_path,
-            model("tiny", comp("tiny", "net", "tiny8", "tiny_net.pth", [url_src(servers.url, "tiny_net.pth")], NET)),
-            "o2.toml",
-        ),
-        "tiny",
-    )
+    spec = tiny_net_spec(tmp_path, [url_src(servers.url, "tiny_net.pth")], "o2.toml")
     with pytest.raises(WeightsUnavailable, match="HTTP 500 Internal Server Error from .*/files/tiny_net.pth"):
         load.ensure_bundle(spec, console=quiet())
     assert sum(r.path == "/files/tiny_net.pth" for r in servers.requests()) == download.MAX_TRIES
@@ -300,10 +287,7 @@ def test_hub_errors_name_repo_file_and_status(tmp_path, servers, monkeypatch):
     for key, (src, expected) in cases.items():
         if key == "status":
             servers.fault(f"/org/tiny/resolve/{COMMIT}/tiny_net.pth", *[("status", 500)] * 20)
-        spec = spec_of(
-            overlay(tmp_path, model("tiny", comp("tiny", "net", "tiny8", "tiny_net.pth", [src], NET)), f"{key}.toml"),
-            "tiny",
-        )
+        spec = tiny_net_spec(tmp_path, [src], f"{key}.toml")
         with pytest.raises(WeightsUnavailable) as err:
             load.ensure_bundle(spec, console=quiet())
         assert expected in str(err.value), str(err.value)
@@ -361,9 +345,7 @@ def test_offline_without_cache_names_model_files_sources_and_command(tmp_path, s
 
 
 def test_offline_with_cache_works_and_makes_no_request(tmp_path, servers, monkeypatch):
-    spec = spec_of(
-        overlay(tmp_path, model("tiny", comp("tiny", "net", "tiny8", "tiny_net.pth", [hub_src()], NET))), "tiny"
-    )
+    spec = tiny_net_spec(tmp_path, [hub_src()])
     path = load.ensure_bundle(spec, console=quiet())
     n = len(servers.requests())
     assert load.ensure_bundle(spec, offline=True) == path
@@ -409,18 +391,8 @@ def test_changed_registry_entry_never_serves_a_stale_bundle(tmp_path, servers):
     got = read_bundle(load.ensure_bundle(b, console=quiet()), b)["net"]
     assert not torch.equal(got["weight"], NET_STATE["weight"])
     # a pinned sha256 decides the content: moving the file to a mirror keeps the cache valid
-    c = spec_of(
-        overlay(tmp_path, model("tiny", comp("tiny", "net", "tiny8", "tiny_net.pth", [hub_src()], NET)), "c.toml"),
-        "tiny",
-    )
-    d = spec_of(
-        overlay(
-            tmp_path,
-            model("tiny", comp("tiny", "net", "tiny8", "tiny_net.pth", [url_src(servers.url, "tiny_net.pth")], NET)),
-            "d.toml",
-        ),
-        "tiny",
-    )
+    c = tiny_net_spec(tmp_path, [hub_src()], "c.toml")
+    d = tiny_net_spec(tmp_path, [url_src(servers.url, "tiny_net.pth")], "d.toml")
     assert bundle_path(c) == bundle_path(d)
 
 
@@ -446,9 +418,7 @@ def test_shared_component_is_reused_from_another_bundle(tmp_path, servers):
 
 def test_manual_source_says_which_file_to_get_and_the_convert_line(tmp_path, servers):
     manual = '{ kind = "manual", url = "https://drive.google.com/drive/folders/XYZ", note = "folder RealSR" }'
-    spec = spec_of(
-        overlay(tmp_path, model("tiny", comp("tiny", "net", "tiny8", "tiny_net.pth", [manual], NET))), "tiny"
-    )
+    spec = tiny_net_spec(tmp_path, [manual])
     with pytest.raises(WeightsUnavailable) as err:
         load.ensure_bundle(spec, console=quiet())
     msg = str(err.value)
@@ -471,13 +441,7 @@ def test_manual_source_says_which_file_to_get_and_the_convert_line(tmp_path, ser
 
 def test_a_web_page_instead_of_the_file_is_refused(tmp_path, servers):
     servers.fault("/files/tiny_net.pth", ("html",))
-    spec = spec_of(
-        overlay(
-            tmp_path,
-            model("tiny", comp("tiny", "net", "tiny8", "tiny_net.pth", [url_src(servers.url, "tiny_net.pth")], NET)),
-        ),
-        "tiny",
-    )
+    spec = tiny_net_spec(tmp_path, [url_src(servers.url, "tiny_net.pth")])
     with pytest.raises(WeightsUnavailable, match="returned a web page, not tiny_net.pth"):
         load.ensure_bundle(spec, console=quiet())
     assert not [p for p in (tmp_path / "cache").rglob("*") if p.is_file() and ".locks" not in p.parts]
@@ -486,13 +450,7 @@ def test_a_web_page_instead_of_the_file_is_refused(tmp_path, servers):
 def test_an_unwritable_cache_is_a_weights_error(tmp_path, servers, monkeypatch):
     (tmp_path / "blocked").write_text("a file where the cache folder should be")
     monkeypatch.setenv("RESTORECLI_CACHE", str(tmp_path / "blocked"))
-    spec = spec_of(
-        overlay(
-            tmp_path,
-            model("tiny", comp("tiny", "net", "tiny8", "tiny_net.pth", [url_src(servers.url, "tiny_net.pth")], NET)),
-        ),
-        "tiny",
-    )
+    spec = tiny_net_spec(tmp_path, [url_src(servers.url, "tiny_net.pth")])
     with pytest.raises(WeightsError, match="cannot write weights of model 'tiny' under .*--cache-dir") as err:
         load.ensure_bundle(spec, console=quiet())
     assert err.value.exit_code == 3
@@ -517,7 +475,7 @@ def test_bad_sources_are_registry_errors(tmp_path, source, expected):
     with pytest.raises(UsageError, match=f"model 'tiny' component 'net' source 1 .*{expected}"):
         load_registry((overlay(tmp_path, body),))
     # a branch is fine when a sha256 pins the content
-    ok = model("tiny", comp("tiny", "net", "tiny8", "tiny_net.pth", [hub_src(revision="main")], NET))
+    ok = tiny_net_model([hub_src(revision="main")])
     assert (
         load_registry((overlay(tmp_path, ok, "ok.toml"),)).get("tiny").components["net"].sources[0].revision == "main"
     )
@@ -566,7 +524,7 @@ def test_models_and_fetch_commands(tmp_path, servers):
 
     from restorecli.cli import app
 
-    path = overlay(tmp_path, model("tiny", comp("tiny", "net", "tiny8", "tiny_net.pth", [hub_src()], NET)))
+    path = overlay(tmp_path, tiny_net_model([hub_src()]))
     cache = tmp_path / "c2"
     runner = CliRunner()
     base = ["--registry", str(path), "--cache-dir", str(cache)]
@@ -679,7 +637,7 @@ def test_restore_without_weights_fails_fast_with_exit_4(tmp_path, how):
 
 
 def test_models_command_shows_the_cached_column(tmp_path, servers):
-    path = overlay(tmp_path, model("tiny", comp("tiny", "net", "tiny8", "tiny_net.pth", [hub_src()], NET)))
+    path = overlay(tmp_path, tiny_net_model([hub_src()]))
     load.ensure_bundle(spec_of(path, "tiny"), console=quiet())
     res = run_cli("--registry", str(path), "models", "--json", env=sandbox_env(tmp_path), timeout=60)
     assert res.returncode == 0, res.stderr.decode()

@@ -8,7 +8,7 @@ import os
 import pytest
 
 import fake_engine as fe
-from helpers import err_of, pth_bytes, run_sandboxed
+from helpers import err_of, pth_bytes, run_fake_convert, run_sandboxed
 from rogueserver import RogueServer
 
 NET = pth_bytes(fe.conv_state())  # the fake model's official file
@@ -16,23 +16,14 @@ NET = pth_bytes(fe.conv_state())  # the fake model's official file
 
 @pytest.mark.parametrize("umask", [0o022, 0o002])
 def test_bundles_follow_the_umask(tmp_path, umask):
-    overlay, _ = fe.write_model(tmp_path / "model")
     with RogueServer() as srv:
         url = srv.add("/fake_net.pth", NET)
         ov = str(fe.write_overlay(tmp_path, fe.model_toml(sources=fe.url_source(url))))
         res = run_sandboxed(tmp_path, "--registry", ov, "fetch", "-q", "fakenet", preexec=lambda: os.umask(umask))
         assert res.returncode == 0, err_of(res)
     (tmp_path / "net.pth").write_bytes(NET)
-    res = run_sandboxed(
-        tmp_path,
-        "--registry",
-        str(overlay),
-        "convert",
-        "fake-x2",
-        f"net={tmp_path / 'net.pth'}",
-        "-o",
-        str(tmp_path / "mine.safetensors"),
-        preexec=lambda: os.umask(umask),
+    res = run_fake_convert(
+        tmp_path, tmp_path / "net.pth", tmp_path / "mine.safetensors", preexec=lambda: os.umask(umask)
     )
     assert res.returncode == 0, err_of(res)
     bundles = list((tmp_path / "cache" / "bundles").glob("*.safetensors"))

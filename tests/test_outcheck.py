@@ -17,6 +17,7 @@ from helpers import (
     one_line,
     pth_bytes,
     random_png,
+    run_fake_convert,
     run_fake_x2,
     run_sandboxed,
     snapshot,
@@ -27,7 +28,6 @@ NET = pth_bytes(fe.conv_state())  # the fake model's official file
 
 @pytest.mark.parametrize("case", ["own-source", "link-to-source", "txt", "folder"])
 def test_convert_never_writes_over_its_source_or_a_wrong_name(tmp_path, case):
-    overlay, _ = fe.write_model(tmp_path / "model")
     net = tmp_path / "net.pth"
     net.write_bytes(NET)
     (tmp_path / "link.safetensors").symlink_to(net)
@@ -35,7 +35,7 @@ def test_convert_never_writes_over_its_source_or_a_wrong_name(tmp_path, case):
     out = {"own-source": net, "link-to-source": tmp_path / "link.safetensors", "txt": tmp_path / "out.txt"}.get(
         case, tmp_path / "folder.safetensors"
     )
-    res = run_sandboxed(tmp_path, "--registry", str(overlay), "convert", "fake-x2", f"net={net}", "-o", str(out))
+    res = run_fake_convert(tmp_path, net, out)
     assert res.returncode == 2, err_of(res)
     one_line(res)
     assert net.read_bytes() == NET and not (tmp_path / "out.txt").exists()
@@ -43,13 +43,10 @@ def test_convert_never_writes_over_its_source_or_a_wrong_name(tmp_path, case):
 
 
 def test_convert_under_a_file_says_not_a_directory(tmp_path):
-    overlay, _ = fe.write_model(tmp_path / "model")
     (tmp_path / "net.pth").write_bytes(NET)
     (tmp_path / "file").write_text("a file")
     out = tmp_path / "file" / "x.safetensors"
-    res = run_sandboxed(
-        tmp_path, "--registry", str(overlay), "convert", "fake-x2", f"net={tmp_path / 'net.pth'}", "-o", str(out)
-    )
+    res = run_fake_convert(tmp_path, tmp_path / "net.pth", out)
     assert res.returncode == 3, err_of(res)
     err = one_line(res)
     assert "Not a directory" in err and "File exists" not in err, err
@@ -68,7 +65,6 @@ def _full_disk(limit: int = 300):
 
 @pytest.mark.parametrize("how", ["full-disk", "under-a-file", "read-only"])
 def test_convert_onto_an_unwritable_place_is_one_line(tmp_path, how, request):
-    overlay, _ = fe.write_model(tmp_path / "model")
     (tmp_path / "net.pth").write_bytes(NET)
     preexec = None
     if how == "full-disk":
@@ -76,17 +72,7 @@ def test_convert_onto_an_unwritable_place_is_one_line(tmp_path, how, request):
     else:
         folder = blocker(tmp_path) / "out" if how == "under-a-file" else locked_folder(tmp_path / "ro", request)
         out = folder / "b.safetensors"
-    res = run_sandboxed(
-        tmp_path,
-        "--registry",
-        str(overlay),
-        "convert",
-        "fake-x2",
-        f"net={tmp_path / 'net.pth'}",
-        "-o",
-        str(out),
-        preexec=preexec,
-    )
+    res = run_fake_convert(tmp_path, tmp_path / "net.pth", out, preexec=preexec)
     assert res.returncode == 3, err_of(res)
     err = one_line(res)
     assert "cannot write" in err and str(out) in err, err

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import fake_engine as fe
-from helpers import err_of, one_line, pth_bytes, random_png, run_sandboxed
+from helpers import err_of, one_line, pth_bytes, random_png, run_fake_convert, run_sandboxed
 
 
 class _Payload:
@@ -63,12 +63,9 @@ def test_pickled_code_is_named_and_never_run(tmp_path, how):
 def test_a_plain_pickle_without_code_says_what_it_holds(tmp_path):
     import pickle
 
-    overlay, _ = fe.write_model(tmp_path / "model")
     data = tmp_path / "list.pth"
     data.write_bytes(pickle.dumps([1, 2, 3], protocol=2))
-    res = run_sandboxed(
-        tmp_path, "--registry", str(overlay), "convert", "fake-x2", f"net={data}", "-o", str(tmp_path / "b.safetensors")
-    )
+    res = run_fake_convert(tmp_path, data, tmp_path / "b.safetensors")
     assert res.returncode == 3, err_of(res)
     err = one_line(res)
     assert "weights_only" not in err and "Warning" not in err

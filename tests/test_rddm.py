@@ -21,7 +21,7 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
-from helpers import cli_env, maxdiff, run_bounded, run_cli
+from helpers import assert_png_matches, cli_env, maxdiff, run_bounded, run_cli
 from restorecli.engines.rddm.engine import RDDMEngine, component_state
 from restorecli.engines.rddm.paper_resize import paper_resize, paper_resize_uint8
 from restorecli.engines.rddm.schedule import (
@@ -571,9 +571,7 @@ def test_cli_generate_and_derain_reproduce_the_official_outputs(shared, tmp_path
     )
     assert r.returncode == 0, r.stderr.decode()
     for k in range(2):
-        png = np.asarray(Image.open(tmp_path / "gen" / f"rddm-celeba64_s10_{k:04d}.png"))
-        want = gen["final_uint8"][k].permute(1, 2, 0).numpy()
-        assert np.abs(png.astype(int) - want.astype(int)).max() <= 1
+        assert_png_matches(tmp_path / "gen" / f"rddm-celeba64_s10_{k:04d}.png", gen["final_uint8"][k])
     assert (tmp_path / "gen" / "grid.png").is_file()
 
     der = load_file(str(rddm(shared, "derain", "tensors.safetensors")))
@@ -597,9 +595,7 @@ def test_cli_generate_and_derain_reproduce_the_official_outputs(shared, tmp_path
         env=env,
     )
     assert r.returncode == 0, r.stderr.decode()
-    png = np.asarray(Image.open(tmp_path / "clean.png"))
-    want = der["final_uint8"][0].permute(1, 2, 0).numpy()
-    assert np.abs(png.astype(int) - want.astype(int)).max() <= 1
+    assert_png_matches(tmp_path / "clean.png", der["final_uint8"][0])
 
 
 # ---- schedules, as training uses them --------------------------------------------------------

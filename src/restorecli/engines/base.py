@@ -54,6 +54,8 @@ class Engine(ABC):
     # (input sides are padded by the engine itself).
     tileable: bool = True
     min_tile: int = 64
+    # Whether `restore` needs a mask (inpainting and shadow models; set per loaded model).
+    needs_mask: bool = False
     # Automatic tiling (see `auto_tile`): the tile sides tried, largest first, and the memory share.
     tile_sizes: ClassVar[tuple[int, ...]] = (1024, 768, 512, 384, 256, 128)
     memory_share: ClassVar[MemoryShare] = MemoryShare()
@@ -68,6 +70,7 @@ class Engine(ABC):
         self.spec = spec
         self.device = torch.device(device)
         self.dtype = dtype
+        self.configure()
         self.nets: dict[str, nn.Module] = {}
         for name, comp in spec.components.items():
             if name not in states:
@@ -78,6 +81,14 @@ class Engine(ABC):
             load_strict(net, states[name], f"{spec.name}:{name}")
             net.eval().requires_grad_(False)
             self.nets[name] = net.to(self.device)
+        self.prepare()
+
+    def configure(self) -> None:  # noqa: B027 (a hook: engines override it where they need it)
+        """Read the method's settings from `self.spec` before any weights load, so that a bad
+        registry entry fails before minutes of loading (default: nothing to read)."""
+
+    def prepare(self) -> None:  # noqa: B027 (a hook: engines override it where they need it)
+        """Finish setting up once `self.nets` holds the loaded networks (default: nothing to do)."""
 
     # ---- construction -------------------------------------------------
     @classmethod
@@ -105,7 +116,7 @@ class Engine(ABC):
             return nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=self.dtype)
 
-    @abstractmethod
+    @torch.no_grad()
     def restore(
         self,
         images: Tensor,
@@ -119,7 +130,24 @@ class Engine(ABC):
         images: (B, 3, H, W) float32 RGB in [0, 1], CPU.
         masks: (B, 1, H, W) float32 in {0, 1}, 1 = area to fill (inpainting and shadow tasks only).
         Returns (B, 3, scale*H, scale*W) float32 in [0, 1], CPU.
+
+        The checks every method makes come first, here once; the method's own work is `restore_batch`.
         """
+        self.check_can_restore()
+        check_batch(images, generators, masks, needs_mask=self.needs_mask)
+        return self.restore_batch(images, steps, generators, masks)
+
+    def check_can_restore(self) -> None:  # noqa: B027 (a hook: generation engines override it)
+        """Raise UsageError where this model makes images rather than restoring them.
+
+        Runs before the batch checks, so that a generation model is named as such whatever it is given.
+        """
+
+    def restore_batch(
+        self, images: Tensor, steps: int, generators: list[torch.Generator], masks: Tensor | None
+    ) -> Tensor:
+        """The method's restoration of a batch that `restore` has checked (same arguments and result)."""
+        raise NotImplementedError(f"the {self.method} engine restores no images")
 
     def whole_image(self, image: Tensor) -> AbstractContextManager[Any]:
         """Context for restoring `image` tile by tile: engines that make decisions about the whole

@@ -46,17 +46,7 @@ def list_images(
     """
     folder = Path(folder)
     found: list[Path] = []
-    visited: set[tuple[int, int]] = set()
-    for here, dirs, files in os.walk(folder, followlinks=True):
-        try:
-            st = os.stat(here)
-        except OSError:
-            dirs[:] = []
-            continue
-        if (st.st_dev, st.st_ino) in visited:
-            dirs[:] = []
-            continue
-        visited.add((st.st_dev, st.st_ino))
+    for here, dirs, files in _walk_real_folders(folder):
         dirs[:] = (
             sorted(d for d in dirs if not d.startswith(".") and (Path(here) / d).resolve() not in exclude)
             if recursive
@@ -71,6 +61,25 @@ def list_images(
             elif skipped is not None and path.exists():
                 skipped.append(path)
     return sorted(found, key=lambda p: p.relative_to(folder).as_posix())
+
+
+def _walk_real_folders(root: Path) -> Iterator[tuple[str, list[str], list[str]]]:
+    """`os.walk` following symbolic links, each real folder once (a loop of links would never end).
+
+    As with os.walk, the caller may prune `dirs` in place; a folder that cannot be read is passed over.
+    """
+    visited: set[tuple[int, int]] = set()
+    for here, dirs, files in os.walk(root, followlinks=True):
+        try:
+            st = os.stat(here)
+        except OSError:
+            dirs[:] = []
+            continue
+        if (st.st_dev, st.st_ino) in visited:
+            dirs[:] = []
+            continue
+        visited.add((st.st_dev, st.st_ino))
+        yield here, dirs, files
 
 
 def _is_regular(path: Path) -> bool:
@@ -104,17 +113,7 @@ def glob_once(pattern: str) -> list[Path]:
         re.S,
     )
     found: list[Path] = []
-    visited: set[tuple[int, int]] = set()
-    for here, dirs, files in os.walk(root, followlinks=True):
-        try:
-            st = os.stat(here)
-        except OSError:
-            dirs[:] = []
-            continue
-        if (st.st_dev, st.st_ino) in visited:
-            dirs[:] = []
-            continue
-        visited.add((st.st_dev, st.st_ino))
+    for here, dirs, files in _walk_real_folders(root):
         dirs.sort()
         for name in files:
             path = Path(here) / name

@@ -51,6 +51,18 @@ def _blocks_per_level(num_res_blocks: int | list[int], levels: int) -> list[int]
     return counts
 
 
+def _level(block_in: int, block_out: int, count: int, attention: bool) -> tuple[Level, int]:
+    """One resolution of the encoder or decoder: `count` resnet blocks, each followed by self-attention
+    where the resolution has it, built in the official order; and the channels that leave it."""
+    blocks, attns = [], []
+    for _ in range(count):
+        blocks.append(ResnetBlock(block_in, block_out, act=swish))
+        block_in = block_out
+        if attention:
+            attns.append(SelfAttention(block_in))
+    return Level(blocks, attns), block_in
+
+
 class Encoder(nn.Module):
     def __init__(
         self,
@@ -73,15 +85,7 @@ class Encoder(nn.Module):
         self.down = nn.ModuleList()
         block_in = ch
         for i in range(levels):
-            block_in = ch * in_mult[i]
-            block_out = ch * ch_mult[i]
-            blocks, attns = [], []
-            for _ in range(counts[i]):
-                blocks.append(ResnetBlock(block_in, block_out, act=swish))
-                block_in = block_out
-                if res in attn_resolutions:
-                    attns.append(SelfAttention(block_in))
-            level = Level(blocks, attns)
+            level, block_in = _level(ch * in_mult[i], ch * ch_mult[i], counts[i], res in attn_resolutions)
             if i != levels - 1:
                 level.downsample = Downsample(block_in)
                 res //= 2
@@ -122,14 +126,7 @@ class Decoder(nn.Module):
         self.mid = Middle(block_in, act=swish)
         ups: list[nn.Module] = []
         for i in reversed(range(levels)):
-            block_out = ch * ch_mult[i]
-            blocks, attns = [], []
-            for _ in range(counts[i] + 1):
-                blocks.append(ResnetBlock(block_in, block_out, act=swish))
-                block_in = block_out
-                if res in attn_resolutions:
-                    attns.append(SelfAttention(block_in))
-            level = Level(blocks, attns)
+            level, block_in = _level(block_in, ch * ch_mult[i], counts[i] + 1, res in attn_resolutions)
             if i != 0:
                 level.upsample = Upsample(block_in)
                 res *= 2

@@ -57,10 +57,16 @@ class SourceKind:
         ceiling: int | None = None,
     ) -> tuple[Path, bool]:
         """Fetch the file; returns (path, staged): staged files were written to `dest` (restorecli's
-        cache, deleted on a bad checksum), others live in a cache of their own. Raises SourceFailed."""
+        cache, deleted on a bad checksum), others live in a cache of their own. Raises SourceFailed.
+
+        The base downloads nothing: it says what a person has to do (`not_downloadable`)."""
         from .download import SourceFailed
 
-        raise SourceFailed(f"{self.describe(src, comp)}: nothing can download a {self.name} source", manual=True)
+        raise SourceFailed(self.not_downloadable(src, comp), manual=True)
+
+    def not_downloadable(self, src: Source, comp: ComponentSpec) -> str:
+        """Why no program downloads the file, as the failure of the base's `download` says it."""
+        return f"{self.describe(src, comp)}: nothing can download a {self.name} source"
 
 
 class Hub(SourceKind):
@@ -146,20 +152,9 @@ class Manual(SourceKind):
     def describe(self, src: Source, comp: ComponentSpec) -> str:
         return f"{src.url or src.note} (download by hand)"
 
-    def download(
-        self,
-        src: Source,
-        comp: ComponentSpec,
-        dest: Path,
-        progress: ByteProgress | None,
-        *,
-        force: bool,
-        ceiling: int | None = None,
-    ) -> tuple[Path, bool]:
-        from .download import SourceFailed
-
+    def not_downloadable(self, src: Source, comp: ComponentSpec) -> str:
         note = f" ({src.note})" if src.note and src.url else ""
-        raise SourceFailed(f"{src.url or src.note}{note}", manual=True)
+        return f"{src.url or src.note}{note}"
 
 
 class Bundled(SourceKind):
@@ -175,21 +170,9 @@ class Bundled(SourceKind):
     def describe(self, src: Source, comp: ComponentSpec) -> str:
         return f"bundled with restorecli ({src.path})"
 
-    def download(
-        self,
-        src: Source,
-        comp: ComponentSpec,
-        dest: Path,
-        progress: ByteProgress | None,
-        *,
-        force: bool,
-        ceiling: int | None = None,
-    ) -> tuple[Path, bool]:
-        from .download import SourceFailed
-
-        # reached only when the cache's packaged_bundle() found no file: a broken installation
-        where = self.describe(src, comp)
-        raise SourceFailed(f"{where}: the file is missing from this installation; reinstall restorecli", manual=True)
+    def not_downloadable(self, src: Source, comp: ComponentSpec) -> str:
+        # asked only when the cache's packaged_bundle() found no file: a broken installation
+        return f"{self.describe(src, comp)}: the file is missing from this installation; reinstall restorecli"
 
 
 KINDS: dict[str, SourceKind] = {kind.name: kind for kind in (Hub(), Url(), Manual(), Bundled())}

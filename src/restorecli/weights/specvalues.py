@@ -52,20 +52,15 @@ INTS: dict[str, tuple[int, int]] = {
     "n_denoise_res": (0, 64),
 }
 LEVELS = ("dim_mults", "channel_mult", "ch_mult", "channel_multiplier")  # one multiplier per UNet level
+SCALES = ("sum_scale", "kappa", "latent_scale")  # factors above 0
+FRACTIONS = ("min_noise_level", "etas_end", "eta", "dropout")  # from 0 to 1
+BETA_ENDS = ("beta_start", "beta_end", "linear_start", "linear_end")  # above 0, at most 1
 # key -> (low, high, low is open) for real numbers
 FLOATS: dict[str, tuple[float, float, bool]] = {
-    "sum_scale": (0.0, 1e6, True),
-    "kappa": (0.0, 1e6, True),
-    "latent_scale": (0.0, 1e6, True),
+    **{k: (0.0, 1e6, True) for k in SCALES},
     "power": (0.0, 100.0, True),
-    "min_noise_level": (0.0, 1.0, False),
-    "etas_end": (0.0, 1.0, False),
-    "eta": (0.0, 1.0, False),
-    "beta_start": (0.0, 1.0, True),
-    "beta_end": (0.0, 1.0, True),
-    "linear_start": (0.0, 1.0, True),
-    "linear_end": (0.0, 1.0, True),
-    "dropout": (0.0, 1.0, False),
+    **{k: (0.0, 1.0, False) for k in FRACTIONS},
+    **{k: (0.0, 1.0, True) for k in BETA_ENDS},
 }
 TABLES = ("ddconfig",)
 # `schedule` is a table of a beta schedule (rddm, ddo) or the name of one (resshift)

@@ -85,8 +85,8 @@ class DDOEngine(Engine):
     method = "ddo"
     tileable = False
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def prepare(self) -> None:
+        """The UNet, the image shape it makes and the sampler settings."""
         unet = self._unet_component()
         self.unet: nn.Module = self.nets[unet]
         config = self.spec.components[unet].config
@@ -225,9 +225,7 @@ class DDOEngine(Engine):
         # compute_fid: clip to [-1, 1]; the [0, 1] image is (x + 1) / 2
         return x.clamp(-1, 1).add(1).div(2).float().cpu()
 
-    def restore(
-        self, images: Tensor, *, steps: int, generators: list[torch.Generator], masks: Tensor | None = None
-    ) -> Tensor:
+    def check_can_restore(self) -> None:
         raise UsageError(
             f"model '{self.spec.name}' is a generation model and restores no images",
             f"use 'restore generate --model {self.spec.name} OUT/'",

@@ -33,8 +33,8 @@ from torch import Tensor, nn
 from ...errors import UsageError, WeightsError
 from ...memory import cuda_free_bytes, keep_freed_memory
 from ...nets.diffir import KINDS, SCHEDULE_BUFFERS, DiffIRS2, build_diffir, input_unshuffle
-from ...weights.registry import ComponentSpec, ModelSpec
-from ..base import Engine, MemoryShare, StateDict, Trace, check_batch
+from ...weights.registry import ComponentSpec
+from ..base import Engine, MemoryShare, StateDict, Trace
 from ..common import pad_end, randn_per_image
 from .schedule import chain_timesteps, respaced_schedule, trained_schedule
 
@@ -151,20 +151,16 @@ class DiffIREngine(Engine):
     tile_sizes = (2048, 1536, 1280, 1024, 768, 512, 384, 256, 128)
     memory_share = MemoryShare(gpu=0.8, cpu=0.6)
 
-    def __init__(
-        self,
-        spec: ModelSpec,
-        states: dict[str, StateDict],
-        device: torch.device | str = "cpu",
-        dtype: torch.dtype = torch.float32,
-    ) -> None:
-        super().__init__(spec, states, device, dtype)
+    def prepare(self) -> None:
+        """Read the network's task and the sampler's padding and rounding, then size the attention chunks."""
+        spec = self.spec
         if len(spec.components) != 1:
             raise UsageError(f"model '{spec.name}': a DiffIR model has exactly one component")
         self.comp_name, comp = next(iter(spec.components.items()))
         self.kind = comp.kind
         self.config = dict(comp.config)
         self.task = self.kind.split(".", 1)[1]
+        self.needs_mask = self.task == "inpaint"
         self.unshuffle = input_unshuffle(self.kind, self.config)
         if self.task == "sr" and int(self.config.get("scale", 4)) != spec.scale:
             raise UsageError(
@@ -255,16 +251,9 @@ class DiffIREngine(Engine):
         net_in = F.pixel_unshuffle(image, self.unshuffle) if self.unshuffle > 1 else image
         return net_in, image, None
 
-    @torch.no_grad()
-    def restore(
-        self,
-        images: Tensor,
-        *,
-        steps: int,
-        generators: list[torch.Generator],
-        masks: Tensor | None = None,
+    def restore_batch(
+        self, images: Tensor, steps: int, generators: list[torch.Generator], masks: Tensor | None
     ) -> Tensor:
-        check_batch(images, generators, masks, needs_mask=self.task == "inpaint")
         _, _, h, w = images.shape
         net_in, image, mask = self._prepare(images, masks)
         self._record("net_input", net_in)

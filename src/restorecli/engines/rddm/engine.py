@@ -38,14 +38,16 @@ from ...nets.lightnet import build_lightnet
 from ...nets.rainnet import build_rainnet
 from ...nets.rddm_unet import RDDMUnet, RDDMUnetRes, build_unet, build_unetres
 from ...weights.registry import ComponentSpec, ModelSpec
-from ..base import Engine, MemoryShare, StateDict, check_batch
+from ..base import Engine, MemoryShare, StateDict
 from ..common import pad_end, padded_size, randn, randn_per_image
 from .checkpoints import UNET_KIND, UNETRES_KIND, component_state
 from .paper_resize import paper_resize
 from .schedule import (
     OBJECTIVES,
     TWO_HEAD_OBJECTIVES,
+    NoiseFn,
     OnStep,
+    Predict,
     Prediction,
     Schedule,
     gated_prediction,
@@ -135,15 +137,11 @@ class RDDMEngine(Engine):
     method = "rddm"
     min_tile = 64
 
-    def __init__(
-        self,
-        spec: ModelSpec,
-        states: dict[str, StateDict],
-        device: torch.device | str = "cpu",
-        dtype: torch.dtype = torch.float32,
-    ) -> None:
-        super().__init__(spec, states, device, dtype)
+    def prepare(self) -> None:
+        """Read the sampler settings, pick the networks (or the direct one) and build the schedule."""
+        spec = self.spec
         self.cfg = RDDMConfig.from_spec(spec)
+        self.needs_mask = self.cfg.input_condition
         self.direct = self._direct_net()
         self.unet0, self.unet1 = (None, None) if self.direct is not None else self._networks()
         if self.direct is None:
@@ -388,22 +386,17 @@ class RDDMEngine(Engine):
         return out.float().clamp(0, 1).cpu()
 
     # ---- restoration -------------------------------------------------------------------
-    @torch.no_grad()
-    def restore(
-        self,
-        images: Tensor,
-        *,
-        steps: int,
-        generators: list[torch.Generator],
-        masks: Tensor | None = None,
-    ) -> Tensor:
-        cfg = self.cfg
-        if not cfg.condition:
+    def check_can_restore(self) -> None:
+        if not self.cfg.condition:
             raise UsageError(
                 f"model '{self.spec.name}' generates images; it does not restore them",
                 f"use 'restore generate --model {self.spec.name}'",
             )
-        check_batch(images, generators, masks, needs_mask=cfg.input_condition)
+
+    def restore_batch(
+        self, images: Tensor, steps: int, generators: list[torch.Generator], masks: Tensor | None
+    ) -> Tensor:
+        cfg = self.cfg
         if self.direct is not None:
             return self._restore_direct(images)
         x = images.float()
@@ -431,16 +424,7 @@ class RDDMEngine(Engine):
         def noise_fn(like: Tensor) -> Tensor:
             return randn_per_image(shape, generators, self.device)
 
-        out = sample(
-            self._predictor(x_in, cond),
-            x_t,
-            self.schedule,
-            steps,
-            eta=cfg.eta,
-            noise_fn=noise_fn,
-            loops=cfg.loops,
-            on_step=self.on_step,
-        )
+        out = self._sample(self._predictor(x_in, cond), x_t, steps, noise_fn)
         return ((out + 1) * 0.5)[:, :, :height, :width].float().cpu()
 
     # ---- generation --------------------------------------------------------------------
@@ -461,14 +445,12 @@ class RDDMEngine(Engine):
         def noise_fn(like: Tensor) -> Tensor:
             return randn(like.shape, generator, self.device)
 
-        out = sample(
-            self._predictor(0, None, batch_size),
-            x_t,
-            self.schedule,
-            steps,
-            eta=cfg.eta,
-            noise_fn=noise_fn,
-            loops=cfg.loops,
-            on_step=self.on_step,
-        )
+        out = self._sample(self._predictor(0, None, batch_size), x_t, steps, noise_fn)
         return ((out + 1) * 0.5).float().cpu()
+
+    def _sample(self, predict: Predict, x_t: Tensor, steps: int, noise_fn: NoiseFn) -> Tensor:
+        """The model's sampler settings around `schedule.sample`: restoration and generation run the same one."""
+        cfg = self.cfg
+        return sample(
+            predict, x_t, self.schedule, steps, eta=cfg.eta, noise_fn=noise_fn, loops=cfg.loops, on_step=self.on_step
+        )

@@ -28,7 +28,7 @@ from torch import Tensor, nn
 from ...errors import UsageError, WeightsError
 from ...weights.checkpoint import unwrap_state_dict
 from ...weights.registry import ComponentSpec, ModelSpec
-from ..base import Engine, MemoryShare, StateDict, Trace, check_batch
+from ..base import Engine, MemoryShare, StateDict, Trace
 from ..common import pad_end, randn_per_image
 from .schedule import Schedule, build_schedule, exponential_sqrt_etas, respaced_timesteps
 
@@ -43,14 +43,9 @@ class ResShiftEngine(Engine):
     tile_sizes = (1024, 768, 512, 384, 256, 192, 128, 64)
     memory_share = MemoryShare(gpu=0.7, cpu=0.6, cpu_cap=12 << 30)
 
-    def __init__(
-        self,
-        spec: ModelSpec,
-        states: dict[str, StateDict],
-        device: torch.device | str = "cpu",
-        dtype: torch.dtype = torch.float32,
-    ) -> None:
-        # Sampler settings are read first so a bad registry entry fails before weights load.
+    def configure(self) -> None:
+        """The components and sampler settings; the chain of the noise levels it was trained on."""
+        spec = self.spec
         self.unet_name = self._component_of_kind(spec, UNET_KIND)
         self.vq_name = self._component_of_kind(spec, VQ_KIND)
         s = spec.sampler
@@ -60,7 +55,7 @@ class ResShiftEngine(Engine):
         self.one_step = bool(s.get("one_step", False))
         self.latent_scale = float(s.get("latent_scale", 1.0))
         self.pad_multiple = int(s.get("pad_multiple", unet_cfg.get("lq_size", 64)))
-        self.uses_mask = bool(unet_cfg.get("cond_mask", False))
+        self.needs_mask = bool(unet_cfg.get("cond_mask", False))
         self.mask_back = bool(s.get("mask_back", True))
         if s.get("schedule", "exponential") != "exponential":
             raise UsageError(f"model '{spec.name}': unknown ResShift schedule {s['schedule']!r}")
@@ -71,10 +66,12 @@ class ResShiftEngine(Engine):
             self.kappa,
             float(s.get("power", 0.3)),
         )
-        super().__init__(spec, states, device, dtype)
+
+    def prepare(self) -> None:
+        """Tiling as the model allows it, and no observer of intermediates yet."""
         # Tiles are padded to the pad multiple anyway; aligned faces must stay whole.
         self.min_tile = self.pad_multiple
-        self.tileable = spec.task != "face"
+        self.tileable = self.spec.task != "face"
         # Optional observer of every intermediate (name, tensor); used by the conformance tests.
         self.trace: Trace | None = None
 
@@ -148,21 +145,14 @@ class ResShiftEngine(Engine):
         self._record("decoder_out", out)
         return out
 
-    @torch.no_grad()
-    def restore(
-        self,
-        images: Tensor,
-        *,
-        steps: int,
-        generators: list[torch.Generator],
-        masks: Tensor | None = None,
+    def restore_batch(
+        self, images: Tensor, steps: int, generators: list[torch.Generator], masks: Tensor | None
     ) -> Tensor:
-        check_batch(images, generators, masks, needs_mask=self.uses_mask)
         chain = self.schedule(steps)
         batch, _, height, width = images.shape
         lq01 = images.float()
         mask01 = None
-        if self.uses_mask:
+        if self.needs_mask:
             mask01 = masks.float()
             lq01 = lq01 * (1 - mask01)  # the unknown area is black, as the official training data
         pad_h = -height % self.pad_multiple
