@@ -91,3 +91,10 @@ def test_a_global_only_run_is_scored_on_the_global_mapping_alone():
     assert validate({"net": net}, plain, None, [pair], torch.device("cpu"))["psnr_rgb"] == pytest.approx(
         psnr(whole, pair.clean), abs=1e-6
     )
+
+
+def test_global_weight_needs_a_lightnet_that_reads_the_whole_photo():
+    with pytest.raises(UsageError, match="--global-weight"):
+        TrainConfig(task="lowlight", network="lightnet", global_weight=1.0)
+    with pytest.raises(UsageError, match="--global-weight"):
+        TrainConfig(task="derain", network="unet", whole_image_context=True, global_weight=1.0)

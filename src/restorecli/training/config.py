@@ -104,9 +104,15 @@ class TrainConfig:
                 f"--width {self.width} / --global-width {self.global_width} is out of range",
                 "use 4..256 (the shipped model: 12 and 32)",
             )
-        if self.global_only and not (self.network == "lightnet" and self.whole_image_context):
+        whole_photo = self.network == "lightnet" and self.whole_image_context
+        if self.global_only and not whole_photo:
             raise UsageError(
                 "--global-only trains a lightnet's global branch", "add --network lightnet --whole-image-context"
+            )
+        if self.global_weight and not whole_photo:
+            raise UsageError(
+                "--global-weight scores a lightnet's global branch on the whole photo",
+                "add --network lightnet --whole-image-context",
             )
         for key in ("exposure_jitter", "color_jitter", "ssim_weight", "global_weight"):
             value = getattr(self, key)
