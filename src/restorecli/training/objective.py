@@ -77,8 +77,9 @@ def direct_loss(
         degraded = _quantised(degraded * gains)
         context = None if context is None else (context * gains).clamp(0, 1)
     params = net.global_params(context if context is not None else degraded)
-    if cfg.global_only and context is not None and clean_context is not None:
-        whole = F.l1_loss(net.global_mapping(context, params), clean_context)
+    whole_photo = context is not None and clean_context is not None
+    if cfg.global_only and whole_photo:
+        whole = _global_mapping_loss(net, params, context, clean_context)
         return whole, {"global": float(whole.detach())}
     size = degraded.shape[-1]
     local = min(cfg.local_crop, size) if cfg.local_crop else max(size // 2, min(size, 96))
@@ -89,10 +90,15 @@ def direct_loss(
     parts = {"pixel": lossf(out, target)}
     if cfg.ssim_weight:
         parts["ssim"] = cfg.ssim_weight * (1 - _ssim_luma(out.clamp(0, 1), target))
-    if cfg.global_weight and context is not None and clean_context is not None:
-        parts["global"] = cfg.global_weight * F.l1_loss(net.global_mapping(context, params), clean_context)
+    if cfg.global_weight and whole_photo:
+        parts["global"] = cfg.global_weight * _global_mapping_loss(net, params, context, clean_context)
     loss = sum(parts.values())
     return loss, {k: float(v.detach()) for k, v in parts.items()}  # type: ignore[return-value]
+
+
+def _global_mapping_loss(net: nn.Module, params: object, context: Tensor, clean_context: Tensor) -> Tensor:
+    """L1 of the global mapping alone on the whole degraded thumbnail against the whole clean one."""
+    return F.l1_loss(net.global_mapping(context, params), clean_context)
 
 
 def training_loss(
